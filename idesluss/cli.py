@@ -1,0 +1,245 @@
+"""The ``idesluss`` command line: a thin adapter from arguments to :class:`idesluss.service.Service`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(args: argparse.Namespace):  # -> Settings
+    from idesluss.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise CliError(f"invalid setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", EXIT_USAGE) from exc
+    if getattr(args, "db", None):
+        settings.db = Path(args.db)
+    return settings
+
+
+def _service(args: argparse.Namespace):  # -> Service
+    from idesluss.service import Service
+    from store import StoreLockedError
+
+    try:
+        return Service(_settings(args))
+    except StoreLockedError as exc:
+        raise CliError(str(exc), EXIT_LOCKED) from exc
+
+
+def _date(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {value!r}") from None
+
+
+def _k(value: str) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k must be a whole number, got {value!r}") from None
+    if not 1 <= k <= 100:
+        raise argparse.ArgumentTypeError(f"--k must be between 1 and 100, got {k}")
+    return k
+
+
+def _read_queries(path: str) -> list[tuple[str, str]]:
+    out = []
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{path}: no such file", EXIT_USAGE)
+    with p.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CliError(f"{path} line {number}: malformed JSON ({exc.msg})", EXIT_USAGE) from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                raise CliError(f"{path} line {number}: each line needs a non-empty \"text\"", EXIT_USAGE)
+            out.append((str(obj.get("id", number)), obj["text"]))
+    return out
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in {"department": args.department, "status": args.status, "source": args.source,
+                              "date_from": args.date_from, "date_to": args.date_to}.items() if v}
+
+
+def _print_hits(query: str, hits: Sequence[Any]) -> None:
+    print(f"Förslag för: {query[:100]}")
+    if not hits:
+        print("  (inga träffar)")
+    for rank, h in enumerate(hits, start=1):
+        d = h.as_dict()
+        meta = ", ".join(x for x in (d["department"], d["created_at"], d["status"], d["outcome"]) if x)
+        print(f"{rank:>3}. [{d['id']}] {d['title'] or d['snippet'][:60]}  ({d['score']:.2f})")
+        if meta:
+            print(f"     {meta}")
+        print(f"     Varför: {d['why']}")
+        if d["duplicate_group"]:
+            print(f"     Dubblettgrupp: {', '.join(d['duplicate_group'])}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.records import FileRejected
+
+    svc = _service(args)
+    try:
+        report = svc.ingest(args.kind, args.path)
+    except FileRejected as exc:
+        raise CliError(f"file rejected: {exc}", EXIT_USAGE) from exc
+    finally:
+        svc.close()
+    print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1) if args.json else report.summary())
+    return EXIT_PARTIAL if report.errors else EXIT_OK
+
+
+def _cmd_search(args: argparse.Namespace, method: str, query_kind: str) -> int:
+    from idesluss.service import NotFound, Query
+
+    svc = _service(args)
+    try:
+        if args.queries:
+            batch = _read_queries(args.queries)
+            results = getattr(svc, method)([Query(text=t) for _, t in batch], k=args.k, filters=_filters(args))
+            for (qid, _), hits in zip(batch, results):
+                print(json.dumps({"query_id": qid, "results": [h.as_dict() for h in hits]}, ensure_ascii=False))
+            return EXIT_OK
+        if args.idea is not None:
+            query, label = Query(id=args.idea), args.idea
+        elif args.text:
+            query, label = Query(text=args.text), args.text
+        else:
+            raise CliError("give a TEXT, --idea ID or --queries FILE", EXIT_USAGE)
+        kw = {"all_duplicates": args.all_duplicates} if method == "similar" else {}
+        hits = getattr(svc, method)([query], k=args.k, filters=_filters(args), **kw)[0]
+    except NotFound as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    finally:
+        svc.close()
+    if args.json:
+        print(json.dumps({"query": label, "results": [h.as_dict() for h in hits]}, ensure_ascii=False))
+    else:
+        _print_hits(label, hits)
+    return EXIT_OK
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    return _cmd_search(args, "similar", "ideas")
+
+
+def cmd_needs(args: argparse.Namespace) -> int:
+    return _cmd_search(args, "needs_for", "ideas")
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from idesluss.service import NotFound
+
+    svc = _service(args)
+    try:
+        fid = svc.feedback(args.query_kind, args.query_id, args.target_kind, args.target_id, args.verdict,
+                           args.actor)
+    except (NotFound, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    finally:
+        svc.close()
+    print(f"feedback {fid} stored")
+    return EXIT_OK
+
+
+def _search_parser(sub: Any, name: str, help_text: str, func: Any, with_dups: bool) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("text", nargs="?", help="a drafted idea text")
+    p.add_argument("--idea", help="id of a stored idea")
+    p.add_argument("--queries", help="JSONL file of {\"id\", \"text\"} lines (model loaded once)")
+    p.add_argument("--k", type=_k, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--department")
+    p.add_argument("--status")
+    p.add_argument("--source")
+    p.add_argument("--date-from", type=_date)
+    p.add_argument("--date-to", type=_date)
+    if with_dups:
+        p.add_argument("--all-duplicates", action="store_true", help="show every member of a duplicate group")
+    p.set_defaults(func=func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="idesluss", description="Idéslussen matcher")
+    parser.add_argument("--db", help="DuckDB file (else IDESLUSS_DB, else ./idesluss.duckdb)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="load ideas or needs from .csv, .jsonl or .json")
+    p.add_argument("kind", choices=["ideas", "needs"])
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    _search_parser(sub, "similar", "similar earlier ideas", cmd_similar, True)
+    _search_parser(sub, "needs", "citizen needs an idea answers", cmd_needs, False)
+
+    p = sub.add_parser("feedback", help="record a verdict on a suggestion")
+    p.add_argument("query_id")
+    p.add_argument("target_id")
+    p.add_argument("verdict", choices=["useful", "not_useful", "duplicate", "confirmed_need_link",
+                                       "rejected_need_link"])
+    p.add_argument("--query-kind", default="ideas", choices=["ideas", "needs"])
+    p.add_argument("--target-kind", default="ideas", choices=["ideas", "needs"])
+    p.add_argument("--actor", default="cli")
+    p.set_defaults(func=cmd_feedback)
+
+    _register_more(sub)
+    return parser
+
+
+def _register_more(sub: Any) -> None:
+    """Commands that live in their own modules (themes, serve, keys, evaluate, bench)."""
+    from idesluss import cli_more
+
+    cli_more.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``idesluss`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"idesluss: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("idesluss: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

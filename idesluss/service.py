@@ -1,0 +1,181 @@
+"""Service functions shared by the command line and the HTTP API.
+
+A :class:`Service` owns one open store, the encoder (loaded once, on first use) and the
+in-memory index (built from the store on first use, appended to on ingest).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from idesluss.settings import Settings
+from matcher.collection import Collection, Item
+from matcher.hybrid import FusionConfig, Hit, HybridMatcher
+from matcher.swedish import Analyzer
+from models.encoder import TextEncoder
+from pipelines.embed import embed_missing
+from pipelines.ingest import IngestReport, ingest_file
+from pipelines.masking import mask
+from store import Record, Store
+from store import feedback as fb
+
+
+class NotFound(LookupError):
+    """An id that is not in the store."""
+
+
+def record_to_item(rec: Record) -> Item:
+    """The matcher's view of a stored record."""
+    return Item(id=rec.id, text=rec.text, title=rec.title, created_at=rec.created_at, department=rec.department,
+                status=rec.status, outcome=rec.outcome, source=rec.source)
+
+
+@dataclass
+class Query:
+    """A search: a free text or a stored record id."""
+
+    text: str | None = None
+    id: str | None = None
+
+
+class Service:
+    """The service behind the CLI and the API.
+
+    Args:
+        settings: the service settings.
+        store: an open store (opened from ``settings.db`` when omitted).
+        encoder: an encoder (loaded from ``settings.model`` on first use when omitted).
+    """
+
+    def __init__(self, settings: Settings, store: Store | None = None, encoder: TextEncoder | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.db)
+        self._encoder = encoder
+        self._collections: dict[str, Collection] | None = None
+        self._lock = threading.RLock()
+        self.matcher_config = FusionConfig(method=settings.fusion_method, dense_weight=settings.dense_weight,
+                                           lexical_weight=settings.lexical_weight)
+
+    # -- resources ------------------------------------------------------------------------
+    @property
+    def encoder(self) -> TextEncoder:
+        """The encoder, loaded once."""
+        if self._encoder is None:
+            from models.registry import load_encoder
+
+            self._encoder = load_encoder(self.settings.model, self.settings.cache_dir,
+                                         batch_size=self.settings.batch_size, threads=self.settings.threads)
+        return self._encoder
+
+    def matcher(self, fusion: FusionConfig | None = None) -> HybridMatcher:
+        """A hybrid matcher with the configured (or the given) fusion."""
+        return HybridMatcher(self.encoder, fusion or self.matcher_config)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def collections(self) -> dict[str, Collection]:
+        """The in-memory index, built from the store on first use."""
+        with self._lock:
+            if self._collections is None:
+                self._collections = self._build_index()
+            return self._collections
+
+    def _build_index(self) -> dict[str, Collection]:
+        embed_missing(self.store, self.encoder)
+        texts = [r.text for kind in ("ideas", "needs") for r in self.store.records(kind)]
+        analyzer = Analyzer()
+        analyzer.learn(texts)
+        out = {}
+        for kind in ("ideas", "needs"):
+            threshold = self.settings.duplicate_threshold if kind == "ideas" else None
+            coll = Collection(self.encoder.dim, analyzer, duplicate_threshold=threshold)
+            self._add_to(coll, kind, self.store.records(kind))
+            out[kind] = coll
+        return out
+
+    def _add_to(self, coll: Collection, kind: str, records: Sequence[Record]) -> None:
+        ids, vectors = self.store.vectors(kind, self.encoder.model_id)
+        row = {i: n for n, i in enumerate(ids)}
+        have = [r for r in records if r.id in row]
+        if have:
+            coll.add([record_to_item(r) for r in have], vectors[[row[r.id] for r in have]])
+
+    # -- ingest ---------------------------------------------------------------------------
+    def ingest(self, kind: str, path: str | Path) -> IngestReport:
+        """Ingest a file, embed what is new, and update a built index in place."""
+        report = ingest_file(self.store, kind, path, encoder=self.encoder, max_bytes=self.settings.max_file_bytes)
+        with self._lock:
+            if self._collections is not None and report.ids:
+                self._add_to(self._collections[kind], kind, self.store.records(kind, report.ids))
+        return report
+
+    # -- search ---------------------------------------------------------------------------
+    def _record(self, kind: str, record_id: str) -> Record:
+        rec = self.store.get_record(kind, record_id)
+        if rec is None:
+            raise NotFound(f"no {kind[:-1]} with id {record_id!r}")
+        return rec
+
+    def similar(self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None,
+                all_duplicates: bool = False) -> list[list[Hit]]:
+        """Similar earlier ideas for each query (never the query idea itself)."""
+        return self._search("ideas", "ideas", queries, k, filters, collapse=not all_duplicates)
+
+    def needs_for(self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
+                  ) -> list[list[Hit]]:
+        """Citizen needs each idea (or draft) answers; confirmed links first, rejected ones never."""
+        return self._search("ideas", "needs", queries, k, filters, collapse=False)
+
+    def ideas_for_need(self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
+                       ) -> list[list[Hit]]:
+        """Ideas that answer each need."""
+        return self._search("needs", "ideas", queries, k, filters, collapse=True)
+
+    def _search(self, query_kind: str, target_kind: str, queries: Sequence[Query], k: int,
+                filters: dict[str, Any] | None, collapse: bool) -> list[list[Hit]]:
+        texts, excludes, pins = [], [], []
+        for q in queries:
+            if q.id is not None:
+                rec = self._record(query_kind, q.id)
+                texts.append(Item(id=rec.id, text=rec.text, title=rec.title).full_text)
+                exclude = {rec.id} if query_kind == target_kind else set()
+                exclude |= fb.rejected_targets(self.store, query_kind, rec.id, target_kind)
+                pin: set[str] = set()
+                if {query_kind, target_kind} == {"ideas", "needs"}:
+                    key = (lambda pair: pair[1]) if query_kind == "ideas" else (lambda pair: pair[0])
+                    found = fb.links(self.store, idea_id=rec.id) if query_kind == "ideas" \
+                        else fb.links(self.store, need_id=rec.id)
+                    exclude |= {key(p) for p, s in found.items() if s == "rejected"}
+                    pin = {key(p) for p, s in found.items() if s == "confirmed"}
+                excludes.append(exclude)
+                pins.append(pin)
+            else:
+                text = (q.text or "").strip()
+                if not text:
+                    raise ValueError("the search text is empty")
+                texts.append(mask(text).text)
+                excludes.append(set())
+                pins.append(set())
+        coll = self.collections()[target_kind]
+        return self.matcher().search_batch(coll, texts, k=k, filters=filters, exclude=excludes, pinned=pins,
+                                           collapse_duplicates=collapse)
+
+    # -- feedback -------------------------------------------------------------------------
+    def feedback(self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str,
+                 actor: str) -> int:
+        """Store a coach's verdict on a suggestion."""
+        self._record(query_kind, query_id)
+        self._record(target_kind, target_id)
+        return fb.add_feedback(self.store, query_kind, query_id, target_kind, target_id, verdict, actor)
+
+    def set_link(self, idea_id: str, need_id: str, state: str, actor: str) -> None:
+        """Confirm or reject an idea-need link."""
+        self._record("ideas", idea_id)
+        self._record("needs", need_id)
+        fb.set_need_link(self.store, idea_id, need_id, state, actor)

@@ -1,0 +1,43 @@
+"""Settings, read once at the edge (command line, app start-up) from ``IDESLUSS_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the rest of the code is handed what it needs from here."""
+
+    model_config = SettingsConfigDict(env_prefix="IDESLUSS_", extra="ignore")
+
+    db: Path = Field(Path("idesluss.duckdb"), description="DuckDB file")
+    model: str = Field("default", description="'default' (embedded e5-small) or a sentence-transformers path")
+    cache_dir: Path = Field(Path.home() / ".cache" / "idesluss", description="where the default model is built")
+    batch_size: int = Field(32, ge=1, le=1024)
+    threads: int | None = Field(None, ge=1, le=256)
+    max_file_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    fusion_method: Literal["zscore", "rrf"] = "zscore"
+    dense_weight: float = Field(1.0, ge=0)
+    lexical_weight: float = Field(0.35, ge=0)
+    duplicate_threshold: float = Field(0.93, gt=0, le=1)
+    theme_assign_threshold: float = Field(0.80, gt=0, le=1)
+    nightly_at: str | None = Field(None, description="HH:MM Europe/Stockholm for the in-service nightly job")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(600, ge=1)
+
+    @field_validator("nightly_at")
+    @classmethod
+    def _check_time(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        hh, _, mm = value.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+            raise ValueError(f"IDESLUSS_NIGHTLY_AT must be HH:MM, got {value!r}")
+        return f"{int(hh):02d}:{int(mm):02d}"

@@ -1,0 +1,206 @@
+"""Hybrid retrieval: dense cosine fused with Swedish BM25, with explanations a coach can read.
+
+The matcher is handed an encoder and the rows to index; it never runs SQL or loads a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from matcher.collection import Collection, Item
+from matcher.swedish import Analyzer
+from models.encoder import TextEncoder
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How dense and lexical evidence are combined.
+
+    Attributes:
+        method: "zscore" (weighted sum of per-query z-scores) or "rrf" (reciprocal rank fusion).
+        dense_weight: weight of the dense part (0 switches it off).
+        lexical_weight: weight of the lexical part (0 switches it off).
+        rrf_k: the RRF constant.
+        pool: rows considered when normalising scores (top of each ranker).
+    """
+
+    method: Literal["zscore", "rrf"] = "zscore"
+    dense_weight: float = 1.0
+    lexical_weight: float = 0.35
+    rrf_k: int = 60
+    pool: int = 200
+
+    def __post_init__(self) -> None:
+        if self.method not in ("zscore", "rrf"):
+            raise ValueError(f"unknown fusion method {self.method!r}; use 'zscore' or 'rrf'")
+        if self.dense_weight < 0 or self.lexical_weight < 0 or self.dense_weight + self.lexical_weight == 0:
+            raise ValueError("fusion weights must be >= 0 and not both 0")
+
+
+@dataclass
+class Hit:
+    """One ranked suggestion with its evidence."""
+
+    id: str
+    score: float
+    dense: float
+    lexical: float
+    shared_terms: list[str]
+    why: str
+    item: Item
+    duplicate_group: list[str] = field(default_factory=list)
+    pinned: bool = False
+
+    def as_dict(self, snippet_chars: int = 220) -> dict[str, Any]:
+        """JSON-ready result (DESIGN.md output shape)."""
+        it = self.item
+        text = it.text if len(it.text) <= snippet_chars else it.text[: snippet_chars - 1].rsplit(" ", 1)[0] + "…"
+        return {
+            "id": self.id, "score": round(self.score, 4), "title": it.title, "snippet": text,
+            "department": it.department, "created_at": it.created_at.date().isoformat() if it.created_at else None,
+            "status": it.status, "outcome": it.outcome, "source": it.source,
+            "dense": round(self.dense, 4), "lexical": round(self.lexical, 4),
+            "shared_terms": self.shared_terms, "why": self.why, "duplicate_group": self.duplicate_group,
+            "confirmed": self.pinned,
+        }
+
+
+def _zscore(x: np.ndarray, pool_idx: np.ndarray) -> np.ndarray:
+    ref = x[pool_idx]
+    std = float(ref.std())
+    return (x - float(ref.mean())) / (std if std > 1e-9 else 1.0)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}".replace(".", ",")
+
+
+class HybridMatcher:
+    """Dense + lexical search over a :class:`Collection`.
+
+    Args:
+        encoder: turns query texts into vectors.
+        fusion: the fusion configuration.
+    """
+
+    def __init__(self, encoder: TextEncoder, fusion: FusionConfig | None = None) -> None:
+        self.encoder = encoder
+        self.fusion = fusion or FusionConfig()
+
+    def search(self, collection: Collection, text: str, k: int = 10, **kw: Any) -> list[Hit]:
+        """Top-k hits for one text (see :meth:`search_batch`)."""
+        return self.search_batch(collection, [text], k=k, **kw)[0]
+
+    def search_batch(self, collection: Collection, texts: Sequence[str], k: int = 10,
+                     vectors: np.ndarray | None = None, filters: dict[str, Any] | None = None,
+                     exclude: Sequence[set[str]] | None = None, pinned: Sequence[set[str]] | None = None,
+                     collapse_duplicates: bool = False) -> list[list[Hit]]:
+        """Top-k hits for each text.
+
+        Args:
+            collection: what to search.
+            texts: query texts (coach drafts or stored texts).
+            k: results per query.
+            vectors: precomputed query vectors (for stored items); encoded as queries otherwise.
+            filters: department / status / source / outcome / date_from / date_to.
+            exclude: per query, ids never to return (the query itself, rejected suggestions).
+            pinned: per query, ids confirmed by a coach: always ranked first.
+            collapse_duplicates: return one representative per near-duplicate group.
+        """
+        if not texts:
+            return []
+        if vectors is None and self.fusion.dense_weight > 0:
+            vectors = self.encoder.encode_queries(list(texts))
+        base_mask = collection.filter_mask(filters)
+        out = []
+        for i, text in enumerate(texts):
+            mask = base_mask.copy()
+            for ex in (exclude[i] if exclude else ()):
+                row = collection.row_of.get(ex)
+                if row is not None:
+                    mask[row] = False
+            qvec = vectors[i] if vectors is not None else None
+            out.append(self._rank(collection, text, qvec, mask, k, pinned[i] if pinned else set(),
+                                  collapse_duplicates))
+        return out
+
+    def scores(self, collection: Collection, text: str, qvec: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(fused, dense, lexical) scores of every row for one query."""
+        n = len(collection)
+        dense = collection.vectors @ qvec if qvec is not None and self.fusion.dense_weight > 0 \
+            else np.zeros(n, np.float32)
+        lexical = collection.lexical.scores(text) if self.fusion.lexical_weight > 0 else np.zeros(n, np.float32)
+        f = self.fusion
+        if f.lexical_weight == 0:
+            return dense.astype(np.float64), dense, lexical
+        if f.dense_weight == 0:
+            return lexical.astype(np.float64), dense, lexical
+        pool = min(f.pool, n)
+        pool_idx = np.unique(np.concatenate([np.argpartition(-dense, pool - 1)[:pool],
+                                             np.argpartition(-lexical, pool - 1)[:pool]]))
+        if f.method == "zscore":
+            fused = f.dense_weight * _zscore(dense, pool_idx) + f.lexical_weight * _zscore(lexical, pool_idx)
+        else:
+            fused = np.zeros(n)
+            for weight, part in ((f.dense_weight, dense), (f.lexical_weight, lexical)):
+                order = np.argsort(-part[pool_idx])
+                ranks = np.empty(len(pool_idx))
+                ranks[order] = np.arange(1, len(pool_idx) + 1)
+                fused[pool_idx] += weight / (f.rrf_k + ranks)
+        return fused, dense, lexical
+
+    def _rank(self, collection: Collection, text: str, qvec: np.ndarray | None, mask: np.ndarray, k: int,
+              pinned: set[str], collapse: bool) -> list[Hit]:
+        n = len(collection)
+        if n == 0 or not mask.any():
+            return []
+        fused, dense, lexical = self.scores(collection, text, qvec)
+        fused = np.where(mask, fused, -np.inf)
+        pin_rows = [collection.row_of[p] for p in pinned if p in collection.row_of and mask[collection.row_of[p]]]
+        want = min(n, max(4 * k, k + 20))
+        top = np.argpartition(-fused, want - 1)[:want] if want < n else np.arange(n)
+        top = top[np.argsort(-fused[top], kind="stable")]
+        ordered = pin_rows + [int(r) for r in top if np.isfinite(fused[r]) and int(r) not in pin_rows]
+        query_terms = set(collection.lexical.query_terms(text))
+        hits: list[Hit] = []
+        seen_groups: set[int] = set()
+        for row in ordered:
+            if collapse:
+                key = collection.group_key(row)
+                if key in seen_groups:
+                    continue
+                seen_groups.add(key)
+            hits.append(self._hit(collection, row, fused[row], dense[row], lexical[row], query_terms,
+                                  row in pin_rows))
+            if len(hits) == k:
+                break
+        return hits
+
+    def _hit(self, collection: Collection, row: int, fused: float, dense: float, lexical: float,
+             query_terms: set[str], pinned: bool) -> Hit:
+        item = collection.items[row]
+        shared = [t for t in dict.fromkeys(collection.lexical.doc_terms(row)) if t in query_terms]
+        surface = collection.lexical.analyzer.surface_forms(item.full_text)
+        words = [surface[t].most_common(1)[0][0] for t in shared if t in surface][:8]
+        group = [collection.items[r].id for r in collection.group(row)] if collection.duplicate_threshold else []
+        return Hit(id=item.id, score=float(fused), dense=float(dense), lexical=float(lexical),
+                   shared_terms=words, why=self._explain(dense, lexical, words, pinned), item=item,
+                   duplicate_group=group if len(group) > 1 else [], pinned=pinned)
+
+    def _explain(self, dense: float, lexical: float, words: list[str], pinned: bool) -> str:
+        parts = []
+        if pinned:
+            parts.append("Bekräftad av en idécoach.")
+        if self.fusion.dense_weight > 0:
+            level = "mycket lika" if dense >= 0.9 else "lika" if dense >= 0.85 else "delvis lika" \
+                if dense >= 0.8 else "svagt lika"
+            parts.append(f"Innebörden är {level} (semantisk likhet {_fmt(dense)}).")
+        if words:
+            parts.append(f"Delar orden: {', '.join(words)} (ordmatchning {_fmt(lexical)}).")
+        elif self.fusion.lexical_weight > 0:
+            parts.append("Inga gemensamma nyckelord: träffen bygger på innebörden.")
+        return " ".join(parts)

@@ -1,0 +1,1 @@
+"""Jobs: ingest files (validate, normalise, mask personal data), incremental embedding, nightly themes."""

@@ -1,0 +1,88 @@
+"""Ingest a file of ideas or needs: validate, mask, store in batches, embed what is new."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from models.encoder import TextEncoder
+from pipelines.embed import embed_missing
+from pipelines.records import DEFAULT_MAX_FILE_BYTES, RowError, parse_file
+from store import Record, Store
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ingest."""
+
+    kind: str
+    path: str
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        """Rows accepted (inserted, updated or unchanged)."""
+        return self.inserted + self.updated + self.unchanged
+
+    def summary(self) -> str:
+        """One paragraph for a terminal."""
+        lines = [f"{self.path}: {self.stored} {self.kind} accepted ({self.inserted} new, {self.updated} updated, "
+                 f"{self.unchanged} unchanged), {len(self.errors)} rejected, {self.embedded} texts embedded"]
+        lines += [f"  rejected {e}" for e in self.errors]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"kind": self.kind, "path": self.path, "inserted": self.inserted, "updated": self.updated,
+                "unchanged": self.unchanged, "embedded": self.embedded,
+                "errors": [{"line": e.line, "id": e.id, "reason": e.reason} for e in self.errors]}
+
+
+def ingest_file(store: Store, kind: str, path: str | Path, encoder: TextEncoder | None = None,
+                batch_size: int = 1000, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                today: date | None = None) -> IngestReport:
+    """Store the valid rows of a file (one transaction per batch) and embed new or changed texts.
+
+    Args:
+        store: the open store.
+        kind: "ideas" or "needs".
+        path: a .csv, .jsonl or .json file.
+        encoder: when given, new and changed texts are embedded after storing.
+        batch_size: rows per transaction.
+        max_bytes: file size limit.
+        today: the date after which created_at is "in the future" (tests).
+
+    Raises:
+        pipelines.records.FileRejected: when the file as a whole cannot be read.
+    """
+    report = IngestReport(kind=kind, path=str(path))
+    pending: list[Record] = []
+
+    def flush() -> None:
+        if pending:
+            res = store.upsert_records(kind, pending)
+            report.inserted += res.inserted
+            report.updated += res.updated
+            report.unchanged += res.unchanged
+            report.ids.extend(r.id for r in pending)
+            pending.clear()
+
+    for item in parse_file(path, max_bytes=max_bytes, today=today):
+        if isinstance(item, RowError):
+            report.errors.append(item)
+            continue
+        pending.append(item)
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    run_id = store.start_run("ingest", {"kind": kind, "path": str(path)})
+    if encoder is not None:
+        report.embedded = embed_missing(store, encoder, kinds=[kind])
+    store.finish_run(run_id, "ok" if not report.errors else "partial", report.as_dict())
+    return report

@@ -1,0 +1,301 @@
+"""The DuckDB store: connection, migrations, and every SQL statement of the service.
+
+DuckDB admits one read-write process per file. Callers open a :class:`Store`, do their work in
+short transactions (:meth:`Store.transaction`), and close it. Vectors live in a plain table keyed
+by (model id, hash of the embedded text); search happens in memory, outside this module.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from store.migrations import LATEST, MIGRATIONS
+
+KINDS = ("ideas", "needs")
+RECORD_FIELDS = ("id", "title", "text", "created_at", "department", "status", "outcome", "source")
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the database read-write (for example a running ``idesluss serve``)."""
+
+
+def now() -> datetime:
+    """Current UTC time without tzinfo (DuckDB TIMESTAMP)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
+    return kind
+
+
+@dataclass
+class Record:
+    """One idea or need as stored (text already masked)."""
+
+    id: str
+    text: str
+    embed_hash: str
+    title: str | None = None
+    created_at: datetime | None = None
+    department: str | None = None
+    status: str | None = None
+    outcome: str | None = None
+    source: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    original_text: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """Fields safe to show a coach (never the restricted original text)."""
+        return {
+            "id": self.id, "title": self.title, "text": self.text,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "department": self.department, "status": self.status, "outcome": self.outcome,
+            "source": self.source,
+        }
+
+
+@dataclass
+class UpsertResult:
+    """What an upsert changed."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+_SELECT_RECORD = ("SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, "
+                  "attributes FROM {kind}")
+
+
+def _row_to_record(row: Sequence[Any]) -> Record:
+    attrs = json.loads(row[9]) if row[9] else {}
+    return Record(id=row[0], text=row[1], embed_hash=row[2], title=row[3], created_at=row[4],
+                  department=row[5], status=row[6], outcome=row[7], source=row[8], attributes=attrs)
+
+
+class Store:
+    """A DuckDB file holding ideas, needs, vectors, runs, feedback, themes and keys.
+
+    Args:
+        path: the database file (created when missing).
+        read_only: open without taking the write lock.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLockedError(
+                    f"the database {self.path} is in use by another process (is `idesluss serve` running "
+                    "for it?)") from exc
+            raise
+        if not read_only:
+            self.migrate()
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        with self._lock:
+            self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The applied schema version (0 for an empty file)."""
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'").fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def migrate(self, target: int = LATEST) -> int:
+        """Apply pending migrations up to ``target``, each in its own transaction."""
+        with self._lock:
+            self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                             "name VARCHAR, applied_at TIMESTAMP)")
+            current = self.schema_version()
+            for version, name, statements in MIGRATIONS:
+                if version <= current or version > target:
+                    continue
+                with self.transaction():
+                    for sql in statements:
+                        self.con.execute(sql)
+                    self.con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, now()])
+            return self.schema_version()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self._lock:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield self.con
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.con.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file."""
+        with self._lock:
+            self.con.execute("CHECKPOINT")
+
+    # -- records ----------------------------------------------------------------------------
+    def upsert_records(self, kind: str, records: Sequence[Record]) -> UpsertResult:
+        """Insert or update records in one transaction.
+
+        A record whose masked text, title and metadata are unchanged is left alone.
+        """
+        table = _kind(kind)
+        result = UpsertResult()
+        stamp = now()
+        with self.transaction() as con:
+            for rec in records:
+                old = con.execute(f"SELECT text, title, created_at, department, status, outcome, source, "
+                                  f"attributes FROM {table} WHERE id = ?", [rec.id]).fetchone()
+                attrs = json.dumps(rec.attributes, ensure_ascii=False) if rec.attributes else None
+                values = [rec.title, rec.text, rec.original_text, rec.created_at, rec.department, rec.status,
+                          rec.outcome, rec.source, attrs, rec.embed_hash]
+                if old is None:
+                    con.execute(f"INSERT INTO {table} (title, text, original_text, created_at, department, "
+                                f"status, outcome, source, attributes, embed_hash, id, ingested_at, updated_at) "
+                                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [*values, rec.id, stamp, stamp])
+                    result.inserted += 1
+                elif list(old) == [rec.text, rec.title, rec.created_at, rec.department, rec.status, rec.outcome,
+                                   rec.source, attrs]:
+                    result.unchanged += 1
+                else:
+                    con.execute(f"UPDATE {table} SET title = ?, text = ?, original_text = ?, created_at = ?, "
+                                f"department = ?, status = ?, outcome = ?, source = ?, attributes = ?, "
+                                f"embed_hash = ?, updated_at = ? WHERE id = ?", [*values, stamp, rec.id])
+                    result.updated += 1
+        return result
+
+    def get_record(self, kind: str, record_id: str) -> Record | None:
+        """One record by id, or None."""
+        with self._lock:
+            row = self.con.execute(_SELECT_RECORD.format(kind=_kind(kind)) + " WHERE id = ?",
+                                   [record_id]).fetchone()
+        return _row_to_record(row) if row else None
+
+    def records(self, kind: str, ids: Iterable[str] | None = None) -> list[Record]:
+        """All records of a kind (or those with the given ids), ordered by id."""
+        sql = _SELECT_RECORD.format(kind=_kind(kind))
+        with self._lock:
+            if ids is None:
+                rows = self.con.execute(sql + " ORDER BY id").fetchall()
+            else:
+                rows = self.con.execute(sql + " WHERE list_contains(?, id) ORDER BY id", [list(ids)]).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def count(self, kind: str) -> int:
+        """Number of records of a kind."""
+        with self._lock:
+            row = self.con.execute(f"SELECT count(*) FROM {_kind(kind)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def original_text(self, kind: str, record_id: str) -> str | None:
+        """The restricted unmasked text, where one was kept (coach contact only)."""
+        with self._lock:
+            row = self.con.execute(f"SELECT coalesce(original_text, text) FROM {_kind(kind)} WHERE id = ?",
+                                   [record_id]).fetchone()
+        return row[0] if row else None
+
+    # -- embeddings -------------------------------------------------------------------------
+    def missing_hashes(self, model_id: str, hashes: Iterable[str]) -> list[str]:
+        """Those of ``hashes`` that have no stored vector for ``model_id`` (order kept, deduplicated)."""
+        wanted = list(dict.fromkeys(hashes))
+        if not wanted:
+            return []
+        with self._lock:
+            rows = self.con.execute("SELECT text_hash FROM embeddings WHERE model_id = ? AND "
+                                    "list_contains(?, text_hash)", [model_id, wanted]).fetchall()
+        have = {r[0] for r in rows}
+        return [h for h in wanted if h not in have]
+
+    def put_embeddings(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors (one transaction); an existing (model, hash) pair is kept as it is."""
+        if len(hashes) != len(vectors):
+            raise ValueError(f"{len(hashes)} hashes but {len(vectors)} vectors")
+        if not len(hashes):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        table = pa.table({
+            "model_id": pa.array([model_id] * n), "text_hash": pa.array(list(hashes)),
+            "dim": pa.array([dim] * n, pa.int32()),
+            "vector": pa.ListArray.from_arrays(np.arange(0, n * dim + 1, dim, dtype=np.int32),
+                                               pa.array(vectors.ravel())),
+        })
+        with self.transaction() as con:
+            con.register("_new_vectors", table)
+            try:
+                con.execute("INSERT INTO embeddings (model_id, text_hash, dim, vector) "
+                            "SELECT model_id, text_hash, dim, vector FROM _new_vectors "
+                            "ON CONFLICT DO NOTHING")
+            finally:
+                con.unregister("_new_vectors")
+
+    def vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:
+        """Ids and vectors (row-aligned) of all records of a kind that have one for ``model_id``."""
+        with self._lock:
+            tbl = self.con.sql(
+                f"SELECT r.id, e.vector, e.dim FROM {_kind(kind)} r JOIN embeddings e "
+                f"ON e.text_hash = r.embed_hash AND e.model_id = '{model_id.replace(chr(39), '')}' "
+                "ORDER BY r.id").to_arrow_table()
+        ids = tbl.column("id").to_pylist()
+        if not ids:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        dim = int(tbl.column("dim")[0].as_py())
+        flat = tbl.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return ids, flat.astype(np.float32, copy=False).reshape(len(ids), dim)
+
+    # -- runs -------------------------------------------------------------------------------
+    def start_run(self, kind: str, details: dict[str, Any] | None = None) -> int:
+        """Record the start of a job; returns its run id."""
+        with self.transaction() as con:
+            row = con.execute("INSERT INTO runs (kind, started_at, status, details) VALUES (?, ?, 'running', ?) "
+                              "RETURNING run_id", [kind, now(), json.dumps(details or {}, ensure_ascii=False)]
+                              ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def finish_run(self, run_id: int, status: str, details: dict[str, Any]) -> None:
+        """Record the end of a job with its summary."""
+        with self.transaction() as con:
+            con.execute("UPDATE runs SET finished_at = ?, status = ?, details = ? WHERE run_id = ?",
+                        [now(), status, json.dumps(details, ensure_ascii=False, default=str), run_id])
+
+    def runs(self, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Most recent runs first."""
+        sql = "SELECT run_id, kind, started_at, finished_at, status, details FROM runs"
+        params: list[Any] = []
+        if kind:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        sql += " ORDER BY run_id DESC LIMIT ?"
+        with self._lock:
+            rows = self.con.execute(sql, [*params, limit]).fetchall()
+        return [{"run_id": r[0], "kind": r[1], "started_at": r[2], "finished_at": r[3], "status": r[4],
+                 "details": json.loads(r[5]) if r[5] else {}} for r in rows]

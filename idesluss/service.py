@@ -58,7 +58,7 @@ class Service:
         self._collections: dict[str, Collection] | None = None
         self._lock = threading.RLock()
         self.matcher_config = FusionConfig(method=settings.fusion_method, dense_weight=settings.dense_weight,
-                                           lexical_weight=settings.lexical_weight)
+                                           lexical_weight=settings.lexical_weight, char_weight=settings.char_weight)
 
     # -- resources ------------------------------------------------------------------------
     @property

@@ -22,8 +22,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1024)
     fusion_method: Literal["zscore", "rrf"] = "zscore"
     dense_weight: float = Field(1.0, ge=0)
-    lexical_weight: float = Field(0.35, ge=0)
-    duplicate_threshold: float = Field(0.93, gt=0, le=1)
+    lexical_weight: float = Field(0.3, ge=0)
+    char_weight: float = Field(0.3, ge=0)
+    duplicate_threshold: float = Field(0.945, gt=0, le=1)
     theme_assign_threshold: float = Field(0.80, gt=0, le=1)
     nightly_at: str | None = Field(None, description="HH:MM Europe/Stockholm for the in-service nightly job")
     host: str = "127.0.0.1"

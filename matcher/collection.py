@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from matcher.lexical import BM25Index
+from matcher.ngrams import CharNgramIndex
 from matcher.swedish import Analyzer
 
 
@@ -73,6 +74,7 @@ class Collection:
         self._vectors = np.zeros((0, dim), dtype=np.float32)
         self.alive = np.zeros(0, dtype=bool)
         self.lexical = BM25Index(analyzer)
+        self.chars = CharNgramIndex()
         self.duplicate_threshold = duplicate_threshold
         self._groups = _UnionFind()
         self._group_members: dict[int, list[int]] | None = None
@@ -109,7 +111,9 @@ class Collection:
             self.items.append(item)
             self._groups.add()
         self.alive = np.concatenate([self.alive, np.ones(len(fresh_items), dtype=bool)])
-        self.lexical.add([i.full_text for i in fresh_items])
+        texts = [i.full_text for i in fresh_items]
+        self.lexical.add(texts)
+        self.chars.add(texts)
         if self.duplicate_threshold is not None:
             self._link_duplicates(start, need)
         self._group_members = None

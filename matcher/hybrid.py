@@ -23,22 +23,25 @@ class FusionConfig:
     Attributes:
         method: "zscore" (weighted sum of per-query z-scores) or "rrf" (reciprocal rank fusion).
         dense_weight: weight of the dense part (0 switches it off).
-        lexical_weight: weight of the lexical part (0 switches it off).
+        lexical_weight: weight of Swedish BM25 (0 switches it off).
+        char_weight: weight of character n-gram TF-IDF (0 switches it off).
         rrf_k: the RRF constant.
         pool: rows considered when normalising scores (top of each ranker).
     """
 
     method: Literal["zscore", "rrf"] = "zscore"
     dense_weight: float = 1.0
-    lexical_weight: float = 0.35
+    lexical_weight: float = 0.3
+    char_weight: float = 0.3
     rrf_k: int = 60
     pool: int = 200
 
     def __post_init__(self) -> None:
         if self.method not in ("zscore", "rrf"):
             raise ValueError(f"unknown fusion method {self.method!r}; use 'zscore' or 'rrf'")
-        if self.dense_weight < 0 or self.lexical_weight < 0 or self.dense_weight + self.lexical_weight == 0:
-            raise ValueError("fusion weights must be >= 0 and not both 0")
+        weights = (self.dense_weight, self.lexical_weight, self.char_weight)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ValueError("fusion weights must be >= 0 and not all 0")
 
 
 @dataclass
@@ -129,24 +132,28 @@ class HybridMatcher:
         return out
 
     def scores(self, collection: Collection, text: str, qvec: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """(fused, dense, lexical) scores of every row for one query."""
+        """(fused, dense, lexical) scores of every row for one query.
+
+        "lexical" is the BM25 part; the character n-gram part enters the fused score only.
+        """
         n = len(collection)
-        dense = collection.vectors @ qvec if qvec is not None and self.fusion.dense_weight > 0 \
-            else np.zeros(n, np.float32)
-        lexical = collection.lexical.scores(text) if self.fusion.lexical_weight > 0 else np.zeros(n, np.float32)
         f = self.fusion
-        if f.lexical_weight == 0:
-            return dense.astype(np.float64), dense, lexical
-        if f.dense_weight == 0:
-            return lexical.astype(np.float64), dense, lexical
+        zeros = np.zeros(n, np.float32)
+        dense = collection.vectors @ qvec if qvec is not None and f.dense_weight > 0 else zeros
+        lexical = collection.lexical.scores(text) if f.lexical_weight > 0 else zeros
+        chars = collection.chars.scores(text) if f.char_weight > 0 else zeros
+        parts = [(w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars))
+                 if w > 0]
+        if len(parts) == 1:
+            return parts[0][1].astype(np.float64), dense, lexical
         pool = min(f.pool, n)
-        pool_idx = np.unique(np.concatenate([np.argpartition(-dense, pool - 1)[:pool],
-                                             np.argpartition(-lexical, pool - 1)[:pool]]))
+        pool_idx = np.unique(np.concatenate([np.argpartition(-p, pool - 1)[:pool] for _, p in parts]))
+        fused = np.zeros(n)
         if f.method == "zscore":
-            fused = f.dense_weight * _zscore(dense, pool_idx) + f.lexical_weight * _zscore(lexical, pool_idx)
+            for weight, part in parts:
+                fused += weight * _zscore(part, pool_idx)
         else:
-            fused = np.zeros(n)
-            for weight, part in ((f.dense_weight, dense), (f.lexical_weight, lexical)):
+            for weight, part in parts:
                 order = np.argsort(-part[pool_idx])
                 ranks = np.empty(len(pool_idx))
                 ranks[order] = np.arange(1, len(pool_idx) + 1)

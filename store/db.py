@@ -92,9 +92,10 @@ class Store:
     Args:
         path: the database file (created when missing).
         read_only: open without taking the write lock.
+        migrate: bring the schema to the latest version on opening (read-write only).
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False, migrate: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
@@ -105,7 +106,7 @@ class Store:
                     f"the database {self.path} is in use by another process (is `idesluss serve` running "
                     "for it?)") from exc
             raise
-        if not read_only:
+        if migrate and not read_only:
             self.migrate()
 
     def close(self) -> None:

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from matcher.collection import Collection, Item
+from matcher.hybrid import FusionConfig, HybridMatcher
+from matcher.lexical import BM25Index
+from matcher.swedish import STOP_WORDS, Analyzer
+from tests.fakes import KeywordEncoder
+
+ITEMS = [
+    Item("a", "Bygg en cykelbana längs älven", title=None, department="Samhällsbyggnad", status="genomförd",
+         created_at=datetime(2024, 5, 1)),
+    Item("b", "Fler gatlampor på Storgatan", department="Samhällsbyggnad", status="avslag",
+         created_at=datetime(2025, 1, 1)),
+    Item("c", "Snöröjning av trottoarer tidigt på morgonen", department="Teknik", status="ny",
+         created_at=datetime(2026, 1, 1)),
+    Item("d", "Hemtjänstpersonalen behöver elcyklar", department="Social", status="pågår",
+         created_at=datetime(2025, 6, 1)),
+]
+
+
+def _collection(encoder: KeywordEncoder, items=ITEMS, threshold=None) -> Collection:
+    analyzer = Analyzer()
+    coll = Collection(encoder.dim, analyzer, duplicate_threshold=threshold)
+    coll.add(items, encoder.encode_passages([i.full_text for i in items]))
+    return coll
+
+
+def test_compounds_meet_their_parts_and_each_other() -> None:
+    a = Analyzer()
+    assert set(a.terms("cykelbana")) & set(a.terms("cykelvägar")) == {"cykel"}
+    assert "gat" in set(a.terms("gatlampa")) & set(a.terms("gatubelysning"))
+    assert {"hemtjänst", "personal"} <= set(a.terms("hemtjänstpersonalen"))
+    assert not set(a.terms("och att det är som"))
+
+
+def test_lexical_only_ranks_by_shared_compound_parts(fake_encoder) -> None:
+    coll = _collection(fake_encoder)
+    m = HybridMatcher(fake_encoder, FusionConfig(dense_weight=0, lexical_weight=1, char_weight=0))
+    hits = m.search(coll, "nya cykelvägar", k=2)
+    assert hits[0].id == "a"
+    assert "cykel" in hits[0].shared_terms
+    assert "Delar orden" in hits[0].why
+
+
+def test_dense_only_ranks_by_vector(fake_encoder) -> None:
+    coll = _collection(fake_encoder)
+    m = HybridMatcher(fake_encoder, FusionConfig(dense_weight=1, lexical_weight=0, char_weight=0))
+    hits = m.search(coll, "snöröjning trottoarer", k=4)
+    assert hits[0].id == "c"
+    assert hits[0].dense > hits[1].dense
+
+
+def test_filters_exclusions_and_pins(fake_encoder) -> None:
+    coll = _collection(fake_encoder)
+    m = HybridMatcher(fake_encoder)
+    only = m.search_batch(coll, ["cykelbana"], k=4, filters={"status": "avslag"})[0]
+    assert [h.id for h in only] == ["b"]
+    dated = m.search_batch(coll, ["cykelbana"], k=4, filters={"date_from": datetime(2025, 3, 1)})[0]
+    assert {h.id for h in dated} == {"c", "d"}
+    ex = m.search_batch(coll, ["cykelbana"], k=4, exclude=[{"a"}])[0]
+    assert "a" not in {h.id for h in ex}
+    pinned = m.search_batch(coll, ["cykelbana"], k=4, pinned=[{"d"}])[0]
+    assert pinned[0].id == "d" and pinned[0].pinned and "Bekräftad" in pinned[0].why
+
+
+def test_duplicate_groups_collapse_to_one_representative(fake_encoder) -> None:
+    items = [*ITEMS, Item("a2", "Bygg en cykelbana längs älven!"), Item("a3", "bygg EN cykelbana längs älven")]
+    coll = _collection(fake_encoder, items, threshold=0.99)
+    m = HybridMatcher(fake_encoder)
+    collapsed = m.search_batch(coll, ["cykelbana längs älven"], k=3, collapse_duplicates=True)[0]
+    assert [h.id for h in collapsed].count("a") + [h.id for h in collapsed].count("a2") \
+        + [h.id for h in collapsed].count("a3") == 1
+    assert sorted(collapsed[0].duplicate_group) == ["a", "a2", "a3"]
+    every = m.search_batch(coll, ["cykelbana längs älven"], k=3, collapse_duplicates=False)[0]
+    assert {h.id for h in every} == {"a", "a2", "a3"}
+
+
+def test_incremental_add_scores_like_a_full_build(fake_encoder) -> None:
+    rng = np.random.default_rng(0)
+    vocab = ["cykel", "bana", "lampa", "snö", "skola", "buss", "park", "bibliotek", "hall", "gata"]
+    texts = [" ".join(rng.choice(vocab, size=5)) for _ in range(2500)]
+    items = [Item(str(i), t) for i, t in enumerate(texts)]
+    vecs = fake_encoder.encode_passages(texts)
+    whole = Collection(fake_encoder.dim, Analyzer())
+    whole.add(items, vecs)
+    parts = Collection(fake_encoder.dim, Analyzer())
+    for start in range(0, len(items), 300):  # crosses the fold points of both lexical indexes
+        parts.add(items[start : start + 300], vecs[start : start + 300])
+    m = HybridMatcher(fake_encoder)
+    for q in ("cykel bana", "snö skola buss", "bibliotek"):
+        np.testing.assert_allclose(whole.lexical.scores(q), parts.lexical.scores(q), rtol=1e-5)
+        # n-gram norms of buffered rows use the idf of the moment they arrived: within 1 % until folded
+        np.testing.assert_allclose(whole.chars.scores(q), parts.chars.scores(q), rtol=1e-2, atol=1e-6)
+        top_whole = [h.score for h in m.search(whole, q, k=5)]
+        top_parts = [h.score for h in m.search(parts, q, k=5)]
+        np.testing.assert_allclose(top_whole, top_parts, rtol=2e-2)  # many ties: compare scores, not ids
+
+
+def test_removed_rows_never_come_back(fake_encoder) -> None:
+    coll = _collection(fake_encoder)
+    assert coll.remove("a")
+    hits = HybridMatcher(fake_encoder).search(coll, "cykelbana längs älven", k=4)
+    assert "a" not in {h.id for h in hits}
+
+
+def test_bm25_prefers_rarer_terms() -> None:
+    idx = BM25Index(Analyzer())
+    idx.add(["skola skola", "skola bibliotek", "skola park"])
+    s = idx.scores("bibliotek skola")
+    assert s.argmax() == 1
+
+
+def test_fusion_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        FusionConfig(method="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not all 0"):
+        FusionConfig(dense_weight=0, lexical_weight=0, char_weight=0)
+
+
+def test_stop_words_are_lower_case_words() -> None:
+    assert all(w == w.lower() for w in STOP_WORDS)
+    assert {"och", "att", "det", "som", "är"} <= STOP_WORDS

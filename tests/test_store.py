@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.embed import embed_missing
+from pipelines.ingest import ingest_file
+from store import Store, StoreLockedError
+from store.migrations import LATEST
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("id;text\n" + "".join(f"{i};{t}\n" for i, t in rows), encoding="utf-8")
+    return path
+
+
+def test_migrations_from_empty_and_from_an_older_version(tmp_path: Path) -> None:
+    with Store(tmp_path / "new.duckdb") as s:
+        assert s.schema_version() == LATEST
+    old = tmp_path / "v1.duckdb"
+    with Store(old, migrate=False) as v1:  # a file as the first released version wrote it
+        assert v1.migrate(target=1) == 1
+        v1.con.execute("INSERT INTO ideas (id, text, embed_hash, ingested_at, updated_at) "
+                       "VALUES ('x', 'kvar', 'h', now(), now())")
+        tables = {r[0] for r in v1.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert "feedback" not in tables
+    with Store(old) as migrated:
+        assert migrated.schema_version() == LATEST
+        assert migrated.get_record("ideas", "x").text == "kvar"
+        assert migrated.con.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+
+
+def test_unchanged_text_is_never_reembedded_and_a_change_reembeds_one(tmp_path: Path, fake_encoder) -> None:
+    f = _write(tmp_path / "a.csv", [("1", "cykelbana i centrum"), ("2", "snöröjning på gatan")])
+    with Store(tmp_path / "s.duckdb") as store:
+        first = ingest_file(store, "ideas", f, encoder=fake_encoder)
+        assert (first.inserted, first.embedded, fake_encoder.calls) == (2, 2, 2)
+        again = ingest_file(store, "ideas", f, encoder=fake_encoder)
+        assert (again.unchanged, again.embedded, fake_encoder.calls) == (2, 0, 2)
+        _write(f, [("1", "cykelbana i centrum"), ("2", "snöröjning på torget")])
+        changed = ingest_file(store, "ideas", f, encoder=fake_encoder)
+        assert (changed.updated, changed.unchanged, changed.embedded, fake_encoder.calls) == (1, 1, 1, 3)
+        ids, vecs = store.vectors("ideas", fake_encoder.model_id)
+        assert ids == ["1", "2"] and vecs.shape == (2, fake_encoder.dim)
+        np.testing.assert_allclose(vecs[1], fake_encoder.encode_passages(["snöröjning på torget"])[0], atol=1e-6)
+
+
+def test_model_id_is_part_of_the_cache_key(tmp_path: Path, fake_encoder) -> None:
+    from tests.fakes import KeywordEncoder
+
+    f = _write(tmp_path / "a.csv", [("1", "bibliotek")])
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest_file(store, "ideas", f, encoder=fake_encoder)
+        other = KeywordEncoder(dim=32, model_id="another-model")
+        assert embed_missing(store, other) == 1
+        assert store.vectors("ideas", "another-model")[1].shape == (1, 32)
+        assert store.vectors("ideas", fake_encoder.model_id)[1].shape == (1, fake_encoder.dim)
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(RuntimeError), store.transaction() as con:
+            con.execute("INSERT INTO runs (kind, started_at, status) VALUES ('x', now(), 'running')")
+            raise RuntimeError("boom")
+        assert store.runs() == []
+
+
+def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "s.duckdb"
+    with Store(db):
+        code = ("import sys\nfrom store import Store, StoreLockedError\ntry:\n    Store(sys.argv[1])\n"
+                "except StoreLockedError as e:\n    print(e)\n    sys.exit(4)\n")
+        proc = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 4, proc.stderr
+    assert "in use by another process" in proc.stdout
+    assert StoreLockedError  # the type the CLI maps to exit code 4

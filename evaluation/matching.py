@@ -104,12 +104,12 @@ def _items(rows: Sequence[dict]) -> list[Item]:
 
 
 def demo_matching(encoder: TextEncoder, corpus: DemoCorpus, systems: Sequence[System] = SYSTEMS,
-                  query_kind: str = "passage") -> dict[str, dict[str, float]]:
+                  query_kind: str = "query") -> dict[str, dict[str, float]]:
     """Paraphrase-partner retrieval and idea-to-need retrieval on the demo gold set.
 
     Args:
-        query_kind: how stored ideas are encoded as queries ("passage": the same vector that is
-            stored, which is what the service does for a stored idea; "query": the coach prefix).
+        query_kind: how the querying idea is encoded ("query", what the service does: a stored
+            idea used as a search is encoded with the query prompt; "passage": its stored vector).
     """
     emb = _Embeddings(encoder)
     ideas, needs = _items(corpus.ideas), _items(corpus.needs)
@@ -150,12 +150,18 @@ def swefaq(encoder: TextEncoder, path: str, systems: Sequence[System] = SYSTEMS)
 
 
 def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
-    """Spearman correlation of cosine similarity with the gold 0-5 scores."""
+    """Spearman correlation of cosine similarity with the gold 0-5 scores.
+
+    Sentence similarity is symmetric, so both sides get the query prompt (e5's own advice for
+    symmetric tasks); the passage/passage figure is reported beside it.
+    """
     from evaluation.datasets import load_sweparaphrase
 
     a, b, y = load_sweparaphrase(path)
-    va, vb = encoder.encode_passages(a), encoder.encode_passages(b)
-    return {"spearman": spearman((va * vb).sum(1), y), "pairs": len(y)}
+    qa, qb = encoder.encode_queries(a), encoder.encode_queries(b)
+    pa, pb = encoder.encode_passages(a), encoder.encode_passages(b)
+    return {"spearman": spearman((qa * qb).sum(1), y), "spearman_passage": spearman((pa * pb).sum(1), y),
+            "pairs": len(y)}
 
 
 def duplicate_calibration(encoder: TextEncoder, corpus: DemoCorpus, min_precision: float = 0.95

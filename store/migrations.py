@@ -78,6 +78,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             representatives JSON,
             size INTEGER NOT NULL,
             centroid FLOAT[],
+            assign_threshold DOUBLE,
             PRIMARY KEY (run_id, theme_id))""",
         """CREATE TABLE memberships (
             run_id BIGINT NOT NULL,

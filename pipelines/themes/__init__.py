@@ -1,0 +1,1 @@
+"""The nightly theme job: encoder -> reducer -> clusterer -> assigner -> labeller -> aligner."""

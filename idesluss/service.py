@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idesluss.errors import NotFound
 from idesluss.settings import Settings
+from idesluss.themes_service import ThemeMixin
 from matcher.collection import Collection, Item
 from matcher.hybrid import FusionConfig, Hit, HybridMatcher
 from matcher.swedish import Analyzer
@@ -22,10 +24,6 @@ from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
 from store import feedback as fb
-
-
-class NotFound(LookupError):
-    """An id that is not in the store."""
 
 
 def record_to_item(rec: Record) -> Item:
@@ -42,7 +40,7 @@ class Query:
     id: str | None = None
 
 
-class Service:
+class Service(ThemeMixin):
     """The service behind the CLI and the API.
 
     Args:
@@ -179,3 +177,4 @@ class Service:
         self._record("ideas", idea_id)
         self._record("needs", need_id)
         fb.set_need_link(self.store, idea_id, need_id, state, actor)
+

@@ -183,9 +183,15 @@ def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: P
                 for t in previous_rows if len(t.centroid) == x.shape[1]]
     alignment = aligner.align(members, cents, numbers, previous)
     how = np.array(["clustered" if c >= 0 else "unassigned" for c in labels], dtype=object)
-    stay = stages.member_thresholds(x, labels, cents, numbers, config.stay_quantile)
-    labels, kept = _keep_previous(labels, items, alignment.ids, previous, x, cents, numbers, stay)
+    min_size = (config.clusterer_params.get("min_cluster_size") or max(5, n // 100))
+    labels, kept, kept_ids = _keep_previous(labels, items, alignment.ids, previous, x, cents, numbers,
+                                            config.stay_quantile, min_size)
     how[kept] = "kept"
+    revived = set(kept_ids.values()) - set(alignment.ids.values())
+    alignment.events = [e for e in alignment.events if not (e["event"] == "death" and e["theme_id"] in revived)]
+    alignment.ids = kept_ids
+    cents, numbers = stages.centroids(x, labels)
+    thresholds = stages.member_thresholds(x, labels, cents, numbers, config.keep_quantile)
     labels, assigned = stages.assign_outliers(x, labels, cents, numbers, thresholds)
     how[assigned] = "assigned"
     labels, ids, names, overrides = _apply_curation(labels, dict(alignment.ids), items, store)
@@ -211,6 +217,8 @@ def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: P
             representatives=[{"kind": items.kinds[r], "id": items.ids[r]} for r in reps[: config.representatives]],
             size=len(rows), centroid=final_cents[k], assign_threshold=float(final_thresholds[k])))
     theme_of_number = {c: themes[k].theme_id for k, c in enumerate(final_numbers)}
+    alive = set(theme_of_number.values())
+    alignment.events = [e for e in alignment.events if e["event"] != "birth" or e["theme_id"] in alive]
     stage("label", 0.85)
 
     coords = _map_2d(x, config.map_max_points)
@@ -257,32 +265,54 @@ def themes_for_vectors(x: np.ndarray, config: ThemeJobConfig | None = None) -> t
 
 
 def _keep_previous(labels: np.ndarray, items: _Items, ids: dict[int, str], previous: list[aligner.Previous],
-                   x: np.ndarray, cents: np.ndarray, numbers: list[int], thresholds: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Let an item stay in its previous theme while that theme lives on.
+                   x: np.ndarray, cents: np.ndarray, numbers: list[int], stay_quantile: float, min_size: int
+                   ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Let items stay in last night's theme unless tonight's evidence clearly says otherwise.
 
-    An item tonight's clustering left as noise stays (noise is no evidence against last night's
-    place); an item the clustering put elsewhere stays only while it is still typical of its old
-    theme (at least the theme's ``stay`` threshold).
+    Each previous theme is re-centred on today's vectors of its previous members. A member stays
+    when tonight's clustering left it as noise (no evidence against its place), when it is still
+    typical of the old theme (its ``stay_quantile`` threshold), or when it is no closer to the
+    centroid of the cluster it fell into. A theme that found no partner cluster tonight lives on
+    with the members that stay, if they are at least ``min_size``.
+
+    Returns:
+        (labels, mask of rows kept, cluster number -> theme id including revived themes).
     """
     labels = labels.copy()
+    ids = dict(ids)
     kept = np.zeros(len(labels), dtype=bool)
     number_of = {tid: c for c, tid in ids.items()}
     index_of = {c: k for k, c in enumerate(numbers)}
     row_of = {key: i for i, key in enumerate(items.keys)}
+    next_number = max(numbers, default=-1) + 1
     for p in previous:
-        c = number_of.get(p.theme_id)
-        if c is None:
+        rows = np.array(sorted(row_of[k] for k in p.members if k in row_of), dtype=int)
+        if not len(rows):
             continue
-        k = index_of[c]
-        for key in p.members:
-            row = row_of.get(key)
-            if row is None or labels[row] == c:
+        centre = x[rows].mean(axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-12)
+        sims = x[rows] @ centre
+        threshold = float(np.quantile(sims, stay_quantile))
+        target = number_of.get(p.theme_id)
+        stay = []
+        for row, old_sim in zip(rows, sims):
+            now = int(labels[row])
+            if target is not None and now == target:
                 continue
-            if labels[row] < 0 or float(x[row] @ cents[k]) >= thresholds[k]:
-                labels[row] = c
-                kept[row] = True
-    return labels, kept
+            new_sim = float(x[row] @ cents[index_of[now]]) if now >= 0 else -1.0
+            if now < 0 or old_sim >= threshold or old_sim >= new_sim:
+                stay.append(row)
+        if target is None:
+            members_left = [r for r in rows if r in set(stay)]
+            if len(members_left) < min_size:
+                continue
+            target = next_number
+            next_number += 1
+            ids[target] = p.theme_id
+        for row in stay:
+            labels[row] = target
+            kept[row] = True
+    return labels, kept, ids
 
 
 def _map_2d(x: np.ndarray, max_points: int) -> dict[int, tuple[float, float]]:

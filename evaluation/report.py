@@ -1,0 +1,168 @@
+"""`idesluss evaluate`: every quality figure beside its anchor, as a table, JSON, Markdown and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation import matching
+from evaluation import themes as theme_eval
+from evaluation.datasets import SHARED_DATA, load_demo, load_topic_file
+
+
+def _default(path: str | None, relative: str) -> str | None:
+    if path:
+        return path
+    candidate = SHARED_DATA / relative
+    return str(candidate) if candidate.is_file() else None
+
+
+def _table(title: str, rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
+    head = f"| {title} | " + " | ".join(columns) + " |"
+    sep = "|---" * (len(columns) + 1) + "|"
+    lines = [head, sep]
+    for name, vals in rows.items():
+        cells = []
+        for c in columns:
+            v = vals.get(c)
+            cells.append(f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
+    """Where the items coaches marked useful (or duplicate) rank in today's answers."""
+    from evaluation.metrics import ranking_report
+    from idesluss.service import Query, Service
+    from store import feedback as fb
+
+    svc = Service(settings.model_copy(update={"db": Path(db)}))
+    try:
+        rows = fb.export_feedback(svc.store)
+        wanted: dict[tuple[str, str, str], set[str]] = {}
+        for r in rows:
+            if r["verdict"] in ("useful", "duplicate", "confirmed_need_link"):
+                wanted.setdefault((r["query_kind"], r["query_id"], r["target_kind"]), set()).add(r["target_id"])
+        rankings, relevant = [], []
+        for (qk, qid, tk), targets in wanted.items():
+            if qk != "ideas":
+                continue
+            method = svc.similar if tk == "ideas" else svc.needs_for
+            hits = method([Query(id=qid)], k=10)[0]
+            rankings.append([h.id for h in hits])
+            relevant.append(targets)
+        return {"feedback_rows": len(rows), **ranking_report(rankings, relevant)}
+    finally:
+        svc.close()
+
+
+def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str | None = None,
+                   sweparaphrase: str | None = None, topic_files: list[str] | None = None, db: str | None = None,
+                   stability: bool = True) -> dict[str, Any]:
+    """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``."""
+    from models.registry import load_encoder
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = load_encoder(settings.model, settings.cache_dir)
+    corpus = load_demo()
+    report: dict[str, Any] = {"model": encoder.model_id}
+    report["demo_matching"] = matching.demo_matching(encoder, corpus)
+    report["duplicates"] = matching.duplicate_calibration(encoder, corpus)
+    faq = _default(swefaq, "swefaq/swefaq_dev.jsonl")
+    if faq:
+        report["swefaq"] = matching.swefaq(encoder, faq)
+    para = _default(sweparaphrase, "sweparaphrase/sweparaphrase_dev.jsonl")
+    if para:
+        report["sweparaphrase"] = matching.sweparaphrase(encoder, para)
+    report["themes"] = {"demo": theme_eval.demo_themes(encoder, corpus)}
+    topics = topic_files if topic_files is not None else [p for p in (
+        _default(None, "argumentation-sentences/argumentation-sentences_dev.jsonl"),
+        _default(None, "sib200-swe/dev.tsv")) if p]
+    for path in topics:
+        texts, labels = load_topic_file(Path(path))
+        report["themes"][Path(path).parent.name or Path(path).stem] = theme_eval.topic_file(encoder, texts, labels)
+    if stability:
+        report["stability"] = theme_eval.stability(encoder, corpus)
+    if db:
+        report["feedback"] = feedback_eval(db, settings)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    _write(report, out)
+    return report
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    parts = [f"# Evaluation ({report['model']})", ""]
+    parts += ["## Demo gold: paraphrase partner and needs (ablation and anchors)", "",
+              _table("system", report["demo_matching"], ["paraphrase_top5", "paraphrase_mrr", "needs_recall@10",
+                                                         "needs_mrr", "needs_ndcg@10"]), ""]
+    d = report["duplicates"]
+    parts += [f"Near-duplicate threshold (dense cosine, calibrated for precision >= 0.95 on the demo gold): "
+              f"**{d['threshold']}**, precision {d['precision']:.3f}, recall {d['recall']:.3f} of all gold "
+              f"pairs (paraphrases included), resubmissions found {d['resubmissions_found']:.0%}.", ""]
+    if "swefaq" in report:
+        parts += ["## SweFAQ dev, pooled (answers stored as needs, questions as queries)", "",
+                  "Reference figures (README of the data): dense 0.709 MRR / 0.582 R@1, BM25 0.647, "
+                  "char 3-gram 0.659, z(dense)+0.3 z(BM25) 0.749 / 0.636.", "",
+                  _table("system", report["swefaq"], ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"]), ""]
+    if "sweparaphrase" in report:
+        s = report["sweparaphrase"]
+        parts += [f"## SweParaphrase dev: Spearman {s['spearman']:.3f} (query prompt on both sides; "
+                  f"passage prompt {s['spearman_passage']:.3f}; reference 0.832)", ""]
+    parts += ["## Themes", ""]
+    for name, res in report["themes"].items():
+        parts += [f"### {name}", "", _table("pipeline", res, ["nmi", "ari", "v_measure", "unassigned", "themes",
+                                                              "stop_word_rate"]), ""]
+    if "stability" in report:
+        st = report["stability"]
+        parts += [f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
+                  f"**{st['old_ideas_same_theme']:.1%}** of the ideas that had a theme keep the same theme id.", ""]
+    if "feedback" in report:
+        parts += ["## Coach feedback", "", json.dumps(report["feedback"], indent=1), ""]
+    parts += ["![recall@k](recall_at_k.png)", "", "![theme sizes](theme_sizes.png)", ""]
+    return "\n".join(parts)
+
+
+def _write(report: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str),
+                                      encoding="utf-8")
+    md = _markdown(report)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    print(md)
+    _plots(report, out)
+
+
+def _plots(report: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    source = report.get("swefaq") or {}
+    for name, vals in source.items():
+        ks = [1, 5, 10]
+        ax.plot(ks, [vals[f"recall@{k}"] for k in ks], marker="o", label=name)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_title("SweFAQ dev (pooled)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = list(report["themes"])
+    ax.bar(names, [report["themes"][n]["ours"]["themes"] for n in names], label="ours")
+    ax.bar(names, [report["themes"][n]["BERTopic defaults (anchor)"]["themes"] for n in names], alpha=0.6,
+           label="BERTopic defaults")
+    ax.set_ylabel("themes found")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "theme_sizes.png", dpi=110)
+    plt.close(fig)
+    _ = np  # numpy kept for callers that extend the plots

@@ -1,0 +1,104 @@
+"""Theme functions of the service: run the job, list and explain themes, curation, provisional themes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idesluss.errors import NotFound
+from models.encoder import TextEncoder
+from store import Store
+
+
+class ThemeMixin:
+    """Theme functions shared by the CLI and the API (mixed into :class:`idesluss.service.Service`)."""
+
+    store: Store
+    encoder: TextEncoder
+
+    def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
+        """Run the nightly theme job now."""
+        from pipelines.themes.job import run_theme_job
+
+        return run_theme_job(self.store, self.encoder, progress=progress, show_bar=show_bar)
+
+    def themes(self, with_members: bool = False) -> list[dict[str, Any]]:
+        """The current themes, largest first (DESIGN.md shape), with trend summaries."""
+        from store import themes as sql
+        from store.trends import theme_trends
+
+        members = sql.current_members(self.store) if with_members else {}
+        trends = theme_trends(self.store)
+        out = []
+        for t in sql.current_themes(self.store):
+            tr = trends.get(t.theme_id, {})
+            row: dict[str, Any] = {
+                "id": t.theme_id, "label": t.label, "keywords": t.keywords, "size": t.size,
+                "ideas": tr.get("ideas", 0), "needs": tr.get("needs", 0), "growth": tr.get("growth"),
+                "unmet_needs": tr.get("unmet_needs", False), "departments": tr.get("departments", {}),
+            }
+            if with_members:
+                row["members"] = sorted(k.split(":", 1)[1] for k in members.get(t.theme_id, set())
+                                        if k.startswith("ideas:"))
+                row["need_members"] = sorted(k.split(":", 1)[1] for k in members.get(t.theme_id, set())
+                                             if k.startswith("needs:"))
+            out.append(row)
+        return out
+
+    def theme_detail(self, theme_id: str) -> dict[str, Any]:
+        """One theme: keywords, representatives (masked texts), trend and members."""
+        from store import themes as sql
+        from store.trends import theme_trends
+
+        found = [t for t in sql.current_themes(self.store) if t.theme_id == theme_id]
+        if not found:
+            raise NotFound(f"no theme with id {theme_id!r} in the current run")
+        t = found[0]
+        reps = []
+        for r in t.representatives:
+            rec = self.store.get_record(r["kind"], r["id"])
+            if rec:
+                reps.append({"kind": r["kind"], "id": rec.id, "title": rec.title, "text": rec.text})
+        members = sql.memberships(self.store, theme_id)
+        return {"id": t.theme_id, "label": t.label, "keywords": t.keywords, "size": t.size,
+                "representatives": reps, "trend": theme_trends(self.store).get(theme_id, {}),
+                "members": [m["item_id"] for m in members if m["kind"] == "ideas"],
+                "need_members": [m["item_id"] for m in members if m["kind"] == "needs"]}
+
+    def curate(self, action: str, actor: str, theme_id: str, other_theme_id: str | None = None,
+               kind: str | None = None, item_id: str | None = None, name: str | None = None) -> str:
+        """Rename, merge, move or pin; applied now and respected by every later run."""
+        from store import themes as sql
+
+        current = {t.theme_id for t in sql.current_themes(self.store)}
+        for tid in (theme_id, other_theme_id):
+            if tid is not None and tid not in current:
+                raise NotFound(f"no theme with id {tid!r} in the current run")
+        if action in ("move", "pin"):
+            if kind not in ("ideas", "needs") or not item_id:
+                raise ValueError("move and pin need kind ('ideas' or 'needs') and item_id")
+            if self.store.get_record(kind, item_id) is None:
+                raise NotFound(f"no {kind[:-1]} with id {item_id!r}")
+        if action == "rename" and not (name or "").strip():
+            raise ValueError("rename needs a non-empty name")
+        if action == "merge" and (not other_theme_id or other_theme_id == theme_id):
+            raise ValueError("merge needs other_theme_id, a different theme")
+        return sql.add_curation(self.store, action, actor, theme_id, other_theme_id, kind, item_id,
+                                name.strip() if name else None)
+
+    def provisional_theme(self, text: str | None = None, vector: Any = None) -> dict[str, Any] | None:
+        """Nearest current theme for a new text, when it clears that theme's threshold."""
+        import numpy as np
+
+        from store import themes as sql
+
+        themes = [t for t in sql.current_themes(self.store) if len(t.centroid) == self.encoder.dim]
+        if not themes:
+            return None
+        if vector is None:
+            vector = self.encoder.encode_queries([text or ""])[0]
+        sims = np.stack([t.centroid for t in themes]) @ vector
+        best = int(sims.argmax())
+        if sims[best] < themes[best].assign_threshold:
+            return None
+        return {"id": themes[best].theme_id, "label": themes[best].label, "similarity": round(float(sims[best]), 4),
+                "provisional": True}

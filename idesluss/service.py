@@ -167,8 +167,9 @@ class Service(ThemeMixin):
     # -- feedback -------------------------------------------------------------------------
     def feedback(self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str,
                  actor: str) -> int:
-        """Store a coach's verdict on a suggestion."""
-        self._record(query_kind, query_id)
+        """Store a coach's verdict on a suggestion (``query_kind`` "draft" for an unsaved text)."""
+        if query_kind != "draft":
+            self._record(query_kind, query_id)
         self._record(target_kind, target_id)
         return fb.add_feedback(self.store, query_kind, query_id, target_kind, target_id, verdict, actor)
 
@@ -178,3 +179,61 @@ class Service(ThemeMixin):
         self._record("needs", need_id)
         fb.set_need_link(self.store, idea_id, need_id, state, actor)
 
+    # -- erasure --------------------------------------------------------------------------
+    def erase(self, kind: str, item_id: str, actor: str) -> None:
+        """Erase one record everywhere (store and index); audited by id only."""
+        from store.erase import erase_record
+
+        if not erase_record(self.store, kind, item_id, actor):
+            raise NotFound(f"no {kind[:-1]} with id {item_id!r}")
+        with self._lock:
+            if self._collections is not None:
+                self._collections[kind].remove(item_id)
+
+    # -- coach suggestions ----------------------------------------------------------------
+    def suggest(self, text: str, title: str | None = None, k: int = 5, filters: dict[str, Any] | None = None,
+                exclude_id: str | None = None) -> dict[str, Any]:
+        """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once."""
+        from store import themes as sql
+
+        masked = mask(text.strip()).text
+        if not masked:
+            raise ValueError("text: the idea text is empty")
+        full = Item(id="", text=masked, title=mask(title).text if title else None).full_text
+        vec = self.encoder.encode_queries([full])
+        matcher = self.matcher()
+        colls = self.collections()
+        exclude = [{exclude_id}] if exclude_id else None
+        similar = matcher.search_batch(colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude,
+                                       collapse_duplicates=True)[0]
+        needs = matcher.search_batch(colls["needs"], [full], k=k, vectors=vec)[0]
+        threshold = self.settings.duplicate_threshold
+        duplicates = [h.id for h in matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec,
+                                                         exclude=exclude)[0] if h.dense >= threshold]
+        theme = None
+        if exclude_id:
+            tid = sql.theme_of(self.store, "ideas", exclude_id)
+            if tid:
+                label = next((t.label for t in sql.current_themes(self.store) if t.theme_id == tid), tid)
+                theme = {"id": tid, "label": label, "provisional": False, "similarity": None}
+        if theme is None:
+            theme = self.provisional_theme(vector=vec[0])
+        return {"similar": similar, "needs": needs, "duplicates": duplicates, "theme": theme}
+
+    def add_idea(self, row: dict[str, Any], actor: str) -> Record:
+        """Validate, mask, store and index one idea (as a one-row ingest)."""
+        from pipelines.records import validate_row
+
+        rec = validate_row(row)
+        self.store.upsert_records("ideas", [rec])
+        embed_missing(self.store, self.encoder, kinds=["ideas"])
+        with self._lock:
+            if self._collections is not None:
+                self._add_to(self._collections["ideas"], "ideas", [rec])
+        return rec
+
+    def page(self, kind: str, page: int, page_size: int) -> tuple[list[Record], int]:
+        """One page of records, ordered by id."""
+        records = self.store.records(kind)
+        start = (page - 1) * page_size
+        return records[start : start + page_size], len(records)

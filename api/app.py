@@ -1,0 +1,159 @@
+"""The FastAPI application: built once per process; the model and index load in the lifespan."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from api import errors
+from api.deps import RateLimiter
+from api.jobs import JobRunner
+from idesluss import __version__
+from idesluss.service import Service
+from idesluss.settings import Settings
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def sidecar_path(db: Path) -> Path:
+    """Where a running server tells local commands how to reach it."""
+    return Path(str(db) + ".serve.json")
+
+
+def plotly_js() -> Path:
+    """The plotly.js bundle that the plotly package ships (served by the app: no CDN)."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise FileNotFoundError(f"plotly.min.js not found in {path.parent}; reinstall plotly")
+    return path
+
+
+def _write_sidecar(settings: Settings, token: str) -> Path:
+    path = sidecar_path(settings.db)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"host": settings.host, "port": settings.port, "pid": os.getpid(), "token": token}, fh)
+    return path
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    """Build the app; the service (store, model, index) is created in the lifespan unless given."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service or Service(settings)
+        svc.collections()  # load the model and build the index before the first request
+        app.state.service = svc
+        app.state.jobs = JobRunner(svc)
+        app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+        app.state.local_token = secrets.token_urlsafe(32)
+        sidecar = _write_sidecar(settings, app.state.local_token) if service is None else None
+        stop = threading.Event()
+        if settings.nightly_at:
+            from api.schedule import nightly_loop
+
+            threading.Thread(target=nightly_loop, args=(settings.nightly_at, app.state.jobs, stop),
+                             name="nightly", daemon=True).start()
+        try:
+            yield
+        finally:
+            stop.set()
+            app.state.jobs.wait(timeout=600)
+            if sidecar is not None:
+                sidecar.unlink(missing_ok=True)
+            if service is None:
+                svc.close()
+
+    app = FastAPI(title="Idéslussen matcher", version=__version__, lifespan=lifespan,
+                  description="Förslag till idécoacher, teman till ledningen. Alla texter maskeras "
+                              "(personnummer, telefon, e-post) innan de lagras.")
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",
+                           "DELETE"], allow_headers=["Authorization", "Content-Type"])
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        limit = settings.max_file_bytes if request.url.path.startswith("/admin/ingest") else settings.max_body_bytes
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            return errors.problem(413, "Request too large", f"the body is over the limit of {limit:,} bytes")
+        return await call_next(request)
+
+    from api import routes_admin, routes_coach, routes_leadership
+
+    app.include_router(routes_coach.router)
+    app.include_router(routes_leadership.router)
+    app.include_router(routes_admin.router)
+    _pages(app)
+    _internal(app)
+    return app
+
+
+def _pages(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_bundle() -> FileResponse:
+        return FileResponse(plotly_js(), media_type="application/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/health", tags=["service"], summary="Lever tjänsten?")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for name, title in (("index", "Idéslussen"), ("coach", "Idécoach"), ("leadership", "Ledningens översikt"),
+                        ("admin", "Administration")):
+        _page(app, name, title)
+
+
+def _page(app: FastAPI, name: str, title: str) -> None:
+    route = "/" if name == "index" else f"/{name}"
+
+    @app.get(route, response_class=HTMLResponse, include_in_schema=False, name=f"page_{name}")
+    def page(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, f"{name}.html", {"title": title})
+
+
+def _internal(app: FastAPI) -> None:
+    """Routes for `idesluss cluster` on the same machine, authorised by the sidecar file's token."""
+
+    def check(token: str | None, request: Request) -> None:
+        if not token or not secrets.compare_digest(token, request.app.state.local_token):
+            raise HTTPException(403, "a local token from the sidecar file is required")
+
+    @app.post("/internal/jobs/cluster", include_in_schema=False, status_code=202)
+    def start(request: Request, x_idesluss_local_token: str | None = Header(None)) -> JSONResponse:
+        from pipelines.themes.job import ThemeJobRunning
+
+        check(x_idesluss_local_token, request)
+        try:
+            return JSONResponse(request.app.state.jobs.start(actor="cli"), status_code=202)
+        except ThemeJobRunning as exc:
+            raise HTTPException(409, str(exc)) from exc
+
+    @app.get("/internal/jobs/{job_id}", include_in_schema=False)
+    def status(job_id: str, request: Request, x_idesluss_local_token: str | None = Header(None)) -> JSONResponse:
+        check(x_idesluss_local_token, request)
+        job = request.app.state.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return JSONResponse(job)

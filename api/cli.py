@@ -1,0 +1,99 @@
+"""Commands that belong to the API: serve, keys, delete."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from idesluss.cli import _settings
+
+    settings = _settings(args)
+    settings.host, settings.port = args.host or settings.host, args.port or settings.port
+    if args.demo_keys:
+        _print_demo_keys(args)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"Idéslussen: coach {base}/coach  ledning {base}/leadership  admin {base}/admin  API {base}/docs",
+          flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def _print_demo_keys(args: argparse.Namespace) -> None:
+    from idesluss.cli import _service
+    from store import keys as keystore
+
+    svc = _service(args)
+    try:
+        for role in ("coach", "leadership", "admin"):
+            _, key = keystore.create_key(svc.store, role, f"demo-{role}")
+            print(f"demo key ({role}): {key}")
+    finally:
+        svc.close()
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from idesluss.cli import EXIT_USAGE, CliError, _service
+    from store import keys as keystore
+
+    svc = _service(args)
+    try:
+        if args.action == "create":
+            if not args.role or not args.name:
+                raise CliError("keys create needs --role and --name", EXIT_USAGE)
+            key_id, key = keystore.create_key(svc.store, args.role, args.name)
+            keystore.audit(svc.store, "cli", "create key", None, key_id)
+            print(f"created key {key_id} for {args.name} ({args.role}); it is shown only now:")
+            print(key)
+        elif args.action == "list":
+            for k in keystore.list_keys(svc.store):
+                print(f"{k['key_id']}  {k['role']:<10} {k['name']}  {'revoked' if k['revoked_at'] else 'active'}")
+        else:
+            if not args.key_id or not keystore.revoke_key(svc.store, args.key_id):
+                raise CliError(f"no live key {args.key_id!r}", EXIT_USAGE)
+            print(f"revoked {args.key_id}")
+    finally:
+        svc.close()
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from idesluss.cli import EXIT_USAGE, CliError, _service
+    from idesluss.errors import NotFound
+
+    svc = _service(args)
+    try:
+        svc.erase(args.kind, args.id, actor=args.actor)
+        svc.store.checkpoint()
+    except NotFound as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    finally:
+        svc.close()
+    print(f"erased {args.kind[:-1]} {args.id}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add serve, keys and delete."""
+    p = sub.add_parser("serve", help="start the HTTP API and pages")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--demo-keys", action="store_true", help="create and print one key per role (demo only)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="manage API keys")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("--role", choices=["coach", "leadership", "admin"])
+    p.add_argument("--name")
+    p.add_argument("--key-id")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("delete", help="erase an idea or need everywhere (audited)")
+    p.add_argument("kind", choices=["ideas", "needs"])
+    p.add_argument("id")
+    p.add_argument("--actor", default="cli")
+    p.set_defaults(func=cmd_delete)

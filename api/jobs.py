@@ -1,0 +1,69 @@
+"""The theme job inside the server: one at a time, in a background thread, with progress.
+
+The job computes outside any write transaction and switches its result in with one short one,
+so the API keeps answering from the last good run while it works.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from idesluss.service import Service
+from pipelines.themes.job import ThemeJobRunning
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class JobRunner:
+    """Runs theme jobs for one service and remembers their state."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, actor: str) -> dict[str, Any]:
+        """Start a job, or raise :class:`ThemeJobRunning` when one is running."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                running = next(j for j in self.jobs.values() if j["state"] in ("queued", "running"))
+                raise ThemeJobRunning(f"a theme job is already running (job {running['job_id']}, "
+                                      f"started {running['started_at']})")
+            job_id = uuid.uuid4().hex[:10]
+            job = {"job_id": job_id, "state": "running", "stage": "start", "progress": 0.0, "started_at": _now(),
+                   "finished_at": None, "result": None, "error": None, "actor": actor}
+            self.jobs[job_id] = job
+            self._thread = threading.Thread(target=self._run, args=(job,), name=f"theme-job-{job_id}", daemon=True)
+            self._thread.start()
+            return dict(job)
+
+    def _run(self, job: dict[str, Any]) -> None:
+        def progress(stage: str, fraction: float) -> None:
+            job["stage"], job["progress"] = stage, round(float(fraction), 3)
+
+        try:
+            record = self.service.cluster(progress=progress, show_bar=False)
+            job["result"] = {k: record[k] for k in ("run_id", "n_themes", "share_unassigned", "quality", "timings")}
+            job["state"], job["progress"] = "done", 1.0
+        except Exception as exc:  # noqa: BLE001 - reported to the admin, logged below
+            job["state"], job["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        finally:
+            job["finished_at"] = _now()
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """A job's state."""
+        job = self.jobs.get(job_id)
+        return dict(job) if job else None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the running job (if any) ends (tests and shutdown)."""
+        if self._thread is not None:
+            self._thread.join(timeout)

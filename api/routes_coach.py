@@ -1,0 +1,94 @@
+"""Coach routes: suggestions for drafts and stored ideas, search, feedback, idea-need links."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import Coach, LimitedCoach, ServiceDep
+from api.schemas import (MAX_K, MAX_PAGE_SIZE, FeedbackIn, FeedbackOut, Filters, HitOut, IdeaIn, IdeaOut, LinkIn,
+                         Page, SubmitOut, SuggestIn, SuggestOut)
+from idesluss.service import Query as SearchQuery
+
+router = APIRouter(tags=["coach"])
+K = Annotated[int, Query(ge=1, le=MAX_K, description="antal förslag")]
+PageNo = Annotated[int, Query(ge=1, le=100_000)]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+
+
+def _hits(hits: list[Any]) -> list[HitOut]:
+    return [HitOut(**h.as_dict()) for h in hits]
+
+
+def _suggest_out(result: dict[str, Any]) -> SuggestOut:
+    return SuggestOut(similar=_hits(result["similar"]), needs=_hits(result["needs"]),
+                      duplicates=result["duplicates"], theme=result["theme"])
+
+
+def _idea_out(rec: Any) -> IdeaOut:
+    return IdeaOut(**rec.public())
+
+
+@router.post("/suggest", response_model=SuggestOut, summary="Förslag medan coachen skriver (sparas inte)")
+def suggest(body: SuggestIn, service: ServiceDep, user: LimitedCoach) -> SuggestOut:
+    filters = body.filters.as_dict() if body.filters else None
+    return _suggest_out(service.suggest(body.text, body.title, body.k, filters))
+
+
+@router.post("/ideas", response_model=SubmitOut, status_code=201, summary="Lämna in en idé och få förslag")
+def submit_idea(body: IdeaIn, service: ServiceDep, user: LimitedCoach) -> SubmitOut:
+    row = body.model_dump(exclude={"k"}, exclude_none=True)
+    rec = service.add_idea(row, actor=user["name"])
+    result = service.suggest(rec.text, rec.title, body.k, exclude_id=rec.id)
+    return SubmitOut(idea=_idea_out(rec), suggestions=_suggest_out(result))
+
+
+@router.get("/ideas", response_model=Page[IdeaOut], summary="Idéer, sida för sida")
+def list_ideas(service: ServiceDep, user: Coach, page: PageNo = 1, page_size: PageSize = 20) -> Page[IdeaOut]:
+    records, total = service.page("ideas", page, page_size)
+    return Page[IdeaOut](items=[_idea_out(r) for r in records], page=page, page_size=page_size, total=total)
+
+
+@router.get("/ideas/{idea_id}", response_model=IdeaOut, summary="En idé (maskerad text)")
+def get_idea(idea_id: str, service: ServiceDep, user: Coach) -> IdeaOut:
+    return _idea_out(service._record("ideas", idea_id))
+
+
+@router.get("/ideas/{idea_id}/similar", response_model=list[HitOut], summary="Liknande tidigare idéer")
+def similar(idea_id: str, service: ServiceDep, user: Coach, k: K = 10,
+            all_duplicates: bool = False) -> list[HitOut]:
+    return _hits(service.similar([SearchQuery(id=idea_id)], k=k, all_duplicates=all_duplicates)[0])
+
+
+@router.get("/ideas/{idea_id}/needs", response_model=list[HitOut], summary="Medborgarbehov som idén möter")
+def needs_for_idea(idea_id: str, service: ServiceDep, user: Coach, k: K = 10) -> list[HitOut]:
+    return _hits(service.needs_for([SearchQuery(id=idea_id)], k=k)[0])
+
+
+@router.get("/needs/{need_id}/ideas", response_model=list[HitOut], summary="Idéer som möter ett behov")
+def ideas_for_need(need_id: str, service: ServiceDep, user: Coach, k: K = 10) -> list[HitOut]:
+    return _hits(service.ideas_for_need([SearchQuery(id=need_id)], k=k)[0])
+
+
+@router.get("/search", response_model=list[HitOut], summary="Sök bland idéer med fritext och filter")
+def search(service: ServiceDep, user: LimitedCoach,
+           q: Annotated[str, Query(min_length=1, max_length=2000, description="söktext")],
+           k: K = 10, department: str | None = None, status: str | None = None, source: str | None = None,
+           date_from: date | None = None, date_to: date | None = None) -> list[HitOut]:
+    filters = Filters(department=department, status=status, source=source, date_from=date_from,
+                      date_to=date_to).as_dict()
+    return _hits(service.similar([SearchQuery(text=q)], k=k, filters=filters)[0])
+
+
+@router.post("/feedback", response_model=FeedbackOut, status_code=201, summary="Återkoppling på ett förslag")
+def feedback(body: FeedbackIn, service: ServiceDep, user: Coach) -> FeedbackOut:
+    fid = service.feedback(body.query_kind, body.query_id, body.target_kind, body.target_id, body.verdict,
+                           actor=user["name"])
+    return FeedbackOut(feedback_id=fid)
+
+
+@router.post("/links", status_code=204, summary="Bekräfta eller avvisa en koppling idé–behov")
+def set_link(body: LinkIn, service: ServiceDep, user: Coach) -> None:
+    service.set_link(body.idea_id, body.need_id, body.state, actor=user["name"])

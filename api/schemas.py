@@ -1,0 +1,292 @@
+"""Request and response schemas. Input and public models are separate, so a leadership response
+cannot carry a field it must not (no submitter data, no unmasked text)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.records import MAX_TEXT_CHARS, MAX_TITLE_CHARS
+
+T = TypeVar("T")
+MAX_K = 50
+MAX_PAGE_SIZE = 100
+
+
+class Filters(BaseModel):
+    """Optional filters on similar ideas."""
+
+    model_config = ConfigDict(extra="forbid")
+    department: str | None = Field(None, max_length=200)
+    status: str | None = Field(None, max_length=100)
+    source: str | None = Field(None, max_length=100)
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        from datetime import datetime
+
+        out: dict[str, Any] = {k: v for k, v in self.model_dump().items() if v and k in ("department", "status",
+                                                                                        "source")}
+        if self.date_from:
+            out["date_from"] = datetime.combine(self.date_from, datetime.min.time())
+        if self.date_to:
+            out["date_to"] = datetime.combine(self.date_to, datetime.max.time())
+        return out
+
+
+class SuggestIn(BaseModel):
+    """A drafted idea that is not stored."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "Bygg en belyst cykelväg mellan Öjebyn och centrum", "k": 5}]})
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="idétext (utkast)")
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    k: int = Field(5, ge=1, le=MAX_K)
+    filters: Filters | None = None
+
+
+class IdeaIn(BaseModel):
+    """A new idea to store."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"id": "I9001", "title": "Bänkar vid busshållplatsen", "text": "Sätt upp bänkar vid hållplatserna i byarna.",
+         "department": "Samhällsbyggnadsförvaltningen"}]})
+    id: str = Field(..., min_length=1, max_length=200)
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    created_at: str | None = Field(None, max_length=40)
+    department: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    k: int = Field(5, ge=1, le=MAX_K)
+
+
+class HitOut(BaseModel):
+    """One suggestion with its evidence."""
+
+    id: str
+    score: float
+    title: str | None
+    snippet: str
+    department: str | None
+    created_at: str | None
+    status: str | None
+    outcome: str | None
+    source: str | None
+    dense: float
+    lexical: float
+    shared_terms: list[str]
+    why: str
+    duplicate_group: list[str]
+    confirmed: bool
+
+
+class ThemeRef(BaseModel):
+    """A theme an idea belongs to (provisional between nightly runs)."""
+
+    id: str
+    label: str
+    provisional: bool = False
+    similarity: float | None = None
+
+
+class SuggestOut(BaseModel):
+    """Suggestions for a draft or a stored idea."""
+
+    similar: list[HitOut]
+    needs: list[HitOut]
+    duplicates: list[str]
+    theme: ThemeRef | None
+
+
+class IdeaOut(BaseModel):
+    """A stored idea as a coach sees it (masked text)."""
+
+    id: str
+    title: str | None
+    text: str
+    created_at: str | None
+    department: str | None
+    status: str | None
+    outcome: str | None
+    source: str | None
+
+
+class SubmitOut(BaseModel):
+    """A stored idea with its suggestions."""
+
+    idea: IdeaOut
+    suggestions: SuggestOut
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list."""
+
+    items: list[T]
+    page: int
+    page_size: int
+    total: int
+
+
+class FeedbackIn(BaseModel):
+    """A coach's verdict on a suggestion."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"query_kind": "ideas", "query_id": "I0068", "target_kind": "ideas", "target_id": "I0069",
+         "verdict": "duplicate"}]})
+    query_kind: Literal["ideas", "needs", "draft"]
+    query_id: str = Field(..., min_length=1, max_length=200)
+    target_kind: Literal["ideas", "needs"]
+    target_id: str = Field(..., min_length=1, max_length=200)
+    verdict: Literal["useful", "not_useful", "duplicate", "confirmed_need_link", "rejected_need_link"]
+
+
+class FeedbackOut(BaseModel):
+    """The stored feedback id."""
+
+    feedback_id: int
+
+
+class LinkIn(BaseModel):
+    """Confirm or reject an idea-need link."""
+
+    model_config = ConfigDict(extra="forbid")
+    idea_id: str = Field(..., min_length=1, max_length=200)
+    need_id: str = Field(..., min_length=1, max_length=200)
+    state: Literal["confirmed", "rejected"]
+
+
+class ThemeSummary(BaseModel):
+    """A theme in the leadership overview: aggregates only."""
+
+    id: str
+    label: str
+    keywords: list[str]
+    size: int
+    ideas: int
+    needs: int
+    growth: float | None
+    unmet_needs: bool
+    departments: dict[str, int]
+
+
+class Representative(BaseModel):
+    """A representative item, masked text only."""
+
+    kind: str
+    id: str
+    title: str | None
+    text: str
+
+
+class ThemeDetailOut(BaseModel):
+    """One theme for leadership: keywords, representatives and trend (no member lists)."""
+
+    id: str
+    label: str
+    keywords: list[str]
+    size: int
+    representatives: list[Representative]
+    trend: dict[str, Any]
+
+
+class MapPoint(BaseModel):
+    """One item on the 2-D theme map."""
+
+    x: float
+    y: float
+    theme_id: str
+    kind: str
+    title: str
+
+
+class OverviewOut(BaseModel):
+    """Everything the leadership page draws."""
+
+    run_id: int | None
+    created_at: str | None
+    themes: list[ThemeSummary]
+    trends: dict[str, dict[str, int]]
+    map: list[MapPoint]
+    departments: list[str]
+    heatmap: list[list[int]]
+    unmet: list[ThemeSummary]
+
+
+class CurateIn(BaseModel):
+    """Staff curation of a theme."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"action": "rename", "name": "Vinterväghållning"}]})
+    action: Literal["rename", "merge", "move", "pin"]
+    name: str | None = Field(None, max_length=200)
+    other_theme_id: str | None = Field(None, max_length=40)
+    kind: Literal["ideas", "needs"] | None = None
+    item_id: str | None = Field(None, max_length=200)
+
+
+class KeyIn(BaseModel):
+    """A new API key."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["coach", "leadership", "admin"]
+    name: str = Field(..., min_length=1, max_length=100)
+
+
+class KeyOut(BaseModel):
+    """A key as listed (never the secret)."""
+
+    key_id: str
+    name: str
+    role: str
+    created_at: str
+    revoked_at: str | None
+
+
+class NewKeyOut(BaseModel):
+    """A created key: the secret is shown this once."""
+
+    key_id: str
+    role: str
+    name: str
+    key: str
+
+
+class IngestOut(BaseModel):
+    """Result of an upload."""
+
+    kind: str
+    inserted: int
+    updated: int
+    unchanged: int
+    embedded: int
+    errors: list[dict[str, Any]]
+
+
+class JobOut(BaseModel):
+    """A theme job: state and progress."""
+
+    job_id: str
+    state: Literal["queued", "running", "done", "failed"]
+    stage: str | None
+    progress: float
+    started_at: str | None
+    finished_at: str | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class RunOut(BaseModel):
+    """A theme run record."""
+
+    run_id: int
+    created_at: str
+    n_themes: int | None
+    share_unassigned: float | None
+    quality: float | None
+    timings: dict[str, float]
+    events: list[dict[str, Any]]

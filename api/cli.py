@@ -37,7 +37,8 @@ def _print_demo_keys(args: argparse.Namespace) -> None:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from idesluss.cli import EXIT_USAGE, CliError, _service
+    from idesluss.cli import _service
+    from idesluss.errors import EXIT_USAGE, CliError
     from store import keys as keystore
 
     svc = _service(args)
@@ -62,7 +63,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from idesluss.cli import EXIT_USAGE, CliError, _service
+    from idesluss.cli import _service
+    from idesluss.errors import EXIT_USAGE, CliError
     from idesluss.errors import NotFound
 
     svc = _service(args)

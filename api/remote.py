@@ -14,7 +14,7 @@ def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
     import httpx
 
     from api.app import sidecar_path
-    from idesluss.cli import EXIT_LOCKED, CliError
+    from idesluss.errors import EXIT_LOCKED, CliError
 
     path = sidecar_path(settings.db)
     try:

@@ -52,7 +52,8 @@ def overview(service: ServiceDep, user: Leader) -> OverviewOut:
         run_id=runs[0]["run_id"] if runs else None,
         created_at=runs[0]["created_at"].isoformat() if runs else None,
         themes=[_summary(t) for t in rows],
-        trends={t["id"]: trends.get(t["id"], {}).get("per_month", {}) for t in rows},
+        trends={t["id"]: {"ideas": trends.get(t["id"], {}).get("ideas_per_month", {}),
+                          "needs": trends.get(t["id"], {}).get("needs_per_month", {})} for t in rows},
         map=points, departments=departments, heatmap=heat,
         unmet=[_summary(t) for t in rows if t["unmet_needs"]],
     )

@@ -210,7 +210,7 @@ class OverviewOut(BaseModel):
     run_id: int | None
     created_at: str | None
     themes: list[ThemeSummary]
-    trends: dict[str, dict[str, int]]
+    trends: dict[str, dict[str, dict[str, int]]]
     map: list[MapPoint]
     departments: list[str]
     heatmap: list[list[int]]

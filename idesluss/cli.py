@@ -13,15 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+from idesluss.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError
 
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["EXIT_LOCKED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "CliError", "main"]
 
 
 def _settings(args: argparse.Namespace):  # -> Settings
@@ -240,6 +234,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("idesluss: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from idesluss.cli import EXIT_LOCKED, EXIT_OK, EXIT_USAGE, CliError, _service, _settings
+from idesluss.cli import _service, _settings
+from idesluss.errors import EXIT_LOCKED, EXIT_OK, EXIT_USAGE, CliError
 
 
 def cmd_model(args: argparse.Namespace) -> int:

@@ -98,8 +98,10 @@ class Store:
     def __init__(self, path: str | Path, read_only: bool = False, migrate: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self._root = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLockedError(
@@ -109,10 +111,25 @@ class Store:
         if migrate and not read_only:
             self.migrate()
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection to the database (a DuckDB connection must not be shared by threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self._lock:
+                cur = self._root.cursor()
+                self._cursors.append(cur)
+            self._local.cursor = cur
+        return cur
+
     def close(self) -> None:
-        """Close the connection (checkpointing the WAL)."""
+        """Close every connection (the last one checkpoints the WAL)."""
         with self._lock:
-            self.con.close()
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+            self._root.close()
+            self._local = threading.local()
 
     def __enter__(self) -> Store:
         return self

@@ -43,3 +43,17 @@ def shared_file(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is absent: the public evaluation data lives in ../shared/data next to the clone")
     return path
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, real_encoder):
+    """One real server for the browser and load tests (the model cache is built by real_encoder)."""
+    from tests.live import start_live_server
+
+    work = tmp_path_factory.mktemp("live")
+    xss = work / "xss.csv"
+    xss.write_text("id;title;text\nXSS1;<script>alert(1)</script>;Cykelväg med <b>fet</b> text och "
+                   "<img src=x onerror=alert(2)> till Öjebyn\n", encoding="utf-8")
+    server = start_live_server(work, MODEL_CACHE, extra_ideas=xss)
+    yield server
+    server.stop()

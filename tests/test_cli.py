@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def run(db: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "IDESLUSS_CACHE_DIR": str(MODEL_CACHE), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "idesluss.cli", "--db", str(db), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "idesluss", "--db", str(db), *args], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=600)
 
 

@@ -5,10 +5,11 @@
   let data = null;
   function drawTrend() {
     const id = document.getElementById("trendtheme").value;
-    const series = data.trends[id] || {};
-    const months = Object.keys(series);
-    Plotly.react("trend", [{ x: months, y: months.map((m) => series[m]), type: "bar", name: "idéer och behov", marker: { color: "#0b5394" } }],
-      { margin: { t: 10, r: 10, b: 40, l: 40 }, yaxis: { title: "antal" } }, config);
+    const series = data.trends[id] || { ideas: {}, needs: {} };
+    const months = [...new Set([...Object.keys(series.ideas), ...Object.keys(series.needs)])].sort();
+    const trace = (kind, name, color) => ({ x: months, y: months.map((m) => series[kind][m] || 0), type: "bar", name, marker: { color } });
+    Plotly.react("trend", [trace("ideas", "idéer", "#0b5394"), trace("needs", "behov", "#e69138")],
+      { barmode: "stack", margin: { t: 10, r: 10, b: 40, l: 40 }, yaxis: { title: "antal per månad" }, legend: { orientation: "h" } }, config);
   }
   async function load() {
     if (!Ides.hasKey()) { say("Ange en API-nyckel för att se översikten."); return; }
@@ -30,7 +31,7 @@
       x: pts.map((p) => p.x), y: pts.map((p) => p.y), text: pts.map((p) => p.title), name: labels[id] || id,
       type: "scattergl", mode: "markers", hovertemplate: "%{text}<extra>" + (labels[id] || id).replace(/[<>&]/g, "") + "</extra>",
     })), { margin: { t: 10, r: 10, b: 10, l: 10 }, xaxis: { visible: false }, yaxis: { visible: false }, legend: { font: { size: 10 } } }, config);
-    Plotly.react("heat", [{ z: data.heatmap, x: data.departments, y: data.themes.map((t) => t.label), type: "heatmap", colorscale: "Blues" }],
+    Plotly.react("heat", [{ z: data.heatmap, x: data.departments, y: data.themes.map((t) => t.label), type: "heatmap", colorscale: [[0, "#f7fbff"], [1, "#08306b"]], hovertemplate: "%{y}<br>%{x}: %{z}<extra></extra>" }],
       { margin: { t: 10, r: 10, b: 120, l: 240 } }, config);
     const unmet = document.getElementById("unmet");
     unmet.replaceChildren(...data.unmet.map((t) => el("li", t.label + ": " + t.needs + " behov, " + t.ideas + " idéer")));

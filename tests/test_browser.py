@@ -1,0 +1,83 @@
+"""End to end in Debian's Chromium, driven by Playwright, against a live server on loopback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+def _page(browser, live_server, role: str, path: str):
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = ctx.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(live_server.url + path)
+    page.fill("#apikey", live_server.keys[role])
+    page.click("#keyform button")
+    return page, dialogs
+
+
+def test_coach_types_an_idea_and_sees_suggestions(browser, live_server) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, dialogs = _page(browser, live_server, "coach", "/coach")
+    page.fill("#draft", "Vi behöver en upplyst cykelväg från Öjebyn till centrum")
+    page.wait_for_selector("#similar li strong", timeout=30_000)
+    titles = page.locator("#similar li strong").all_inner_texts()
+    assert any("cykel" in t.lower() for t in titles)
+    assert page.locator("#needs li").count() >= 1
+    assert "Varför" in page.locator("#similar li").first.inner_text()
+    # the stored idea titled <script>alert(1)</script> shows as text, never runs
+    page.fill("#draft", "Cykelväg med fet text till Öjebyn, script alert")
+    page.wait_for_function("document.querySelector('#similar').innerText.includes('<script>')", timeout=30_000)
+    assert not dialogs
+    assert page.locator("#similar script").count() == 0 and page.locator("#similar img").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "coach.png"), full_page=True)
+    page.locator("#similar li button").first.click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Tack')", timeout=10_000)
+
+
+def test_leadership_charts_render(browser, live_server) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, dialogs = _page(browser, live_server, "leadership", "/leadership")
+    page.wait_for_selector("#map .main-svg", timeout=30_000)
+    page.wait_for_selector("#heat .main-svg", timeout=30_000)
+    page.wait_for_selector("#trend .main-svg", timeout=30_000)
+    assert page.locator("#themes tbody tr").count() >= 5
+    assert page.locator("#map canvas, #map .scatterlayer").count() >= 1
+    assert page.locator("#unmet li").count() >= 1
+    assert not dialogs
+    page.screenshot(path=str(ARTIFACTS / "leadership.png"), full_page=True)
+
+
+def test_admin_page_loads_runs_and_keys(browser, live_server) -> None:
+    page, _ = _page(browser, live_server, "admin", "/admin")
+    page.wait_for_selector("#runs li", timeout=30_000)
+    assert page.locator("#keys li").count() >= 3
+    page.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
+
+
+def test_leadership_key_cannot_use_the_coach_page(browser, live_server) -> None:
+    page, _ = _page(browser, live_server, "leadership", "/coach")
+    page.fill("#draft", "cykelväg")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('coach')", timeout=30_000)
+    assert page.locator("#similar li").count() == 0

@@ -69,7 +69,7 @@ def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str |
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(settings.model, settings.cache_dir)
+    encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision)
     corpus = load_demo()
     report: dict[str, Any] = {"model": encoder.model_id}
     report["demo_matching"] = matching.demo_matching(encoder, corpus)

@@ -66,7 +66,8 @@ class Service(ThemeMixin):
             from models.registry import load_encoder
 
             self._encoder = load_encoder(self.settings.model, self.settings.cache_dir,
-                                         batch_size=self.settings.batch_size, threads=self.settings.threads)
+                                         batch_size=self.settings.batch_size, threads=self.settings.threads,
+                                         precision=self.settings.precision)
         return self._encoder
 
     def matcher(self, fusion: FusionConfig | None = None) -> HybridMatcher:

@@ -45,12 +45,17 @@ class Encoder:
         model: a loaded ``SentenceTransformer`` (mean pooling, normalised).
         model_id: the identifier recorded with every stored vector.
         batch_size: texts per forward pass.
+        precision: "fp32", or "bf16" (matrix products in bfloat16 with float32 accumulation, where
+            the CPU has bfloat16 instructions; measured 1.8x faster here, see the README).
     """
 
-    def __init__(self, model: Any, model_id: str, batch_size: int = 32) -> None:
+    def __init__(self, model: Any, model_id: str, batch_size: int = 32, precision: str = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
         self.model = model
         self.model_id = model_id
         self.batch_size = batch_size
+        self.precision = precision
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self.max_len = int(model.max_seq_length)
@@ -70,17 +75,31 @@ class Encoder:
 
     def token_counts(self, texts: Sequence[str], kind: Kind = "document") -> list[int]:
         """Tokens per text including the prompt and the two special tokens (unwindowed)."""
+        if not texts:
+            return []
         prefix = self.prompt(kind)
         enc = self.model.tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
+        import torch
+
+        if self.precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self._encode_fp32(texts, kind)
+        return self._encode_fp32(texts, kind)
+
+    def _encode_fp32(self, texts: list[str], kind: Kind) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        counts = self.token_counts(texts, kind)
-        short = [i for i, n in enumerate(counts) if n <= self.max_len]
-        long = [i for i, n in enumerate(counts) if n > self.max_len]
+        # A token covers at least one character (at most one extra word marker per character), so a
+        # text under half the window in characters fits without counting its tokens.
+        budget = self.max_len // 2 - len(self.prompt(kind)) - 2
+        unsure = [i for i, t in enumerate(texts) if len(t) > budget]
+        counts = dict(zip(unsure, self.token_counts([texts[i] for i in unsure], kind)))
+        long = [i for i in unsure if counts[i] > self.max_len]
+        short = [i for i in range(len(texts)) if i not in set(long)]
         if short:
             method = self.model.encode_query if kind == "query" else self.model.encode_document
             vecs = method([texts[i] for i in short], batch_size=self.batch_size, convert_to_numpy=True,
@@ -113,9 +132,9 @@ class Encoder:
                 input_ids[row, : len(b)] = torch.tensor(b)
                 mask[row, : len(b)] = 1
             with torch.inference_mode():
-                hidden = hf(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                hidden = hf(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
             means = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
-            for w, mean in zip(group, means.numpy()):
+            for w, mean in zip(group, means.float().numpy()):
                 total += len(w) * mean
                 weight += len(w)
         vec = total / max(weight, 1)

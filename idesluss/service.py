@@ -190,6 +190,7 @@ class Service(ThemeMixin):
         with self._lock:
             if self._collections is not None:
                 self._collections[kind].remove(item_id)
+        self.store.compact()  # deleted rows would otherwise linger in the file's free blocks
 
     # -- coach suggestions ----------------------------------------------------------------
     def suggest(self, text: str, title: str | None = None, k: int = 5, filters: dict[str, Any] | None = None,

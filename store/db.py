@@ -174,6 +174,34 @@ class Store:
                 raise
             self.con.execute("COMMIT")
 
+    def compact(self) -> None:
+        """Rewrite the database into a fresh file and swap it in.
+
+        DuckDB leaves the bytes of deleted rows in free blocks of the file, even after a
+        checkpoint; erasure must not, so the live data is copied to a new file that replaces the
+        old one. All connections are closed and reopened; the store is usable afterwards.
+        """
+        import os
+
+        with self._lock:
+            fresh = self.path.with_name(self.path.name + ".compact")
+            fresh.unlink(missing_ok=True)
+            alias = self._root.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            self._root.execute("CHECKPOINT")
+            self._root.execute(f"ATTACH '{fresh}' AS idesluss_compact")
+            try:
+                self._root.execute(f'COPY FROM DATABASE "{alias}" TO idesluss_compact')  # keeps sequence state
+            finally:
+                self._root.execute("DETACH idesluss_compact")
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+            self._root.close()
+            os.replace(fresh, self.path)
+            Path(str(self.path) + ".wal").unlink(missing_ok=True)
+            self._local = threading.local()
+            self._root = duckdb.connect(str(self.path))
+
     def checkpoint(self) -> None:
         """Fold the WAL into the database file."""
         with self._lock:

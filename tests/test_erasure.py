@@ -1,0 +1,54 @@
+"""Erasure leaves nothing of the record in the database file, and the service keeps working."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from idesluss.service import Query, Service
+from idesluss.settings import Settings
+from pipelines.themes.job import run_theme_job
+from store import feedback as fb
+from store import keys as keystore
+from store import themes as sql
+from tests.fakes import KeywordEncoder
+
+MARKER = "Zyxwvutsmarkör"
+
+
+def _bytes_in_db(db: Path, needle: str) -> bool:
+    blob = b""
+    for p in (db, Path(str(db) + ".wal")):
+        if p.exists():
+            blob += p.read_bytes()
+    return needle.encode("utf-8") in blob
+
+
+def test_delete_removes_text_vectors_links_feedback_and_memberships(tmp_path: Path) -> None:
+    db = tmp_path / "e.duckdb"
+    svc = Service(Settings(db=db), encoder=KeywordEncoder())
+    f = tmp_path / "ideas.csv"
+    rows = [f"E{i};Cykelbana och belysning nummer {i}" for i in range(40)]
+    f.write_text("id;text\n" + "\n".join(rows) + f"\nSECRET;{MARKER} vill ha en cykelbana, ring 070-123 45 67\n",
+                 encoding="utf-8")
+    svc.ingest("ideas", f)
+    run_theme_job(svc.store, svc.encoder, show_bar=False)
+    svc.feedback("ideas", "E1", "ideas", "SECRET", "useful", "coach")
+    svc.feedback("ideas", "SECRET", "ideas", "E1", "duplicate", "coach")
+    before_fb = fb.count_feedback(svc.store)
+    svc.store.checkpoint()
+    assert _bytes_in_db(db, MARKER)
+    svc.collections()
+    svc.erase("ideas", "SECRET", actor="admin")
+    assert svc.store.get_record("ideas", "SECRET") is None
+    assert fb.count_feedback(svc.store) == before_fb - 2
+    assert all(m["item_id"] != "SECRET" for m in sql.memberships(svc.store))
+    hits = svc.similar([Query(text=f"{MARKER} cykelbana")], k=50)[0]
+    assert "SECRET" not in {h.id for h in hits}
+    log = keystore.audit_log(svc.store)
+    assert log[0]["action"] == "delete" and log[0]["item_id"] == "SECRET" and MARKER not in str(log)
+    # the store is usable after compaction: sequences continue, nothing collides
+    assert svc.feedback("ideas", "E1", "ideas", "E2", "useful", "coach") > 0
+    svc.store.checkpoint()
+    svc.close()
+    assert not _bytes_in_db(db, MARKER)
+    assert not _bytes_in_db(db, "070-123 45 67")

@@ -123,7 +123,7 @@ def _pages(app: FastAPI) -> None:
         return FileResponse(plotly_js(), media_type="application/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
 
-    @app.get("/health", tags=["service"], summary="Lever tjänsten?")
+    @app.get("/health", tags=["service"], summary="Lever tjänsten?", responses=errors.PROBLEM_RESPONSES)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 

@@ -64,8 +64,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from idesluss.cli import _service
-    from idesluss.errors import EXIT_USAGE, CliError
-    from idesluss.errors import NotFound
+    from idesluss.errors import EXIT_USAGE, CliError, NotFound
 
     svc = _service(args)
     try:

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from idesluss.errors import NotFound
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+PROBLEM_SCHEMA = {
+    "type": "object", "required": ["type", "title", "status", "detail"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                   "detail": {"type": "string"}, "field": {"type": "string"}},
+}
+PROBLEM_RESPONSES: dict[int | str, dict] = {
+    code: {"description": text, "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}}
+    for code, text in ((400, "Felaktig begäran"), (401, "Nyckel saknas eller är okänd"), (403, "Fel roll"),
+                       (404, "Okänt id"), (409, "Ett jobb körs redan"), (413, "För stor"),
+                       (415, "Filtypen tas inte emot"), (422, "Ogiltigt fält"), (429, "För många anrop"),
+                       (500, "Internt fel"))
+}
 
 
 def problem(status: int, title: str, detail: str, field: str | None = None,
@@ -40,8 +53,15 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
                   413: "Request too large", 429: "Too many requests"}
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
-                       headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # list every method of the path, not only the first route's
+            methods = set()
+            for route in request.app.routes:
+                regex = getattr(route, "path_regex", None)
+                if regex is not None and regex.match(request.url.path):
+                    methods |= set(getattr(route, "methods", None) or ())
+            headers["Allow"] = ", ".join(sorted(methods))
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail), headers=headers)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> JSONResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import traceback
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from idesluss.service import Service
@@ -17,7 +17,7 @@ from pipelines.themes.job import ThemeJobRunning
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class JobRunner:

@@ -9,13 +9,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
 
 from api.deps import Admin, ServiceDep
-from api.schemas import (MAX_PAGE_SIZE, CurateIn, IngestOut, JobOut, KeyIn, KeyOut, NewKeyOut, Page, RunOut)
+from api.errors import PROBLEM_RESPONSES
+from api.schemas import MAX_PAGE_SIZE, CurateIn, IngestOut, JobOut, KeyIn, KeyOut, NewKeyOut, Page, RunOut
 from pipelines.records import FileRejected
 from pipelines.themes.job import ThemeJobRunning
 from store import keys as keystore
 from store import themes as sql
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=PROBLEM_RESPONSES)
 PageNo = Annotated[int, Query(ge=1, le=100_000)]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 ALLOWED_SUFFIXES = (".csv", ".jsonl", ".json")

@@ -8,11 +8,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import Coach, LimitedCoach, ServiceDep
-from api.schemas import (MAX_K, MAX_PAGE_SIZE, FeedbackIn, FeedbackOut, Filters, HitOut, IdeaIn, IdeaOut, LinkIn,
-                         Page, SubmitOut, SuggestIn, SuggestOut)
+from api.errors import PROBLEM_RESPONSES
+from api.schemas import (
+    MAX_K,
+    MAX_PAGE_SIZE,
+    FeedbackIn,
+    FeedbackOut,
+    Filters,
+    HitOut,
+    IdeaIn,
+    IdeaOut,
+    LinkIn,
+    Page,
+    SubmitOut,
+    SuggestIn,
+    SuggestOut,
+)
 from idesluss.service import Query as SearchQuery
 
-router = APIRouter(tags=["coach"])
+router = APIRouter(tags=["coach"], responses=PROBLEM_RESPONSES)
 K = Annotated[int, Query(ge=1, le=MAX_K, description="antal förslag")]
 PageNo = Annotated[int, Query(ge=1, le=100_000)]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

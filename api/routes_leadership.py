@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import Leader, ServiceDep
+from api.errors import PROBLEM_RESPONSES
 from api.schemas import MAX_PAGE_SIZE, MapPoint, OverviewOut, Page, ThemeDetailOut, ThemeSummary
 from store import themes as sql
 
-router = APIRouter(tags=["leadership"])
+router = APIRouter(tags=["leadership"], responses=PROBLEM_RESPONSES)
 
 
 def _summary(t: dict[str, Any]) -> ThemeSummary:

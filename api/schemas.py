@@ -4,13 +4,23 @@ cannot carry a field it must not (no submitter data, no unmasked text)."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from pipelines.records import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 
 T = TypeVar("T")
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON integers only: 3 or 3.0, never true/false or 3.5 (pydantic's lax mode would take true as 1)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a whole number")
+    return int(value) if isinstance(value, float) else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 MAX_K = 50
 MAX_PAGE_SIZE = 100
 
@@ -24,6 +34,13 @@ class Filters(BaseModel):
     source: str | None = Field(None, max_length=100)
     date_from: date | None = None
     date_to: date | None = None
+
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, (str, date)):
+            raise ValueError("must be an ISO 8601 date string (YYYY-MM-DD)")
+        return value
 
     def as_dict(self) -> dict[str, Any]:
         from datetime import datetime
@@ -44,7 +61,7 @@ class SuggestIn(BaseModel):
         {"text": "Bygg en belyst cykelväg mellan Öjebyn och centrum", "k": 5}]})
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="idétext (utkast)")
     title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    k: int = Field(5, ge=1, le=MAX_K)
+    k: WholeNumber = Field(5, ge=1, le=MAX_K)
     filters: Filters | None = None
 
 
@@ -62,7 +79,7 @@ class IdeaIn(BaseModel):
     status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    k: int = Field(5, ge=1, le=MAX_K)
+    k: WholeNumber = Field(5, ge=1, le=MAX_K)
 
 
 class HitOut(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from matcher.collection import Collection, Item
-from matcher.swedish import Analyzer
+from matcher.swedish import shared_words
 from models.encoder import TextEncoder
 
 
@@ -190,9 +190,7 @@ class HybridMatcher:
     def _hit(self, collection: Collection, row: int, fused: float, dense: float, lexical: float,
              query_terms: set[str], pinned: bool) -> Hit:
         item = collection.items[row]
-        shared = [t for t in dict.fromkeys(collection.lexical.doc_terms(row)) if t in query_terms]
-        surface = collection.lexical.analyzer.surface_forms(item.full_text)
-        words = [surface[t].most_common(1)[0][0] for t in shared if t in surface][:8]
+        words = shared_words(collection.lexical.analyzer, item.full_text, query_terms)
         group = [collection.items[r].id for r in collection.group(row)] if collection.duplicate_threshold else []
         return Hit(id=item.id, score=float(fused), dense=float(dense), lexical=float(lexical),
                    shared_terms=words, why=self._explain(dense, lexical, words, pinned), item=item,

@@ -166,3 +166,30 @@ def _part_stem(part: str) -> str:
         if s.endswith(link) and len(s) > _MIN_PART:
             return s[:-1]
     return s
+
+
+def shared_words(analyzer: Analyzer, doc_text: str, query_terms: set[str], limit: int = 8) -> list[str]:
+    """Readable words a document shares with a query, for explanations.
+
+    A whole word is shown as written ("öjebyn"); a match through a compound part is shown with its
+    word ("cykel (i cykelbana)"), unless the whole word matched too (so "centrum" never shows as
+    "cent" and "rum").
+    """
+    whole: list[str] = []
+    parts: list[str] = []
+    seen: set[str] = set()
+    for w in words(doc_text):
+        if is_stop(w):
+            continue
+        full = stem(w)
+        if full in query_terms:
+            if full not in seen:
+                whole.append(w)
+                seen.add(full)
+            continue
+        for part in analyzer.split(w):
+            ps = _part_stem(part)
+            if ps in query_terms and ps not in seen:
+                parts.append(f"{part} (i {w})")
+                seen.add(ps)
+    return (whole + parts)[:limit]

@@ -10,6 +10,8 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
+
 from api.app import create_app  # noqa: E402
 from idesluss.service import Service  # noqa: E402
 from idesluss.settings import Settings  # noqa: E402
@@ -42,7 +44,10 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 def test_api_with_a_valid_key(case) -> None:
     if case.method == "DELETE" and case.path == "/admin/keys/{key_id}":
         case.path_parameters = {"key_id": "not-a-key"}  # never revoke the fuzzer's own key
-    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    # Every check but "schema-valid data is accepted": the service rightly refuses some schema-valid
+    # values on meaning (a date in the future, an id that exists nowhere) with a 400 or 404.
+    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                           excluded_checks=[positive_data_acceptance])
 
 
 @schema.parametrize()
@@ -52,5 +57,6 @@ def test_api_without_a_key_is_refused(case) -> None:
     if case.path in ("/health",):
         assert response.status_code == 200
     else:
-        assert response.status_code in (401, 404, 405, 413, 415, 422), (case.method, case.path, response.status_code)
-        assert response.status_code < 500
+        # refused: 401 for a well-formed request, or a 4xx for a malformed one; never served, never 5xx
+        assert 400 <= response.status_code < 500, (case.method, case.path, response.status_code)
+        assert response.status_code != 403

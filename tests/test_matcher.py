@@ -43,7 +43,7 @@ def test_lexical_only_ranks_by_shared_compound_parts(fake_encoder) -> None:
     m = HybridMatcher(fake_encoder, FusionConfig(dense_weight=0, lexical_weight=1, char_weight=0))
     hits = m.search(coll, "nya cykelvägar", k=2)
     assert hits[0].id == "a"
-    assert "cykel" in hits[0].shared_terms
+    assert "cykel (i cykelbana)" in hits[0].shared_terms
     assert "Delar orden" in hits[0].why
 
 

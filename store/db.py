@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -305,11 +306,13 @@ class Store:
 
     def vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:
         """Ids and vectors (row-aligned) of all records of a kind that have one for ``model_id``."""
-        with self._lock:
-            tbl = self.con.sql(
+        with self._lock, warnings.catch_warnings():
+            # execute(), not sql(): a relation refuses to run while an earlier fetchone() result is
+            # open on this connection; the extra Arrow copy DuckDB warns about is accepted
+            warnings.simplefilter("ignore")
+            tbl = self.con.execute(
                 f"SELECT r.id, e.vector, e.dim FROM {_kind(kind)} r JOIN embeddings e "
-                f"ON e.text_hash = r.embed_hash AND e.model_id = '{model_id.replace(chr(39), '')}' "
-                "ORDER BY r.id").to_arrow_table()
+                "ON e.text_hash = r.embed_hash AND e.model_id = ? ORDER BY r.id", [model_id]).to_arrow_table()
         ids = tbl.column("id").to_pylist()
         if not ids:
             return [], np.zeros((0, 0), dtype=np.float32)

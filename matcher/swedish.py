@@ -21,34 +21,10 @@ import snowballstemmer
 
 # Function words of Swedish (pronouns, articles, prepositions, conjunctions, auxiliaries,
 # common adverbs) and the most frequent filler words of submitted ideas.
-STOP_WORDS = frozenset("""
-alla allt alltid andra annan annat att av bara bli blir blev blivit borde bra de dem den denna
-deras dess dessa det detta dig din dina ditt du där då efter eftersom ej eller en ens er era
-ert ett fast fler flera finns fick få får fått för före från genom ha hade har hela helt hen
-henne hennes hit hon honom hos hur här i icke igen ingen inget inga inom inte ju jag kan kanske
-kommer kunde kunna man med mellan men mer mest mig min mina mitt mot mycket många ni nu när någon
-något några och också om oss samma sedan sig sin sina sitt ska skall skulle som så sådan sådana
-till tills typ under upp ut utan vad var vara varför varit varje vart vem vi vid vilka vilken
-vilket vill vår våra vårt än är åt över även ännu ha sen iaf dvs osv bl.a t.ex. mm tex pga
-väldigt jätte jättebra lite liten lilla stor stora tycker tror behöver behövs göra gör gjort
-kommunen kommun idé idéer förslag föreslår förslaget tack hej
-saknar saknas svårt sätt går gå bort fram ute inne direkt oftare längs finns fanns hjälp visar
-håller slutar bättre sämre fler färre nya nytt ny gamla gammal enkelt enkel istället exempel
-""".split())
+STOP_WORDS = frozenset(["alla", "allt", "alltid", "andra", "annan", "annat", "att", "av", "bara", "bli", "blir", "blev", "blivit", "borde", "bra", "de", "dem", "den", "denna", "deras", "dess", "dessa", "det", "detta", "dig", "din", "dina", "ditt", "du", "där", "då", "efter", "eftersom", "ej", "eller", "en", "ens", "er", "era", "ert", "ett", "fast", "fler", "flera", "finns", "fick", "få", "får", "fått", "för", "före", "från", "genom", "ha", "hade", "har", "hela", "helt", "hen", "henne", "hennes", "hit", "hon", "honom", "hos", "hur", "här", "i", "icke", "igen", "ingen", "inget", "inga", "inom", "inte", "ju", "jag", "kan", "kanske", "kommer", "kunde", "kunna", "man", "med", "mellan", "men", "mer", "mest", "mig", "min", "mina", "mitt", "mot", "mycket", "många", "ni", "nu", "när", "någon", "något", "några", "och", "också", "om", "oss", "samma", "sedan", "sig", "sin", "sina", "sitt", "ska", "skall", "skulle", "som", "så", "sådan", "sådana", "till", "tills", "typ", "under", "upp", "ut", "utan", "vad", "var", "vara", "varför", "varit", "varje", "vart", "vem", "vi", "vid", "vilka", "vilken", "vilket", "vill", "vår", "våra", "vårt", "än", "är", "åt", "över", "även", "ännu", "ha", "sen", "iaf", "dvs", "osv", "bl.a", "t.ex.", "mm", "tex", "pga", "väldigt", "jätte", "jättebra", "lite", "liten", "lilla", "stor", "stora", "tycker", "tror", "behöver", "behövs", "göra", "gör", "gjort", "kommunen", "kommun", "idé", "idéer", "förslag", "föreslår", "förslaget", "tack", "hej", "saknar", "saknas", "svårt", "sätt", "går", "gå", "bort", "fram", "ute", "inne", "direkt", "oftare", "längs", "finns", "fanns", "hjälp", "visar", "håller", "slutar", "bättre", "sämre", "fler", "färre", "nya", "nytt", "ny", "gamla", "gammal", "enkelt", "enkel", "istället", "exempel"])
 
 # Word parts common in Swedish municipal texts; the corpus adds its own standalone words.
-BASE_LEXICON = frozenset("""
-gata gatu gat väg vägar cykel bana banor cykelbana lampa lampor belysning ljus plats platser
-skola skol elev elever lärare förskola barn ungdom ungdomar äldre omsorg boende hem tjänst
-hemtjänst personal vård vårdare snö röjning plogning is halka sand sopning buss hållplats
-tåg trafik kollektivtrafik resa biljett app tjänst tjänster digital e-tjänst webb sida
-återvinning station sopor avfall miljö sortering kompost bibliotek bok böcker läsning
-idrott hall plan fotboll simhall bad park lekplats lek trygghet kamera brott polis natt
-integration språk nyanlända svenska praktik jobb arbete arbetsplats möte rum hus bostad
-matsal mat lunch kök vatten ledning skylt skyltar trottoar övergång ställe parkering bil
-bilar cykelställ cykelparkering stråk motion spår skid skidspår fritid gård center centrum
-kultur musik konst museum fest kvarter område stad by bygd landsbygd information
-""".split())
+BASE_LEXICON = frozenset(["gata", "gatu", "gat", "väg", "vägar", "cykel", "bana", "banor", "cykelbana", "lampa", "lampor", "belysning", "ljus", "plats", "platser", "skola", "skol", "elev", "elever", "lärare", "förskola", "barn", "ungdom", "ungdomar", "äldre", "omsorg", "boende", "hem", "tjänst", "hemtjänst", "personal", "vård", "vårdare", "snö", "röjning", "plogning", "is", "halka", "sand", "sopning", "buss", "hållplats", "tåg", "trafik", "kollektivtrafik", "resa", "biljett", "app", "tjänst", "tjänster", "digital", "e-tjänst", "webb", "sida", "återvinning", "station", "sopor", "avfall", "miljö", "sortering", "kompost", "bibliotek", "bok", "böcker", "läsning", "idrott", "hall", "plan", "fotboll", "simhall", "bad", "park", "lekplats", "lek", "trygghet", "kamera", "brott", "polis", "natt", "integration", "språk", "nyanlända", "svenska", "praktik", "jobb", "arbete", "arbetsplats", "möte", "rum", "hus", "bostad", "matsal", "mat", "lunch", "kök", "vatten", "ledning", "skylt", "skyltar", "trottoar", "övergång", "ställe", "parkering", "bil", "bilar", "cykelställ", "cykelparkering", "stråk", "motion", "spår", "skid", "skidspår", "fritid", "gård", "center", "centrum", "kultur", "musik", "konst", "museum", "fest", "kvarter", "område", "stad", "by", "bygd", "landsbygd", "information"])
 
 _WORD = re.compile(r"[a-zåäöéüæø0-9]+(?:-[a-zåäöéüæø0-9]+)*", re.IGNORECASE)
 _LINKS = ("s", "u", "e", "a", "o")

@@ -14,7 +14,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,8 @@ def parse_date(value: Any, today: date | None = None) -> datetime | None:
     except ValueError:
         raise ValueError(f"created_at {raw!r} is not an ISO 8601 date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    limit = today or datetime.now(timezone.utc).date()
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    limit = today or datetime.now(UTC).date()
     if parsed.date() > limit:
         raise ValueError(f"created_at {raw} is in the future")
     return parsed
@@ -88,7 +88,7 @@ def _clean_str(row: dict[str, Any], key: str, limit: int) -> str | None:
     if isinstance(value, (dict, list)):
         raise ValueError(f"{key} must be text, got {type(value).__name__}")
     text = str(value).strip()
-    if "\udc80" <= max(text, default="") and any("\udc80" <= ch <= "\udcff" for ch in text):
+    if max(text, default="") >= "\udc80" and any("\udc80" <= ch <= "\udcff" for ch in text):
         raise ValueError(f"{key} is not valid UTF-8")
     if len(text) > limit:
         raise ValueError(f"{key} is {len(text)} characters, over the limit of {limit}")
@@ -192,8 +192,7 @@ def _json_rows(path: Path, max_bytes: int) -> Iterator[tuple[int, dict[str, Any]
     if not isinstance(data, list):
         raise FileRejected(f"{path}: a .json file must hold an array of records")
     # Items of a JSON array have no line of their own; the item's position is reported instead.
-    for index, item in enumerate(data, start=1):
-        yield index, item
+    yield from enumerate(data, start=1)
 
 
 def read_rows(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -154,7 +154,7 @@ def test_pagination(env) -> None:
 def test_admin_upload_curate_job_erase_and_keys(env) -> None:
     client, keys, svc = env
     a = H(keys["admin"])
-    data = "id;text\nU1;Fler papperskorgar vid badplatsen\nU2;\n".encode()
+    data = b"id;text\nU1;Fler papperskorgar vid badplatsen\nU2;\n"
     r = client.post("/admin/ingest/ideas", files={"file": ("nya.csv", io.BytesIO(data), "text/csv")}, headers=a)
     assert r.status_code == 200 and r.json()["inserted"] == 1
     assert r.json()["errors"] == [{"line": 3, "id": "U2", "reason": "text is empty"}]

@@ -58,7 +58,7 @@ def test_bad_rows_named_and_valid_rows_kept(tmp_path: Path) -> None:
     assert reasons[3] == "id is missing"
     assert "not an ISO 8601 date" in reasons[4]
     assert "in the future" in reasons[5]
-    assert "duplicate id 'a' (first on line 1)" == reasons[6]
+    assert reasons[6] == "duplicate id 'a' (first on line 1)"
     assert "text must be a string" in reasons[7]
     assert "over the limit of 20000" in reasons[8]
     assert "malformed JSON" in reasons[9]

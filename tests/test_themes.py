@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
+from matcher.swedish import STOP_WORDS, Analyzer
 from pipelines.themes import stages
 from pipelines.themes.job import ThemeJobRunning, job_lock, run_theme_job
 from pipelines.themes.labels import label_themes
-from matcher.swedish import STOP_WORDS, Analyzer
 from store import themes as sql
 from tests.fakes import KeywordEncoder
 from tests.helpers import blob_records, store_with_vectors

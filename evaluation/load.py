@@ -1,0 +1,161 @@
+"""Load benchmark on loopback: concurrent clients against a live server, idle and during the nightly job.
+
+    python -m evaluation.load --items 100000 --clients 8 --seconds 60 [--during-job] [--mix suggest]
+
+Builds a database of synthetic ideas (vectors recombined from the demo corpus, so no embedding
+time), starts `idesluss serve`, and runs the clients: `--mix suggest` sends only `POST /suggest`;
+the default mix is suggestions, overviews and feedback writes. Prints requests/s, latency
+percentiles per route, errors, and feedback rows sent against rows stored (must be equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_db(db: Path, items: int, settings_env: dict[str, str]) -> dict[str, str]:
+    """Synthetic ideas with cached vectors, the demo needs, one theme run, and one key per role."""
+    from evaluation.bench import _texts, synthesise
+    from idesluss.settings import Settings
+    from models.registry import load_encoder
+    from pipelines.embed import vector_key
+    from pipelines.ingest import ingest_file
+    from pipelines.records import embed_text, text_hash
+    from pipelines.themes.job import run_theme_job
+    from store import Record, Store
+    from store import keys as keystore
+
+    settings = Settings()
+    enc = load_encoder(settings.model, settings.cache_dir, precision=settings.precision)
+    texts = _texts()
+    base = enc.encode_passages(texts)
+    stexts, svecs = synthesise(items, texts, base)
+    with Store(db) as store:
+        records = [Record(id=f"S{i:06d}", text=t, embed_hash=text_hash(embed_text(None, t)),
+                          department=f"Förvaltning {i % 7}") for i, t in enumerate(stexts)]
+        for start in range(0, items, 10_000):
+            store.upsert_records("ideas", records[start : start + 10_000])
+        hashes = [r.embed_hash for r in records]
+        store.put_embeddings(enc.model_id, hashes, svecs)
+        store.put_embeddings(vector_key(enc.model_id, "query"), hashes, svecs)
+        ingest_file(store, "needs", REPO / "demo" / "needs.jsonl", encoder=enc)
+        run_theme_job(store, enc, show_bar=False)
+        return {role: keystore.create_key(store, role, f"load-{role}")[1] for role in ("coach", "leadership", "admin")}
+
+
+def run_clients(url: str, keys: dict[str, str], clients: int, seconds: float, mix: str) -> dict:
+    """Drive the server; return per-route latencies, errors and feedback counts."""
+    lat: dict[str, list[float]] = {}
+    errors: list[str] = []
+    sent_feedback = [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+    words = ["cykelväg", "gatubelysning", "snöröjning", "bibliotek", "hemtjänst", "buss", "lekplats", "skola"]
+
+    def client(i: int) -> None:
+        rng = np.random.default_rng(i)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            n = 0
+            while time.monotonic() < stop:
+                kind = "suggest" if mix == "suggest" else ("suggest", "overview", "feedback")[n % 3]
+                n += 1
+                t = time.perf_counter()
+                try:
+                    if kind == "suggest":
+                        text = " ".join(rng.choice(words, 4)) + f" förslag {n}"
+                        r = c.post("/suggest", json={"text": text, "k": 5},
+                                   headers={"Authorization": f"Bearer {keys['coach']}"})
+                    elif kind == "overview":
+                        r = c.get("/themes?page_size=50", headers={"Authorization": f"Bearer {keys['leadership']}"})
+                    else:
+                        r = c.post("/feedback", json={"query_kind": "draft", "query_id": f"load-{i}-{n}",
+                                                      "target_kind": "ideas", "target_id": "S000001",
+                                                      "verdict": "useful"},
+                                   headers={"Authorization": f"Bearer {keys['coach']}"})
+                    ok = r.status_code < 400
+                except httpx.HTTPError as exc:
+                    ok, r = False, None
+                    errors.append(f"{kind}: {exc}")
+                with lock:
+                    lat.setdefault(kind, []).append(time.perf_counter() - t)
+                    if r is not None and not ok:
+                        errors.append(f"{kind}: {r.status_code}")
+                    if kind == "feedback" and ok:
+                        sent_feedback[0] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    routes = {k: {"requests": len(v), "rps": len(v) / seconds,
+                  **{p: float(np.percentile(np.asarray(v) * 1000, q)) for p, q in (("p50", 50), ("p95", 95),
+                                                                                  ("p99", 99))}}
+              for k, v in lat.items()}
+    return {"routes": routes, "errors": len(errors), "error_samples": errors[:5], "feedback_sent": sent_feedback[0],
+            "total_rps": sum(len(v) for v in lat.values()) / seconds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--mix", choices=["suggest", "mixed"], default="mixed")
+    ap.add_argument("--during-job", action="store_true", help="also run once while the nightly job runs")
+    args = ap.parse_args()
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "load.duckdb"
+        t = time.perf_counter()
+        keys = build_db(db, args.items, env)
+        print(f"built {args.items} items in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        port = 8765
+        proc = subprocess.Popen([sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            report = {"items": args.items, "clients": args.clients, "seconds": args.seconds, "mix": args.mix}
+            report["idle"] = run_clients(url, keys, args.clients, args.seconds, args.mix)
+            if args.during_job:
+                job = httpx.post(url + "/admin/jobs/cluster", headers={"Authorization": f"Bearer {keys['admin']}"},
+                                 timeout=30).json()
+                report["during_job"] = run_clients(url, keys, args.clients, args.seconds, args.mix)
+                state = httpx.get(url + f"/admin/jobs/{job['job_id']}", timeout=30,
+                                  headers={"Authorization": f"Bearer {keys['admin']}"}).json()
+                report["job_state_after"] = {"state": state["state"], "stage": state["stage"]}
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        from store import Store
+        from store import feedback as fb
+
+        with Store(db) as store:
+            stored = fb.count_feedback(store)
+        sent = report["idle"]["feedback_sent"] + report.get("during_job", {}).get("feedback_sent", 0)
+        report["feedback_rows_sent"], report["feedback_rows_stored"] = sent, stored
+        report["feedback_rows_lost"] = sent - stored
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -84,9 +84,12 @@ def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str |
     topics = topic_files if topic_files is not None else [p for p in (
         _default(None, "argumentation-sentences/argumentation-sentences_dev.jsonl"),
         _default(None, "sib200-swe/dev.tsv")) if p]
-    for path in topics:
+    for i, path in enumerate(topics):
         texts, labels = load_topic_file(Path(path))
-        report["themes"][Path(path).parent.name or Path(path).stem] = theme_eval.topic_file(encoder, texts, labels)
+        name = Path(path).parent.name or Path(path).stem
+        report["themes"][name] = theme_eval.topic_file(encoder, texts, labels)
+        if i == 0:
+            report["reducers"] = {"data": name, **theme_eval.reducer_comparison(encoder, texts, labels)}
     if stability:
         report["stability"] = theme_eval.stability(encoder, corpus)
     if db:
@@ -118,6 +121,10 @@ def _markdown(report: dict[str, Any]) -> str:
     for name, res in report["themes"].items():
         parts += [f"### {name}", "", _table("pipeline", res, ["nmi", "ari", "v_measure", "unassigned", "themes",
                                                               "stop_word_rate"]), ""]
+    if "reducers" in report:
+        red = {k: v for k, v in report["reducers"].items() if k != "data"}
+        parts += [f"### Reduction stage compared ({report['reducers']['data']}, same vectors, same clustering)", "",
+                  _table("reducer", red, ["nmi", "ari", "unassigned_before_assignment", "unassigned", "themes"]), ""]
     if "stability" in report:
         st = report["stability"]
         parts += [f"Stability: after adding {st['added']} ideas (5 %) and re-running, "

@@ -51,6 +51,17 @@ def _baseline_keywords(texts: Sequence[str], labels: np.ndarray, n: int = 8) -> 
     return out
 
 
+def reducer_comparison(encoder: TextEncoder, texts: Sequence[str], gold: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The job's pipeline with each reduction stage (UMAP, PCA, none) on the same vectors."""
+    q = encoder.encode_queries(list(texts))
+    out = {}
+    for name, params in (("umap", {"n_components": 5, "n_neighbors": 15, "random_state": 42}),
+                         ("pca", {"n_components": 10, "random_state": 42}), ("none", {})):
+        final, raw = themes_for_vectors(q, ThemeJobConfig(reducer=name, reducer_params=params))
+        out[name] = {**agreement(gold, final), "unassigned_before_assignment": float((raw < 0).mean())}
+    return out
+
+
 def stop_word_rate(keyword_lists: Sequence[Sequence[str]]) -> float:
     """Share of keywords that are Swedish stop-words."""
     flat = [w for kws in keyword_lists for kw in kws for w in kw.split()]
@@ -127,4 +138,5 @@ def demo_themes(encoder: TextEncoder, corpus: DemoCorpus) -> dict[str, dict[str,
     return topic_file(encoder, texts, gold)
 
 
-__all__ = ["ThemeJobConfig", "agreement", "demo_themes", "stability", "stop_word_rate", "topic_file"]
+__all__ = ["ThemeJobConfig", "agreement", "demo_themes", "reducer_comparison", "stability", "stop_word_rate",
+           "topic_file"]

@@ -143,9 +143,14 @@ def main() -> None:
                 state = httpx.get(url + f"/admin/jobs/{job['job_id']}", timeout=30,
                                   headers={"Authorization": f"Bearer {keys['admin']}"}).json()
                 report["job_state_after"] = {"state": state["state"], "stage": state["stage"]}
+            print(json.dumps(report, indent=1), flush=True)  # before shutdown, which waits for the job
         finally:
-            proc.terminate()
-            proc.wait(60)
+            proc.terminate()  # the server waits for a running theme job before it exits
+            try:
+                proc.wait(600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         from store import Store
         from store import feedback as fb
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -30,6 +29,7 @@ router = APIRouter(tags=["coach"], responses=PROBLEM_RESPONSES)
 K = Annotated[int, Query(ge=1, le=MAX_K, description="antal förslag")]
 PageNo = Annotated[int, Query(ge=1, le=100_000)]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+IsoDate = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
 
 
 def _hits(hits: list[Any]) -> list[HitOut]:
@@ -90,7 +90,7 @@ def ideas_for_need(need_id: str, service: ServiceDep, user: Coach, k: K = 10) ->
 def search(service: ServiceDep, user: LimitedCoach,
            q: Annotated[str, Query(min_length=1, max_length=2000, description="söktext")],
            k: K = 10, department: str | None = None, status: str | None = None, source: str | None = None,
-           date_from: date | None = None, date_to: date | None = None) -> list[HitOut]:
+           date_from: IsoDate = None, date_to: IsoDate = None) -> list[HitOut]:
     filters = Filters(department=department, status=status, source=source, date_from=date_from,
                       date_to=date_to).as_dict()
     return _hits(service.similar([SearchQuery(text=q)], k=k, filters=filters)[0])

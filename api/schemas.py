@@ -3,6 +3,7 @@ cannot carry a field it must not (no submitter data, no unmasked text)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pipelines.records import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 
 T = TypeVar("T")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _whole_number(value: Any) -> Any:
@@ -38,7 +40,9 @@ class Filters(BaseModel):
     @field_validator("date_from", "date_to", mode="before")
     @classmethod
     def _iso_text(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, (str, date)):
+        if value is None or isinstance(value, date):
+            return value
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
             raise ValueError("must be an ISO 8601 date string (YYYY-MM-DD)")
         return value
 

@@ -150,17 +150,22 @@ def cmd_needs(args: argparse.Namespace) -> int:
     return _cmd_search(args, "needs_for", "ideas")
 
 
-def cmd_feedback(args: argparse.Namespace) -> int:
-    from idesluss.service import NotFound
+def call_service(args: argparse.Namespace, fn: Any) -> Any:
+    """Open the service, call ``fn(service)``, close it; unknown ids and bad values exit 2 with a message."""
+    from idesluss.errors import NotFound
 
     svc = _service(args)
     try:
-        fid = svc.feedback(args.query_kind, args.query_id, args.target_kind, args.target_id, args.verdict,
-                           args.actor)
+        return fn(svc)
     except (NotFound, ValueError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     finally:
         svc.close()
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    fid = call_service(args, lambda svc: svc.feedback(args.query_kind, args.query_id, args.target_kind,
+                                                      args.target_id, args.verdict, args.actor))
     print(f"feedback {fid} stored")
     return EXIT_OK
 

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from idesluss.cli import _service, _settings
-from idesluss.errors import EXIT_LOCKED, EXIT_OK, EXIT_USAGE, CliError
+from idesluss.cli import _service, _settings, call_service
+from idesluss.errors import EXIT_LOCKED, EXIT_OK, CliError
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -73,16 +73,8 @@ def cmd_themes(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from idesluss.errors import NotFound
-
-    svc = _service(args)
-    try:
-        cid = svc.curate(args.action, args.actor, args.theme, other_theme_id=args.into, kind=args.kind,
-                         item_id=args.item, name=args.name)
-    except (NotFound, ValueError) as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    finally:
-        svc.close()
+    cid = call_service(args, lambda svc: svc.curate(args.action, args.actor, args.theme, other_theme_id=args.into,
+                                                    kind=args.kind, item_id=args.item, name=args.name))
     print(f"curation {cid} stored")
     return EXIT_OK
 

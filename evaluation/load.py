@@ -39,7 +39,7 @@ def build_db(db: Path, items: int, settings_env: dict[str, str]) -> dict[str, st
     from store import keys as keystore
 
     settings = Settings()
-    enc = load_encoder(settings.model, settings.cache_dir, precision=settings.precision)
+    enc = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
     texts = _texts()
     base = enc.encode_passages(texts)
     stexts, svecs = synthesise(items, texts, base)

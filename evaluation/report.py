@@ -62,14 +62,14 @@ def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
 
 def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str | None = None,
                    sweparaphrase: str | None = None, topic_files: list[str] | None = None, db: str | None = None,
-                   stability: bool = True) -> dict[str, Any]:
+                   stability: bool = True, variants: bool = True) -> dict[str, Any]:
     """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``."""
     from models.registry import load_encoder
 
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision)
+    encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
     corpus = load_demo()
     report: dict[str, Any] = {"model": encoder.model_id}
     report["demo_matching"] = matching.demo_matching(encoder, corpus)
@@ -92,6 +92,19 @@ def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str |
             report["reducers"] = {"data": name, **theme_eval.reducer_comparison(encoder, texts, labels)}
     if stability:
         report["stability"] = theme_eval.stability(encoder, corpus)
+    if variants:
+        from evaluation.variants import STATIC, quality, variant_builders
+
+        builders = variant_builders(encoder, Path(settings.cache_dir))
+        demo_texts = [f"{r['title']}. {r['text']}" for r in corpus.ideas][:200]
+        report["encoders"] = quality(builders, faq, para, demo_texts)
+        if topics:
+            texts, labels = load_topic_file(Path(topics[0]))
+            static = theme_eval.topic_file(builders[STATIC](), texts, labels)["ours"]
+            report["encoders"][STATIC]["themes_nmi"] = static["nmi"]
+            report["encoders"][STATIC]["themes_data"] = Path(topics[0]).parent.name
+            report["encoders"][STATIC]["themes_nmi_transformer"] = report["themes"][Path(topics[0]).parent.name][
+                "ours"]["nmi"]
     if db:
         report["feedback"] = feedback_eval(db, settings)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -129,6 +142,17 @@ def _markdown(report: dict[str, Any]) -> str:
         st = report["stability"]
         parts += [f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
                   f"**{st['old_ideas_same_theme']:.1%}** of the ideas that had a theme keep the same theme id.", ""]
+    if "encoders" in report:
+        parts += ["## Encoder variants (dense only; the speed of each is in `idesluss bench`)", "",
+                  "A variant may be the default only if it loses at most 1 point of SweFAQ MRR and of "
+                  "SweParaphrase Spearman against the baseline.", "",
+                  _table("encoder", report["encoders"], ["swefaq_mrr", "swefaq_recall@1", "spearman",
+                                                         "swefaq_mrr_points_lost", "spearman_points_lost",
+                                                         "cosine_to_baseline", "within_one_point"]), ""]
+        static = next((v for v in report["encoders"].values() if "themes_nmi" in v), None)
+        if static:
+            parts += [f"Themes from the static model's vectors ({static['themes_data']}): NMI "
+                      f"{static['themes_nmi']:.3f} (transformer {static['themes_nmi_transformer']:.3f}).", ""]
     if "feedback" in report:
         parts += ["## Coach feedback", "", json.dumps(report["feedback"], indent=1), ""]
     parts += ["![recall@k](recall_at_k.png)", "", "![theme sizes](theme_sizes.png)", ""]

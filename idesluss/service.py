@@ -53,6 +53,7 @@ class Service(ThemeMixin):
         self.settings = settings
         self.store = store or Store(settings.db)
         self._encoder = encoder
+        self._theme_encoder: TextEncoder | None = None
         self._collections: dict[str, Collection] | None = None
         self._lock = threading.RLock()
         self.matcher_config = FusionConfig(method=settings.fusion_method, dense_weight=settings.dense_weight,
@@ -67,8 +68,19 @@ class Service(ThemeMixin):
 
             self._encoder = load_encoder(self.settings.model, self.settings.cache_dir,
                                          batch_size=self.settings.batch_size, threads=self.settings.threads,
-                                         precision=self.settings.precision)
+                                         precision=self.settings.precision, engine=self.settings.engine)
         return self._encoder
+
+    @property
+    def theme_encoder(self) -> TextEncoder:
+        """The encoder whose vectors the nightly themes use: the service's, or its static model."""
+        if self.settings.theme_model == "same":
+            return self.encoder
+        if self._theme_encoder is None:
+            from models.registry import load_static_encoder
+
+            self._theme_encoder = load_static_encoder(self.encoder, self.settings.cache_dir)  # type: ignore[arg-type]
+        return self._theme_encoder
 
     def matcher(self, fusion: FusionConfig | None = None) -> HybridMatcher:
         """A hybrid matcher with the configured (or the given) fusion."""
@@ -219,7 +231,8 @@ class Service(ThemeMixin):
                 label = next((t.label for t in sql.current_themes(self.store) if t.theme_id == tid), tid)
                 theme = {"id": tid, "label": label, "provisional": False, "similarity": None}
         if theme is None:
-            theme = self.provisional_theme(vector=vec[0])
+            same_space = self.settings.theme_model == "same"
+            theme = self.provisional_theme(text=None if same_space else full, vector=vec[0] if same_space else None)
         return {"similar": similar, "needs": needs, "duplicates": duplicates, "theme": theme}
 
     def add_idea(self, row: dict[str, Any], actor: str) -> Record:

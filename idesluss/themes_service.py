@@ -14,12 +14,13 @@ class ThemeMixin:
 
     store: Store
     encoder: TextEncoder
+    theme_encoder: TextEncoder
 
     def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
         """Run the nightly theme job now."""
         from pipelines.themes.job import run_theme_job
 
-        return run_theme_job(self.store, self.encoder, progress=progress, show_bar=show_bar)
+        return run_theme_job(self.store, self.theme_encoder, progress=progress, show_bar=show_bar)
 
     def themes(self, with_members: bool = False) -> list[dict[str, Any]]:
         """The current themes, largest first (DESIGN.md shape), with trend summaries."""
@@ -91,11 +92,12 @@ class ThemeMixin:
 
         from store import themes as sql
 
-        themes = [t for t in sql.current_themes(self.store) if len(t.centroid) == self.encoder.dim]
+        enc = self.theme_encoder
+        themes = [t for t in sql.current_themes(self.store) if len(t.centroid) == enc.dim]
         if not themes:
             return None
         if vector is None:
-            vector = self.encoder.encode_queries([text or ""])[0]
+            vector = enc.encode_queries([text or ""])[0]
         sims = np.stack([t.centroid for t in themes]) @ vector
         best = int(sims.argmax())
         if sims[best] < themes[best].assign_threshold:

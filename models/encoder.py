@@ -39,19 +39,31 @@ class TextEncoder(Protocol):
 
 
 class Encoder:
-    """sentence-transformers model wrapper with e5 prompts, batching and long-text windows.
+    """Model wrapper with e5 prompts, length-bucketed packed batches and long-text windows.
+
+    Two engines run the transformer:
+
+    * ``packed`` (used whenever the model is a BERT encoder with mean pooling, as the default is):
+      :class:`models.packed.PackedBert`, which skips the padding and batches texts by length;
+    * ``sentence-transformers``: the model's own ``encode_query`` / ``encode_document`` (any other
+      architecture, and the baseline in ``idesluss bench``).
 
     Args:
         model: a loaded ``SentenceTransformer`` (mean pooling, normalised).
         model_id: the identifier recorded with every stored vector.
-        batch_size: texts per forward pass.
+        batch_size: texts per forward pass for the sentence-transformers engine.
         precision: "fp32", or "bf16" (matrix products in bfloat16 with float32 accumulation, where
-            the CPU has bfloat16 instructions; measured 1.8x faster here, see the README).
+            the CPU has bfloat16 instructions; see the README for the measured speed and quality).
+        engine: "auto" (packed where supported), "packed" or "sentence-transformers".
+        token_budget: padded tokens per forward pass of the packed engine.
     """
 
-    def __init__(self, model: Any, model_id: str, batch_size: int = 32, precision: str = "fp32") -> None:
+    def __init__(self, model: Any, model_id: str, batch_size: int = 32, precision: str = "fp32",
+                 engine: str = "auto", token_budget: int = 4096) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
+        if engine not in ("auto", "packed", "sentence-transformers"):
+            raise ValueError(f"unknown engine {engine!r}; use 'auto', 'packed' or 'sentence-transformers'")
         self.model = model
         self.model_id = model_id
         self.batch_size = batch_size
@@ -60,6 +72,16 @@ class Encoder:
         self.dim = int(get_dim())
         self.max_len = int(model.max_seq_length)
         self.long_texts_seen = 0
+        self.packed: Any = None
+        reason = packed_unsupported(model)
+        if engine == "packed" and reason:
+            raise ValueError(f"the packed engine cannot run this model: {reason}")
+        if engine != "sentence-transformers" and not reason:
+            from models.packed import PackedBert
+
+            self.packed = PackedBert(self._hf_model(), dtype=precision, token_budget=token_budget)
+            self.max_len = min(self.max_len, self.packed.max_len)
+        self.engine = "packed" if self.packed is not None else "sentence-transformers"
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Encode coach search texts ("query" prompt where the model has one)."""
@@ -75,36 +97,45 @@ class Encoder:
 
     def token_counts(self, texts: Sequence[str], kind: Kind = "document") -> list[int]:
         """Tokens per text including the prompt and the two special tokens (unwindowed)."""
+        return [len(ids) for ids in self._token_ids(texts, kind)]
+
+    def _token_ids(self, texts: Sequence[str], kind: Kind) -> list[list[int]]:
         if not texts:
             return []
         prefix = self.prompt(kind)
         enc = self.model.tokenizer([prefix + t for t in texts], add_special_tokens=True, truncation=False)
-        return [len(ids) for ids in enc["input_ids"]]
+        return [list(ids) for ids in enc["input_ids"]]
 
     def _encode(self, texts: list[str], kind: Kind) -> np.ndarray:
         import torch
 
-        if self.precision == "bf16":
+        if self.precision == "bf16" and self.packed is None:
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self._encode_fp32(texts, kind)
-        return self._encode_fp32(texts, kind)
+                return self._encode_all(texts, kind)
+        return self._encode_all(texts, kind)
 
-    def _encode_fp32(self, texts: list[str], kind: Kind) -> np.ndarray:
+    def _encode_all(self, texts: list[str], kind: Kind) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        # A token covers at least one character (at most one extra word marker per character), so a
-        # text under half the window in characters fits without counting its tokens.
-        budget = self.max_len // 2 - len(self.prompt(kind)) - 2
-        unsure = [i for i, t in enumerate(texts) if len(t) > budget]
-        counts = dict(zip(unsure, self.token_counts([texts[i] for i in unsure], kind)))
-        long = [i for i in unsure if counts[i] > self.max_len]
-        short = [i for i in range(len(texts)) if i not in set(long)]
-        if short:
-            method = self.model.encode_query if kind == "query" else self.model.encode_document
-            vecs = method([texts[i] for i in short], batch_size=self.batch_size, convert_to_numpy=True,
-                          normalize_embeddings=True, show_progress_bar=False)
-            out[short] = vecs
+        if self.packed is not None:
+            ids = self._token_ids(texts, kind)
+            long = [i for i, seq in enumerate(ids) if len(seq) > self.max_len]
+            short = [i for i, seq in enumerate(ids) if len(seq) <= self.max_len]
+            if short:
+                out[short] = self.packed.encode_ids([ids[i] for i in short])
+        else:
+            # A token covers at least one character (at most one extra word marker per character), so
+            # a text under half the window in characters fits without counting its tokens.
+            budget = self.max_len // 2 - len(self.prompt(kind)) - 2
+            unsure = [i for i, t in enumerate(texts) if len(t) > budget]
+            counts = dict(zip(unsure, self.token_counts([texts[i] for i in unsure], kind)))
+            long = [i for i in unsure if counts[i] > self.max_len]
+            short = sorted(set(range(len(texts))) - set(long))
+            if short:
+                method = self.model.encode_query if kind == "query" else self.model.encode_document
+                out[short] = method([texts[i] for i in short], batch_size=self.batch_size, convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
         if long:
             self.long_texts_seen += len(long)
             log.info("%d text(s) longer than %d tokens encoded in windows", len(long), self.max_len)
@@ -113,18 +144,26 @@ class Encoder:
         return out
 
     def _encode_windowed(self, text: str, kind: Kind) -> np.ndarray:
-        import torch
-
         tok = self.model.tokenizer
         ids = tok(self.prompt(kind) + text, add_special_tokens=False, truncation=False)["input_ids"]
         width = self.max_len - 2
-        windows = [ids[a : a + width] for a in range(0, len(ids), width)]
+        windows = [[tok.cls_token_id, *ids[a : a + width], tok.sep_token_id] for a in range(0, len(ids), width)]
+        means = self._window_means(windows)
+        weights = np.array([len(w) - 2 for w in windows], dtype=np.float64)
+        vec = (weights[:, None] * means).sum(0) / max(weights.sum(), 1)
+        return (vec / max(np.linalg.norm(vec), 1e-12)).astype(np.float32)
+
+    def _window_means(self, windows: list[list[int]]) -> np.ndarray:
+        """Unnormalised mean of the last hidden states over each window's tokens."""
+        if self.packed is not None:
+            return self.packed.encode_ids(windows, normalize=False).astype(np.float64)
+        import torch
+
+        tok = self.model.tokenizer
         hf = self._hf_model()
-        total = np.zeros(self.dim, dtype=np.float64)
-        weight = 0
+        rows = []
         for start in range(0, len(windows), self.batch_size):
-            group = windows[start : start + self.batch_size]
-            batch = [[tok.cls_token_id, *w, tok.sep_token_id] for w in group]
+            batch = windows[start : start + self.batch_size]
             longest = max(len(b) for b in batch)
             input_ids = torch.full((len(batch), longest), tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(batch), longest), dtype=torch.long)
@@ -133,13 +172,32 @@ class Encoder:
                 mask[row, : len(b)] = 1
             with torch.inference_mode():
                 hidden = hf(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
-            means = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
-            for w, mean in zip(group, means.float().numpy()):
-                total += len(w) * mean
-                weight += len(w)
-        vec = total / max(weight, 1)
-        return (vec / max(np.linalg.norm(vec), 1e-12)).astype(np.float32)
+            rows.append(((hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)).numpy())
+        return np.concatenate(rows).astype(np.float64)
 
     def _hf_model(self) -> Any:
         first = self.model[0]
         return getattr(first, "auto_model", None) or first.model
+
+
+def packed_unsupported(model: Any) -> str:
+    """Why the packed engine cannot run ``model`` ('' when it can): BERT + GELU, mean pooling, normalised."""
+    try:
+        modules = list(model)
+        hf = getattr(modules[0], "auto_model", None) or modules[0].model
+        cfg = hf.config
+    except (TypeError, IndexError, AttributeError):
+        return "not a sentence-transformers model with a transformer module"
+    if getattr(cfg, "model_type", "") != "bert" or getattr(cfg, "hidden_act", "") != "gelu":
+        return f"architecture {getattr(cfg, 'model_type', '?')}/{getattr(cfg, 'hidden_act', '?')} (needs bert/gelu)"
+    if getattr(cfg, "position_embedding_type", "absolute") != "absolute":
+        return "relative position embeddings"
+    names = [type(m).__name__ for m in modules]
+    if names[1:] != ["Pooling", "Normalize"]:
+        return f"modules {names} (needs Transformer, Pooling, Normalize)"
+    pooling = modules[1].get_config_dict() if hasattr(modules[1], "get_config_dict") else {}
+    if pooling.get("pooling_mode", "mean" if pooling.get("pooling_mode_mean_tokens") else "") != "mean":
+        return "pooling is not mean over tokens"
+    if pooling.get("include_prompt", True) is False:
+        return "pooling excludes the prompt"
+    return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from models.build import DEFAULT_MODEL_ID, ensure_default_model
 from models.encoder import Encoder
@@ -51,7 +52,7 @@ def resolve_precision(precision: str) -> str:
 
 
 def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int | None = None,
-                 precision: str = "fp32") -> Encoder:
+                 precision: str = "fp32", engine: str = "auto") -> Encoder:
     """Load the configured model once and wrap it in an :class:`Encoder`."""
     import torch
     import transformers
@@ -71,4 +72,12 @@ def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int 
             "give a local sentence-transformers directory or use the default model."
         ) from exc
     model.eval()
-    return Encoder(model, model_id=model_id, batch_size=batch_size, precision=resolve_precision(precision))
+    return Encoder(model, model_id=model_id, batch_size=batch_size, precision=resolve_precision(precision),
+                   engine=engine)
+
+
+def load_static_encoder(encoder: Encoder, cache_dir: Path) -> Any:
+    """The static model distilled from ``encoder`` (distilled into the cache on first use)."""
+    from models.static import StaticEncoder, ensure_static_model
+
+    return StaticEncoder(ensure_static_model(encoder, cache_dir))

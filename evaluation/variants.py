@@ -1,0 +1,94 @@
+"""The encoder variants compared for speed (``idesluss bench``) and quality (``idesluss evaluate``).
+
+One builder, so both commands measure the same things: plain sentence-transformers (the baseline),
+the packed engine in float32 and bfloat16, PyTorch int8 dynamic quantisation, ONNX Runtime float32
+and int8, and the distilled static model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BASELINE = "sentence-transformers fp32 (baseline)"
+STATIC = "static model (model2vec recipe)"
+
+
+def variant_builders(encoder: Any, cache_dir: Path) -> dict[str, Callable[[], Any]]:
+    """Name -> zero-argument constructor (built lazily: the ONNX and static builds take a while once)."""
+    from models.encoder import Encoder
+    from models.registry import cpu_has_bf16
+
+    model = encoder.model
+
+    def torch_int8() -> Any:
+        import torch
+
+        qmodel = torch.ao.quantization.quantize_dynamic(deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+        return Encoder(qmodel, model_id="int8", engine="sentence-transformers")
+
+    def onnx(kind: str) -> Callable[[], Any]:
+        def build() -> Any:
+            from evaluation.onnx_variant import OnnxEncoder, ensure_onnx
+
+            return OnnxEncoder(encoder, ensure_onnx(encoder, cache_dir) / f"{kind}.onnx")
+        return build
+
+    def static() -> Any:
+        from models.registry import load_static_encoder
+
+        packed = encoder if encoder.packed is not None else Encoder(model, encoder.model_id, engine="packed")
+        return load_static_encoder(packed, cache_dir)
+
+    out: dict[str, Callable[[], Any]] = {
+        BASELINE: lambda: Encoder(model, encoder.model_id, engine="sentence-transformers"),
+        "packed fp32": lambda: Encoder(model, encoder.model_id, engine="packed"),
+    }
+    if cpu_has_bf16():
+        out["packed bf16 (default on this CPU)"] = lambda: Encoder(model, encoder.model_id, precision="bf16",
+                                                                   engine="packed")
+        out["sentence-transformers bf16 autocast"] = lambda: Encoder(model, encoder.model_id, precision="bf16",
+                                                                     engine="sentence-transformers")
+    out["PyTorch int8 dynamic"] = torch_int8
+    out["ONNX Runtime fp32"] = onnx("fp32")
+    out["ONNX Runtime int8 dynamic"] = onnx("int8")
+    out[STATIC] = static
+    return out
+
+
+def quality(variants: dict[str, Callable[[], Any]], swefaq_path: str | None, para_path: str | None,
+            demo_texts: list[str]) -> dict[str, dict[str, Any]]:
+    """Dense-only SweFAQ MRR / recall@1, SweParaphrase Spearman and cosine to the baseline, per variant."""
+    from evaluation import matching
+
+    dense = [s for s in matching.SYSTEMS if s.name == "dense only"]
+    rows: dict[str, dict[str, Any]] = {}
+    reference: np.ndarray | None = None
+    for name, build in variants.items():
+        enc = build()
+        vecs = enc.encode_passages(demo_texts)
+        if reference is None:
+            reference = vecs
+        row: dict[str, Any] = {
+            "cosine_to_baseline": float((vecs * reference).sum(1).mean()) if vecs.shape == reference.shape else None}
+        if swefaq_path:
+            faq = matching.swefaq(enc, swefaq_path, dense)["dense only"]
+            row["swefaq_mrr"], row["swefaq_recall@1"] = faq["mrr"], faq["recall@1"]
+        if para_path:
+            row["spearman"] = matching.sweparaphrase(enc, para_path)["spearman"]
+        rows[name] = row
+        log.info("variant %s: %s", name, row)
+    base = rows[BASELINE]
+    for row in rows.values():
+        for key in ("swefaq_mrr", "spearman"):
+            if key in row:
+                row[f"{key}_points_lost"] = round(100 * (base[key] - row[key]), 2)
+        row["within_one_point"] = all(row.get(f"{k}_points_lost", 0) <= 1.0 for k in ("swefaq_mrr", "spearman"))
+    return rows

@@ -188,7 +188,7 @@ class _CachedOnly:
 
 
 def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
-    """One theme-job size in this process (called in a fresh subprocess by :func:`theme_bench`)."""
+    """One theme-job size in this process (see :func:`theme_bench`)."""
     from pipelines.embed import vector_key
     from pipelines.records import embed_text, text_hash
     from pipelines.themes.job import run_theme_job
@@ -214,17 +214,19 @@ def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
 
 
 def theme_bench(sizes: list[int], vectors_path: str) -> dict[str, Any]:
-    """Each size in a fresh process, so its peak memory is its own."""
-    out = {}
-    for n in sizes:
-        code = ("import json, sys; from evaluation.bench import theme_size_run; "
-                f"print(json.dumps(theme_size_run({n}, {vectors_path!r})))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1])
-        if proc.returncode != 0:
-            raise RuntimeError(f"theme bench at {n} failed: {proc.stderr[-2000:]}")
-        out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
+    """All sizes, smallest first, in one fresh process (JIT compilation paid once, at the first size).
+
+    The peak memory is the process's running maximum: with sizes ascending it is each size's own
+    peak wherever memory grows with the size.
+    """
+    code = ("import json; from evaluation.bench import theme_size_run\n"
+            f"for n in {sorted(sizes)!r}:\n    print(json.dumps(theme_size_run(n, {vectors_path!r})), flush=True)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"theme bench failed: {proc.stderr[-2000:]}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {row["n"]: row for row in rows}
 
 
 def run_bench(settings: Any, out_dir: str = "reports/bench", sizes: list[int] | None = None,
@@ -238,15 +240,24 @@ def run_bench(settings: Any, out_dir: str = "reports/bench", sizes: list[int] | 
     out.mkdir(parents=True, exist_ok=True)
     encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
     texts = _texts()
+    sections: dict[str, float] = {}
+    started = time.perf_counter()
     report: dict[str, Any] = {"matmul_peak_gflops": matmul_peak()}
     report["encoder"] = encoder_bench(encoder, texts[:200] if quick else texts, report["matmul_peak_gflops"],
                                       Path(settings.cache_dir))
+    sections["encoder"] = time.perf_counter() - started
     vectors = encoder.encode_queries(texts)
+    t = time.perf_counter()
     report["search"] = search_bench(encoder, texts, vectors, sizes, queries=50 if quick else 200)
+    sections["search"] = time.perf_counter() - t
     vpath = out / "demo_query_vectors.npy"
     np.save(vpath, vectors)
+    t = time.perf_counter()
     report["themes"] = theme_bench(theme_sizes, str(vpath))
+    sections["themes"] = time.perf_counter() - t
     vpath.unlink()
+    sections["total"] = time.perf_counter() - started
+    report["sections_s"] = sections
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
     md = _markdown(report)
     (out / "bench.md").write_text(md, encoding="utf-8")
@@ -282,4 +293,6 @@ def _markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {n} | {v['seconds']:.1f} | {t['reduce']:.1f} | {t['cluster']:.1f} | {t['assign']:.1f} | "
                      f"{t['label']:.1f} | {t['map']:.1f} | {t['write']:.1f} | {v['themes']} | "
                      f"{v['share_unassigned']:.1%} | {v['peak_rss_mb']:.0f} |")
+    if "sections_s" in r:
+        lines += ["", "Wall time by section (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["sections_s"].items()) + "."]
     return "\n".join(lines) + "\n"

@@ -108,7 +108,7 @@ class PackedBert:
                 ln2=(t(layer.output.LayerNorm.weight), t(layer.output.LayerNorm.bias)),
             ))
 
-    def encode_ids(self, seqs: Sequence[Sequence[int]], normalize: bool = True) -> np.ndarray:
+    def encode_ids(self, seqs: Sequence[Sequence[int]], normalize: bool = True, max_texts: int = 256) -> np.ndarray:
         """Vectors for token-id sequences (special tokens included, each at most ``max_len`` long).
 
         With ``normalize=False`` the raw token means are returned (the long-text windows combine them).
@@ -119,7 +119,7 @@ class PackedBert:
         lengths = [len(s) for s in seqs]
         if max(lengths) > self.max_len:
             raise ValueError(f"a sequence has {max(lengths)} tokens; the model's limit is {self.max_len}")
-        for group in length_batches(lengths, self.token_budget):
+        for group in length_batches(lengths, self.token_budget, max_texts):
             out[group] = self._forward([seqs[i] for i in group], normalize)
         return out
 

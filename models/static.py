@@ -39,15 +39,16 @@ def static_dir(cache_dir: Path, base_model_id: str, dims: int) -> Path:
     return Path(cache_dir) / f"{safe}{STATIC_SUFFIX}{dims}"
 
 
-def token_vectors(encoder: Any, ids: Sequence[int], batch_tokens: int = 8192) -> np.ndarray:
+def token_vectors(encoder: Any, ids: Sequence[int], batch_tokens: int = 1024) -> np.ndarray:
     """Mean output state of ``[CLS] token [SEP]`` for every token id (the packed engine's batches)."""
     tok = encoder.model.tokenizer
     seqs = [[tok.cls_token_id, int(i), tok.sep_token_id] for i in ids]
-    out = np.zeros((len(seqs), encoder.dim), dtype=np.float32)
-    step = max(1, batch_tokens // 3)
-    for start in range(0, len(seqs), step):
-        out[start : start + step] = encoder.packed.encode_ids(seqs[start : start + step], normalize=False)
-    return out
+    packed = encoder.packed
+    saved, packed.token_budget = packed.token_budget, batch_tokens
+    try:  # three tokens each: nothing to pad, so one large batch per forward pass
+        return packed.encode_ids(seqs, normalize=False, max_texts=batch_tokens // 3)
+    finally:
+        packed.token_budget = saved
 
 
 def sif_weights(n: int, first_rank: int, sif: float = 1e-4) -> np.ndarray:

@@ -45,12 +45,15 @@ class UMAPReducer:
         n_components: output dimensions.
         n_neighbors: local neighbourhood size.
         random_state: seed (the same data gives the same themes).
+        n_epochs: layout optimisation epochs.
     """
 
-    def __init__(self, n_components: int = 5, n_neighbors: int = 15, random_state: int = 42) -> None:
+    def __init__(self, n_components: int = 5, n_neighbors: int = 15, random_state: int = 42,
+                 n_epochs: int = 200) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.random_state = random_state
+        self.n_epochs = n_epochs  # UMAP's own choice above 10,000 items; it uses 500 below, at 2.5x the time
 
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         import umap
@@ -60,7 +63,8 @@ class UMAPReducer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = umap.UMAP(n_components=self.n_components, n_neighbors=min(self.n_neighbors, len(x) - 1),
-                              min_dist=0.0, metric="cosine", random_state=self.random_state, low_memory=True)
+                              min_dist=0.0, metric="cosine", random_state=self.random_state, low_memory=True,
+                              n_epochs=self.n_epochs)
             self.embedding_ = model.fit_transform(x)
         return self.embedding_
 

@@ -130,7 +130,7 @@ def encoder_bench(encoder: Any, texts: list[str], peak: float, cache_dir: Path) 
 
 
 def search_bench(encoder: Any, texts: list[str], vectors: np.ndarray, sizes: list[int], queries: int = 200
-                 ) -> dict[str, Any]:
+                 ) -> dict[int, Any]:
     """Latency of the hybrid search (query embedding included) against brute-force numpy dense search."""
     from matcher.collection import Collection, Item
     from matcher.hybrid import HybridMatcher
@@ -213,7 +213,7 @@ def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def theme_bench(sizes: list[int], vectors_path: str) -> dict[str, Any]:
+def theme_bench(sizes: list[int], vectors_path: str) -> dict[int, Any]:
     """All sizes, smallest first, in one fresh process (JIT compilation paid once, at the first size).
 
     The peak memory is the process's running maximum: with sizes ascending it is each size's own

@@ -52,7 +52,9 @@ def load_demo(directory: Path = DEMO_DIR) -> DemoCorpus:
 
 def load_swefaq(path: Path) -> tuple[list[str], list[str], list[int]]:
     """SweFAQ: (questions, pooled unique answers, index of each question's gold answer)."""
-    questions, answers, gold = [], [], []
+    questions: list[str] = []
+    answers: list[str] = []
+    gold: list[int] = []
     index: dict[str, int] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if not line.strip():

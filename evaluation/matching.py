@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def swefaq(encoder: TextEncoder, path: str, systems: Sequence[System] = SYSTEMS)
     """Pooled SweFAQ: every question ranks all gold answers of the file (answers stored as needs)."""
     from evaluation.datasets import load_swefaq
 
-    questions, answers, gold = load_swefaq(path)
+    questions, answers, gold = load_swefaq(Path(path))
     docs = [Item(id=str(i), text=a) for i, a in enumerate(answers)]
     emb = _Embeddings(encoder)
     relevant = [{str(g)} for g in gold]
@@ -157,7 +158,7 @@ def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
     """
     from evaluation.datasets import load_sweparaphrase
 
-    a, b, y = load_sweparaphrase(path)
+    a, b, y = load_sweparaphrase(Path(path))
     qa, qb = encoder.encode_queries(a), encoder.encode_queries(b)
     pa, pb = encoder.encode_passages(a), encoder.encode_passages(b)
     return {"spearman": spearman((qa * qb).sum(1), y), "spearman_passage": spearman((pa * pb).sum(1), y),

@@ -39,7 +39,7 @@ def _baseline_keywords(texts: Sequence[str], labels: np.ndarray, n: int = 8) -> 
     """BERTopic's default representation: c-TF-IDF over plain word counts, no stop-word list."""
     out = []
     classes = sorted(set(labels.tolist()) - {-1})
-    counts = [Counter(w for i in np.nonzero(labels == c)[0] for w in words(texts[i])) for c in classes]
+    counts = [Counter(w for i in np.nonzero(labels == c)[0] for w in words(texts[int(i)])) for c in classes]
     total: Counter[str] = Counter()
     for c in counts:
         total.update(c)
@@ -77,7 +77,7 @@ def topic_file(encoder: TextEncoder, texts: Sequence[str], gold: Sequence[str]) 
     base = stages.HDBSCANClusterer(min_cluster_size=10, min_samples=10).fit_predict(base_reducer.fit_transform(p))
     analyzer = Analyzer(split_known_words=False)
     analyzer.learn(texts)
-    ours_kw = [t.keywords for t in label_themes(analyzer, [[texts[i] for i in np.nonzero(ours == c)[0]]
+    ours_kw = [t.keywords for t in label_themes(analyzer, [[texts[int(i)] for i in np.nonzero(ours == c)[0]]
                                                           for c in sorted(set(ours.tolist()) - {-1})])]
     return {
         "ours": {**agreement(gold, ours), "unassigned_before_assignment": float((ours_raw < 0).mean()),

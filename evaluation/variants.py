@@ -67,6 +67,8 @@ def quality(variants: dict[str, Callable[[], Any]], swefaq_path: str | None, par
             demo_texts: list[str]) -> dict[str, dict[str, Any]]:
     """Dense-only SweFAQ MRR / recall@1, SweParaphrase Spearman and cosine to the baseline, per variant."""
     from evaluation import matching
+    from evaluation.datasets import load_sweparaphrase
+    from evaluation.metrics import spearman
 
     dense = [s for s in matching.SYSTEMS if s.name == "dense only"]
     rows: dict[str, dict[str, Any]] = {}
@@ -81,8 +83,9 @@ def quality(variants: dict[str, Callable[[], Any]], swefaq_path: str | None, par
         if swefaq_path:
             faq = matching.swefaq(enc, swefaq_path, dense)["dense only"]
             row["swefaq_mrr"], row["swefaq_recall@1"] = faq["mrr"], faq["recall@1"]
-        if para_path:
-            row["spearman"] = matching.sweparaphrase(enc, para_path)["spearman"]
+        if para_path:  # the query prompt on both sides, as in the main table
+            a, b, gold = load_sweparaphrase(Path(para_path))
+            row["spearman"] = spearman((enc.encode_queries(a) * enc.encode_queries(b)).sum(1), gold)
         rows[name] = row
         log.info("variant %s: %s", name, row)
     base = rows[BASELINE]

@@ -13,8 +13,14 @@ class ThemeMixin:
     """Theme functions shared by the CLI and the API (mixed into :class:`idesluss.service.Service`)."""
 
     store: Store
-    encoder: TextEncoder
-    theme_encoder: TextEncoder
+
+    @property
+    def encoder(self) -> TextEncoder:  # provided by the service
+        raise NotImplementedError
+
+    @property
+    def theme_encoder(self) -> TextEncoder:  # provided by the service
+        raise NotImplementedError
 
     def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
         """Run the nightly theme job now."""

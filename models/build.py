@@ -127,7 +127,7 @@ def build_tokenizer(image: E5Image):  # -> tokenizers.Tokenizer
             removed.append(cp)
         elif out == " ":
             spaces.append(cp)
-    rules = []
+    rules: list[normalizers.Normalizer] = []
     if removed:
         rules.append(normalizers.Replace(Regex(_char_class(removed)), ""))
     if spaces:
@@ -175,7 +175,7 @@ def _bert_state_dict(image: E5Image) -> dict:
 
 
 def _save_sentence_transformer(image: E5Image, out: Path) -> None:
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer, models  # type: ignore[attr-defined]
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     config = BertConfig(

@@ -313,6 +313,7 @@ class Store:
             tbl = self.con.execute(
                 f"SELECT r.id, e.vector, e.dim FROM {_kind(kind)} r JOIN embeddings e "
                 "ON e.text_hash = r.embed_hash AND e.model_id = ? ORDER BY r.id", [model_id]).to_arrow_table()
+        assert tbl is not None
         ids = tbl.column("id").to_pylist()
         if not ids:
             return [], np.zeros((0, 0), dtype=np.float32)

@@ -42,6 +42,9 @@ def _kind(kind: str) -> str:
     return kind
 
 
+_ARROW_TYPES = {"created_at": pa.timestamp("us")}
+
+
 @dataclass
 class Record:
     """One idea or need as stored (text already masked)."""
@@ -212,30 +215,57 @@ class Store:
     def upsert_records(self, kind: str, records: Sequence[Record]) -> UpsertResult:
         """Insert or update records in one transaction.
 
-        A record whose masked text, title and metadata are unchanged is left alone.
+        A record whose masked text, title and metadata are unchanged is left alone. New ids are
+        inserted in one bulk statement (through an Arrow table); changed and repeated ids are
+        handled one by one, in their order, after it.
         """
         table = _kind(kind)
         result = UpsertResult()
         stamp = now()
+        columns = ["title", "text", "original_text", "created_at", "department", "status", "outcome", "source",
+                   "attributes", "embed_hash", "id"]
+
+        def values(rec: Record) -> list[Any]:
+            attrs = json.dumps(rec.attributes, ensure_ascii=False) if rec.attributes else None
+            return [rec.title, rec.text, rec.original_text, rec.created_at, rec.department, rec.status,
+                    rec.outcome, rec.source, attrs, rec.embed_hash, rec.id]
+
         with self.transaction() as con:
+            ids = list(dict.fromkeys(r.id for r in records))
+            existing = {row[0] for row in con.execute(
+                f"SELECT id FROM {table} WHERE list_contains(?, id)", [ids]).fetchall()} if ids else set()
+            fresh: list[Record] = []
+            later: list[Record] = []
+            seen: set[str] = set()
             for rec in records:
+                (later if rec.id in existing or rec.id in seen else fresh).append(rec)
+                seen.add(rec.id)
+            if fresh:
+                rows = [values(r) for r in fresh]
+                arrow = pa.table({c: pa.array([row[i] for row in rows], type=_ARROW_TYPES.get(c, pa.string()))
+                                  for i, c in enumerate(columns)})
+                con.register("_new_records", arrow)
+                try:
+                    con.execute(f"INSERT INTO {table} ({', '.join(columns)}, ingested_at, updated_at) "
+                                f"SELECT {', '.join(columns)}, ?, ? FROM _new_records", [stamp, stamp])
+                finally:
+                    con.unregister("_new_records")
+                result.inserted += len(fresh)
+            for rec in later:
                 old = con.execute(f"SELECT text, title, created_at, department, status, outcome, source, "
                                   f"attributes FROM {table} WHERE id = ?", [rec.id]).fetchone()
-                attrs = json.dumps(rec.attributes, ensure_ascii=False) if rec.attributes else None
-                values = [rec.title, rec.text, rec.original_text, rec.created_at, rec.department, rec.status,
-                          rec.outcome, rec.source, attrs, rec.embed_hash]
-                if old is None:
-                    con.execute(f"INSERT INTO {table} (title, text, original_text, created_at, department, "
-                                f"status, outcome, source, attributes, embed_hash, id, ingested_at, updated_at) "
-                                f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [*values, rec.id, stamp, stamp])
+                row = values(rec)
+                if old is None:  # cannot happen inside the transaction; kept for safety
+                    con.execute(f"INSERT INTO {table} ({', '.join(columns)}, ingested_at, updated_at) "
+                                f"VALUES ({', '.join('?' * (len(columns) + 2))})", [*row, stamp, stamp])
                     result.inserted += 1
                 elif list(old) == [rec.text, rec.title, rec.created_at, rec.department, rec.status, rec.outcome,
-                                   rec.source, attrs]:
+                                   rec.source, row[8]]:
                     result.unchanged += 1
                 else:
                     con.execute(f"UPDATE {table} SET title = ?, text = ?, original_text = ?, created_at = ?, "
                                 f"department = ?, status = ?, outcome = ?, source = ?, attributes = ?, "
-                                f"embed_hash = ?, updated_at = ? WHERE id = ?", [*values, stamp, rec.id])
+                                f"embed_hash = ?, updated_at = ? WHERE id = ?", [*row[:10], stamp, rec.id])
                     result.updated += 1
         return result
 

@@ -80,3 +80,24 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 4, proc.stderr
     assert "in use by another process" in proc.stdout
     assert StoreLockedError  # the type the CLI maps to exit code 4
+
+
+def test_bulk_upsert_keeps_row_semantics(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from store import Record
+
+    def rec(i: str, text: str, **kw) -> Record:
+        return Record(id=i, text=text, embed_hash=f"h-{text}", **kw)
+
+    with Store(tmp_path / "u.duckdb") as s:
+        first = s.upsert_records("ideas", [rec("A", "ett", created_at=datetime(2024, 3, 1, 8, 30),
+                                               attributes={"ort": "Öjebyn"}),
+                                           rec("B", "två"), rec("A", "ett igen")])
+        assert (first.inserted, first.updated, first.unchanged) == (2, 1, 0)
+        a = s.get_record("ideas", "A")
+        assert a is not None and a.text == "ett igen" and a.created_at is None  # the later row wins whole
+        again = s.upsert_records("ideas", [rec("B", "två"), rec("C", "tre", created_at=datetime(2023, 1, 2))])
+        assert (again.inserted, again.updated, again.unchanged) == (1, 0, 1)
+        c = s.get_record("ideas", "C")
+        assert c is not None and c.created_at == datetime(2023, 1, 2) and s.count("ideas") == 3

@@ -210,7 +210,22 @@ def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
         total = time.perf_counter() - t
     return {"n": n, "seconds": total, "timings": rec["timings"], "themes": rec["n_themes"],
             "share_unassigned": rec["share_unassigned"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    ``/proc/self/status`` VmHWM, not ``getrusage``: ru_maxrss survives exec, so a child started from
+    a large parent would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def theme_bench(sizes: list[int], vectors_path: str) -> dict[int, Any]:

@@ -45,15 +45,18 @@ class UMAPReducer:
         n_components: output dimensions.
         n_neighbors: local neighbourhood size.
         random_state: seed (the same data gives the same themes).
-        n_epochs: layout optimisation epochs.
+        n_epochs: layout optimisation epochs (None: UMAP's default for the data size).
     """
 
     def __init__(self, n_components: int = 5, n_neighbors: int = 15, random_state: int = 42,
-                 n_epochs: int = 200) -> None:
+                 n_epochs: int | None = None) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.random_state = random_state
-        self.n_epochs = n_epochs  # UMAP's own choice above 10,000 items; it uses 500 below, at 2.5x the time
+        # None: UMAP's own choice, 500 epochs up to 10,000 items and 200 above. 200 everywhere was
+        # tried: the 10,000-item bench ran 25 s faster, but the demo lost 1.6 NMI points and left
+        # 3.6 points more items unassigned, so the default stays.
+        self.n_epochs = n_epochs
 
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
         import umap

@@ -75,8 +75,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         if settings.nightly_at:
             from api.schedule import nightly_loop
 
-            threading.Thread(target=nightly_loop, args=(settings.nightly_at, app.state.jobs, stop),
-                             name="nightly", daemon=True).start()
+            threading.Thread(
+                target=nightly_loop, args=(settings.nightly_at, app.state.jobs, stop), name="nightly", daemon=True
+            ).start()
         try:
             yield
         finally:
@@ -87,15 +88,23 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             if service is None:
                 svc.close()
 
-    app = FastAPI(title="Idéslussen matcher", version=__version__, lifespan=lifespan,
-                  description="Förslag till idécoacher, teman till ledningen. Alla texter maskeras "
-                              "(personnummer, telefon, e-post) innan de lagras.")
+    app = FastAPI(
+        title="Idéslussen matcher",
+        version=__version__,
+        lifespan=lifespan,
+        description="Förslag till idécoacher, teman till ledningen. Alla texter maskeras "
+        "(personnummer, telefon, e-post) innan de lagras.",
+    )
     if service is not None:  # a given service (tests, embedding) is usable without running the lifespan
         attach(app, service)
     errors.install(app)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",
-                           "DELETE"], allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -120,15 +129,20 @@ def _pages(app: FastAPI) -> None:
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_bundle() -> FileResponse:
-        return FileResponse(plotly_js(), media_type="application/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})
+        return FileResponse(
+            plotly_js(), media_type="application/javascript", headers={"Cache-Control": "public, max-age=86400"}
+        )
 
     @app.get("/health", tags=["service"], summary="Lever tjänsten?", responses=errors.PROBLEM_RESPONSES)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for name, title in (("index", "Idéslussen"), ("coach", "Idécoach"), ("leadership", "Ledningens översikt"),
-                        ("admin", "Administration")):
+    for name, title in (
+        ("index", "Idéslussen"),
+        ("coach", "Idécoach"),
+        ("leadership", "Ledningens översikt"),
+        ("admin", "Administration"),
+    ):
         _page(app, name, title)
 
 

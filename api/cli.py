@@ -17,8 +17,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo_keys:
         _print_demo_keys(args)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"Idéslussen: coach {base}/coach  ledning {base}/leadership  admin {base}/admin  API {base}/docs",
-          flush=True)
+    print(f"Idéslussen: coach {base}/coach  ledning {base}/leadership  admin {base}/admin  API {base}/docs", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
 

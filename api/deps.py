@@ -26,8 +26,9 @@ def current_user(request: Request, service: ServiceDep) -> dict[str, Any]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "send an API key as 'Authorization: Bearer KEY'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "send an API key as 'Authorization: Bearer KEY'", headers={"WWW-Authenticate": "Bearer"}
+        )
     user = keystore.verify_key(service.store, token.strip())
     if user is None:
         raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
@@ -79,8 +80,11 @@ def rate_limited(request: Request, user: Coach) -> dict[str, Any]:
     """Coach routes that run the model are rate limited per key (429 with Retry-After)."""
     wait = request.app.state.limiter.take(user["key_id"])
     if wait is not None:
-        raise HTTPException(429, f"too many requests for this key; retry in {wait:.1f} s",
-                            headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        raise HTTPException(
+            429,
+            f"too many requests for this key; retry in {wait:.1f} s",
+            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+        )
     return user
 
 

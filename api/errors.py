@@ -14,21 +14,36 @@ from idesluss.errors import NotFound
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PROBLEM_SCHEMA = {
-    "type": "object", "required": ["type", "title", "status", "detail"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                   "detail": {"type": "string"}, "field": {"type": "string"}},
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string"},
+    },
 }
 PROBLEM_RESPONSES: dict[int | str, dict] = {
     code: {"description": text, "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}}
-    for code, text in ((400, "Felaktig begäran"), (401, "Nyckel saknas eller är okänd"), (403, "Fel roll"),
-                       (404, "Okänt id"), (409, "Ett jobb körs redan"), (413, "För stor"),
-                       (415, "Filtypen tas inte emot"), (422, "Ogiltigt fält"), (429, "För många anrop"),
-                       (500, "Internt fel"))
+    for code, text in (
+        (400, "Felaktig begäran"),
+        (401, "Nyckel saknas eller är okänd"),
+        (403, "Fel roll"),
+        (404, "Okänt id"),
+        (409, "Ett jobb körs redan"),
+        (413, "För stor"),
+        (415, "Filtypen tas inte emot"),
+        (422, "Ogiltigt fält"),
+        (429, "För många anrop"),
+        (500, "Internt fel"),
+    )
 }
 
 
-def problem(status: int, title: str, detail: str, field: str | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """A problem+json response."""
     body = {"type": f"https://idesluss.local/problems/{status}", "title": title, "status": status, "detail": detail}
     if field:
@@ -51,8 +66,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-                  413: "Request too large", 429: "Too many requests"}
+        titles = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request too large",
+            429: "Too many requests",
+        }
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # list every method of the path, not only the first route's
             methods = set()

@@ -34,11 +34,21 @@ class JobRunner:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 running = next(j for j in self.jobs.values() if j["state"] in ("queued", "running"))
-                raise ThemeJobRunning(f"a theme job is already running (job {running['job_id']}, "
-                                      f"started {running['started_at']})")
+                raise ThemeJobRunning(
+                    f"a theme job is already running (job {running['job_id']}, started {running['started_at']})"
+                )
             job_id = uuid.uuid4().hex[:10]
-            job = {"job_id": job_id, "state": "running", "stage": "start", "progress": 0.0, "started_at": _now(),
-                   "finished_at": None, "result": None, "error": None, "actor": actor}
+            job = {
+                "job_id": job_id,
+                "state": "running",
+                "stage": "start",
+                "progress": 0.0,
+                "started_at": _now(),
+                "finished_at": None,
+                "result": None,
+                "error": None,
+                "actor": actor,
+            }
             self.jobs[job_id] = job
             self._thread = threading.Thread(target=self._run, args=(job,), name=f"theme-job-{job_id}", daemon=True)
             self._thread.start()

@@ -20,8 +20,11 @@ def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise CliError(f"the database {settings.db} is in use by another process, and no running "
-                       f"`idesluss serve` announced itself in {path}", EXIT_LOCKED) from None
+        raise CliError(
+            f"the database {settings.db} is in use by another process, and no running "
+            f"`idesluss serve` announced itself in {path}",
+            EXIT_LOCKED,
+        ) from None
     base = f"http://{info['host']}:{info['port']}"
     headers = {"X-Idesluss-Local-Token": info["token"]}
     print(f"the service at {base} owns {settings.db}: running the theme job there", file=sys.stderr)

@@ -23,8 +23,9 @@ ALLOWED_SUFFIXES = (".csv", ".jsonl", ".json")
 
 
 @router.post("/ingest/{kind}", response_model=IngestOut, summary="Ladda upp idéer eller behov (.csv/.jsonl/.json)")
-async def ingest(kind: Literal["ideas", "needs"], file: UploadFile, request: Request, service: ServiceDep,
-                 user: Admin) -> IngestOut:
+async def ingest(
+    kind: Literal["ideas", "needs"], file: UploadFile, request: Request, service: ServiceDep, user: Admin
+) -> IngestOut:
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
         raise HTTPException(415, f"file type {suffix or '(none)'!r} is not accepted; send .csv, .jsonl or .json")
@@ -69,16 +70,32 @@ def job(job_id: str, request: Request, user: Admin) -> JobOut:
 @router.get("/runs", response_model=Page[RunOut], summary="Körhistorik för temajobbet")
 def runs(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize = 20) -> Page[RunOut]:
     rows = sql.theme_runs(service.store, limit=page * page_size)
-    items = [RunOut(run_id=r["run_id"], created_at=r["created_at"].isoformat(), n_themes=r["n_themes"],
-                    share_unassigned=r["share_unassigned"], quality=r["quality"], timings=r["timings"],
-                    events=r["events"]) for r in rows[(page - 1) * page_size :]]
+    items = [
+        RunOut(
+            run_id=r["run_id"],
+            created_at=r["created_at"].isoformat(),
+            n_themes=r["n_themes"],
+            share_unassigned=r["share_unassigned"],
+            quality=r["quality"],
+            timings=r["timings"],
+            events=r["events"],
+        )
+        for r in rows[(page - 1) * page_size :]
+    ]
     return Page[RunOut](items=items, page=page, page_size=page_size, total=len(sql.theme_runs(service.store, 10**6)))
 
 
 @router.post("/themes/{theme_id}/curate", status_code=201, summary="Byt namn, slå ihop, flytta eller fäst")
 def curate(theme_id: str, body: CurateIn, service: ServiceDep, user: Admin) -> dict[str, str]:
-    cid = service.curate(body.action, user["name"], theme_id, other_theme_id=body.other_theme_id, kind=body.kind,
-                         item_id=body.item_id, name=body.name)
+    cid = service.curate(
+        body.action,
+        user["name"],
+        theme_id,
+        other_theme_id=body.other_theme_id,
+        kind=body.kind,
+        item_id=body.item_id,
+        name=body.name,
+    )
     return {"curation_id": cid}
 
 
@@ -95,8 +112,16 @@ def erase_need(item_id: str, service: ServiceDep, user: Admin) -> None:
 @router.get("/keys", response_model=Page[KeyOut], summary="API-nycklar (utan hemligheter)")
 def list_keys(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize = 50) -> Page[KeyOut]:
     rows = keystore.list_keys(service.store)
-    items = [KeyOut(key_id=r["key_id"], name=r["name"], role=r["role"], created_at=r["created_at"].isoformat(),
-                    revoked_at=r["revoked_at"].isoformat() if r["revoked_at"] else None) for r in rows]
+    items = [
+        KeyOut(
+            key_id=r["key_id"],
+            name=r["name"],
+            role=r["role"],
+            created_at=r["created_at"].isoformat(),
+            revoked_at=r["revoked_at"].isoformat() if r["revoked_at"] else None,
+        )
+        for r in rows
+    ]
     start = (page - 1) * page_size
     return Page[KeyOut](items=items[start : start + page_size], page=page, page_size=page_size, total=len(items))
 

@@ -37,8 +37,12 @@ def _hits(hits: list[Any]) -> list[HitOut]:
 
 
 def _suggest_out(result: dict[str, Any]) -> SuggestOut:
-    return SuggestOut(similar=_hits(result["similar"]), needs=_hits(result["needs"]),
-                      duplicates=result["duplicates"], theme=result["theme"])
+    return SuggestOut(
+        similar=_hits(result["similar"]),
+        needs=_hits(result["needs"]),
+        duplicates=result["duplicates"],
+        theme=result["theme"],
+    )
 
 
 def _idea_out(rec: Any) -> IdeaOut:
@@ -71,8 +75,7 @@ def get_idea(idea_id: str, service: ServiceDep, user: Coach) -> IdeaOut:
 
 
 @router.get("/ideas/{idea_id}/similar", response_model=list[HitOut], summary="Liknande tidigare idéer")
-def similar(idea_id: str, service: ServiceDep, user: Coach, k: K = 10,
-            all_duplicates: bool = False) -> list[HitOut]:
+def similar(idea_id: str, service: ServiceDep, user: Coach, k: K = 10, all_duplicates: bool = False) -> list[HitOut]:
     return _hits(service.similar([SearchQuery(id=idea_id)], k=k, all_duplicates=all_duplicates)[0])
 
 
@@ -87,19 +90,28 @@ def ideas_for_need(need_id: str, service: ServiceDep, user: Coach, k: K = 10) ->
 
 
 @router.get("/search", response_model=list[HitOut], summary="Sök bland idéer med fritext och filter")
-def search(service: ServiceDep, user: LimitedCoach,
-           q: Annotated[str, Query(min_length=1, max_length=2000, description="söktext")],
-           k: K = 10, department: str | None = None, status: str | None = None, source: str | None = None,
-           date_from: IsoDate = None, date_to: IsoDate = None) -> list[HitOut]:
-    filters = Filters(department=department, status=status, source=source, date_from=date_from,
-                      date_to=date_to).as_dict()
+def search(
+    service: ServiceDep,
+    user: LimitedCoach,
+    q: Annotated[str, Query(min_length=1, max_length=2000, description="söktext")],
+    k: K = 10,
+    department: str | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    date_from: IsoDate = None,
+    date_to: IsoDate = None,
+) -> list[HitOut]:
+    filters = Filters(
+        department=department, status=status, source=source, date_from=date_from, date_to=date_to
+    ).as_dict()
     return _hits(service.similar([SearchQuery(text=q)], k=k, filters=filters)[0])
 
 
 @router.post("/feedback", response_model=FeedbackOut, status_code=201, summary="Återkoppling på ett förslag")
 def feedback(body: FeedbackIn, service: ServiceDep, user: Coach) -> FeedbackOut:
-    fid = service.feedback(body.query_kind, body.query_id, body.target_kind, body.target_id, body.verdict,
-                           actor=user["name"])
+    fid = service.feedback(
+        body.query_kind, body.query_id, body.target_kind, body.target_id, body.verdict, actor=user["name"]
+    )
     return FeedbackOut(feedback_id=fid)
 
 

@@ -49,8 +49,9 @@ class Filters(BaseModel):
     def as_dict(self) -> dict[str, Any]:
         from datetime import datetime
 
-        out: dict[str, Any] = {k: v for k, v in self.model_dump().items() if v and k in ("department", "status",
-                                                                                        "source")}
+        out: dict[str, Any] = {
+            k: v for k, v in self.model_dump().items() if v and k in ("department", "status", "source")
+        }
         if self.date_from:
             out["date_from"] = datetime.combine(self.date_from, datetime.min.time())
         if self.date_to:
@@ -61,8 +62,10 @@ class Filters(BaseModel):
 class SuggestIn(BaseModel):
     """A drafted idea that is not stored."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"text": "Bygg en belyst cykelväg mellan Öjebyn och centrum", "k": 5}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "Bygg en belyst cykelväg mellan Öjebyn och centrum", "k": 5}]},
+    )
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="idétext (utkast)")
     title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     k: WholeNumber = Field(5, ge=1, le=MAX_K)
@@ -72,9 +75,19 @@ class SuggestIn(BaseModel):
 class IdeaIn(BaseModel):
     """A new idea to store."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"id": "I9001", "title": "Bänkar vid busshållplatsen", "text": "Sätt upp bänkar vid hållplatserna i byarna.",
-         "department": "Samhällsbyggnadsförvaltningen"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "I9001",
+                    "title": "Bänkar vid busshållplatsen",
+                    "text": "Sätt upp bänkar vid hållplatserna i byarna.",
+                    "department": "Samhällsbyggnadsförvaltningen",
+                }
+            ]
+        },
+    )
     id: str = Field(..., min_length=1, max_length=200)
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
     title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
@@ -156,9 +169,20 @@ class Page(BaseModel, Generic[T]):
 class FeedbackIn(BaseModel):
     """A coach's verdict on a suggestion."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"query_kind": "ideas", "query_id": "I0068", "target_kind": "ideas", "target_id": "I0069",
-         "verdict": "duplicate"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "query_kind": "ideas",
+                    "query_id": "I0068",
+                    "target_kind": "ideas",
+                    "target_id": "I0069",
+                    "verdict": "duplicate",
+                }
+            ]
+        },
+    )
     query_kind: Literal["ideas", "needs", "draft"]
     query_id: str = Field(..., min_length=1, max_length=200)
     target_kind: Literal["ideas", "needs"]
@@ -241,8 +265,9 @@ class OverviewOut(BaseModel):
 class CurateIn(BaseModel):
     """Staff curation of a theme."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"action": "rename", "name": "Vinterväghållning"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"action": "rename", "name": "Vinterväghållning"}]}
+    )
     action: Literal["rename", "merge", "move", "pin"]
     name: str | None = Field(None, max_length=200)
     other_theme_id: str | None = Field(None, max_length=40)

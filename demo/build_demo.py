@@ -20,10 +20,19 @@ from pathlib import Path
 HERE = Path(__file__).parent
 START, END = date(2024, 1, 8), date(2026, 11, 20)
 GROWING = {"digitalisering": 2.5, "trygghet": 2.0, "integration": 0.6}  # >1: more recent, <1: older
-OTHER_DEPARTMENTS = ["Kommunledningsförvaltningen", "Kultur- och fritidsförvaltningen", "Socialförvaltningen",
-                     "Samhällsbyggnadsförvaltningen", "Utbildningsförvaltningen"]
-REJECT_REASONS = ["Avslag: ryms inte i budgeten", "Avslag: frågan ägs av Region Norrbotten",
-                  "Avslag: en liknande lösning finns redan", "Avslag: strider mot gällande detaljplan"]
+OTHER_DEPARTMENTS = [
+    "Kommunledningsförvaltningen",
+    "Kultur- och fritidsförvaltningen",
+    "Socialförvaltningen",
+    "Samhällsbyggnadsförvaltningen",
+    "Utbildningsförvaltningen",
+]
+REJECT_REASONS = [
+    "Avslag: ryms inte i budgeten",
+    "Avslag: frågan ägs av Region Norrbotten",
+    "Avslag: en liknande lösning finns redan",
+    "Avslag: strider mot gällande detaljplan",
+]
 NEED_SOURCES = ["medborgardialog", "enkät", "synpunkt", "e-tjänst", "klagomål"]
 CONTACT_LINES = {  # a few submitters wrote contact details into the text: the service must mask them
     3: " Ring mig gärna på 070-312 45 98 om ni undrar något.",
@@ -108,8 +117,15 @@ def build() -> dict:
             nid = f"B{len(need_rows) + 1:03d}"
             need_ids.append(nid)
             created = _date(rng, t["key"])
-            need_rows.append({"id": nid, "text": need["text"], "created_at": created.isoformat(),
-                              "department": t["department"], "source": rng.choice(NEED_SOURCES)})
+            need_rows.append(
+                {
+                    "id": nid,
+                    "text": need["text"],
+                    "created_at": created.isoformat(),
+                    "department": t["department"],
+                    "source": rng.choice(NEED_SOURCES),
+                }
+            )
             gold_themes["needs"][nid] = t["key"]
         idea_ids: list[str] = []
         for idea in block["ideas"]:
@@ -125,15 +141,28 @@ def build() -> dict:
             dept = t["department"] if rng.random() > 0.2 else rng.choice(OTHER_DEPARTMENTS)
             source = "medarbetare" if rng.random() < 0.4 else "medborgare"
             text = idea["text"] + CONTACT_LINES.get(len(idea_rows), "")
-            idea_rows.append({"id": iid, "title": idea["title"], "text": text, "created_at": created.isoformat(),
-                              "department": dept, "status": status, "outcome": outcome, "source": source})
+            idea_rows.append(
+                {
+                    "id": iid,
+                    "title": idea["title"],
+                    "text": text,
+                    "created_at": created.isoformat(),
+                    "department": dept,
+                    "status": status,
+                    "outcome": outcome,
+                    "source": source,
+                }
+            )
             gold_themes["ideas"][iid] = t["key"]
             for n in idea["needs"]:
                 links.append({"idea": iid, "need": need_ids[n]})
             if idea["of"] is not None:
                 pairs.append({"a": idea_ids[idea["of"]], "b": iid, "type": idea["type"]})
-    return {"ideas": idea_rows, "needs": need_rows, "gold": {
-        "theme_labels": themes, "themes": gold_themes, "pairs": pairs, "need_links": links}}
+    return {
+        "ideas": idea_rows,
+        "needs": need_rows,
+        "gold": {"theme_labels": themes, "themes": gold_themes, "pairs": pairs, "need_links": links},
+    }
 
 
 def main() -> None:
@@ -149,8 +178,10 @@ def main() -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     (HERE / "gold.json").write_text(json.dumps(data["gold"], ensure_ascii=False, indent=1), encoding="utf-8")
     g = data["gold"]
-    print(f"{len(data['ideas'])} ideas, {len(data['needs'])} needs, {len(g['pairs'])} pairs, "
-          f"{len(g['need_links'])} need links, {len(g['theme_labels'])} themes")
+    print(
+        f"{len(data['ideas'])} ideas, {len(data['needs'])} needs, {len(g['pairs'])} pairs, "
+        f"{len(g['need_links'])} need links, {len(g['theme_labels'])} themes"
+    )
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
     """
     import os
 
-    code = ("import numpy as np, time\n"
-            f"n={size}\nr=np.random.default_rng(0)\n"
-            "a=r.standard_normal((n,n),dtype=np.float32); b=r.standard_normal((n,n),dtype=np.float32); a@b\n"
-            "best=1e9\n"
-            f"for _ in range({repeats}):\n    t=time.perf_counter(); a@b; best=min(best, time.perf_counter()-t)\n"
-            "print(2*n**3/best/1e9)")
+    code = (
+        "import numpy as np, time\n"
+        f"n={size}\nr=np.random.default_rng(0)\n"
+        "a=r.standard_normal((n,n),dtype=np.float32); b=r.standard_normal((n,n),dtype=np.float32); a@b\n"
+        "best=1e9\n"
+        f"for _ in range({repeats}):\n    t=time.perf_counter(); a@b; best=min(best, time.perf_counter()-t)\n"
+        "print(2*n**3/best/1e9)"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return float(out.stdout.strip())
@@ -114,9 +116,12 @@ def encoder_bench(encoder: Any, texts: list[str], peak: float, cache_dir: Path) 
         if ref is None:
             ref = out
         agree = float((out * ref).sum(1).mean()) if out.shape == ref.shape else None
-        rows[name] = {"texts_per_s": len(texts) / seconds, "useful_tokens_per_s": useful / seconds,
-                      "share_of_matmul_peak": None if name == STATIC else useful / seconds * fpt / (peak * 1e9),
-                      "cosine_to_baseline": agree}
+        rows[name] = {
+            "texts_per_s": len(texts) / seconds,
+            "useful_tokens_per_s": useful / seconds,
+            "share_of_matmul_peak": None if name == STATIC else useful / seconds * fpt / (peak * 1e9),
+            "cosine_to_baseline": agree,
+        }
 
     for name, build in variant_builders(encoder, cache_dir).items():
         record(name, build())
@@ -125,12 +130,19 @@ def encoder_bench(encoder: Any, texts: list[str], peak: float, cache_dir: Path) 
     base = rows[BASELINE]["useful_tokens_per_s"]
     for r in rows.values():
         r["speed_vs_baseline"] = r["useful_tokens_per_s"] / base
-    return {"texts": len(texts), "mean_tokens": mean_len, "flops_per_token": fpt, "variants": rows,
-            "padding_share_rectangles": padding_share(counts), "padding_share_packed_dense": 0.0}
+    return {
+        "texts": len(texts),
+        "mean_tokens": mean_len,
+        "flops_per_token": fpt,
+        "variants": rows,
+        "padding_share_rectangles": padding_share(counts),
+        "padding_share_packed_dense": 0.0,
+    }
 
 
-def search_bench(encoder: Any, texts: list[str], vectors: np.ndarray, sizes: list[int], queries: int = 200
-                 ) -> dict[int, Any]:
+def search_bench(
+    encoder: Any, texts: list[str], vectors: np.ndarray, sizes: list[int], queries: int = 200
+) -> dict[int, Any]:
     """Latency of the hybrid search (query embedding included) against brute-force numpy dense search."""
     from matcher.collection import Collection, Item
     from matcher.hybrid import HybridMatcher
@@ -159,18 +171,26 @@ def search_bench(encoder: Any, texts: list[str], vectors: np.ndarray, sizes: lis
             top = np.argpartition(-scores, 10)[:10]
             top[np.argsort(-scores[top])]
             base.append(time.perf_counter() - t)
-        memory = coll.vectors.nbytes + sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in
-                                           (coll.lexical._main, coll.chars._main))
-        out[n] = {"hybrid_ms": _percentiles(ours), "dense_numpy_ms": _percentiles(base),
-                  "p95_ratio_vs_numpy": float(np.percentile(ours, 95) / np.percentile(base, 95)),
-                  "index_build_s": build, "index_mb": memory / 2**20}
+        memory = coll.vectors.nbytes + sum(
+            m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in (coll.lexical._main, coll.chars._main)
+        )
+        out[n] = {
+            "hybrid_ms": _percentiles(ours),
+            "dense_numpy_ms": _percentiles(base),
+            "p95_ratio_vs_numpy": float(np.percentile(ours, 95) / np.percentile(base, 95)),
+            "index_build_s": build,
+            "index_mb": memory / 2**20,
+        }
     return out
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ms = np.asarray(samples) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "p99": float(np.percentile(ms, 99))}
+    return {
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "p99": float(np.percentile(ms, 99)),
+    }
 
 
 class _CachedOnly:
@@ -199,8 +219,9 @@ def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
     stexts, svecs = synthesise(n, texts, base, seed=n)
     enc = _CachedOnly(dim=svecs.shape[1])
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "b.duckdb") as store:
-        records = [Record(id=f"S{i:06d}", text=t, embed_hash=text_hash(embed_text(None, t)))
-                   for i, t in enumerate(stexts)]
+        records = [
+            Record(id=f"S{i:06d}", text=t, embed_hash=text_hash(embed_text(None, t))) for i, t in enumerate(stexts)
+        ]
         for start in range(0, n, 20_000):
             store.upsert_records("ideas", records[start : start + 20_000])
         hashes = [r.embed_hash for r in records]
@@ -208,9 +229,14 @@ def theme_size_run(n: int, vectors_path: str) -> dict[str, Any]:
         t = time.perf_counter()
         rec = run_theme_job(store, enc, show_bar=False)
         total = time.perf_counter() - t
-    return {"n": n, "seconds": total, "timings": rec["timings"], "themes": rec["n_themes"],
-            "share_unassigned": rec["share_unassigned"],
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "n": n,
+        "seconds": total,
+        "timings": rec["timings"],
+        "themes": rec["n_themes"],
+        "share_unassigned": rec["share_unassigned"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -234,18 +260,26 @@ def theme_bench(sizes: list[int], vectors_path: str) -> dict[int, Any]:
     The peak memory is the process's running maximum: with sizes ascending it is each size's own
     peak wherever memory grows with the size.
     """
-    code = ("import json; from evaluation.bench import theme_size_run\n"
-            f"for n in {sorted(sizes)!r}:\n    print(json.dumps(theme_size_run(n, {vectors_path!r})), flush=True)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import json; from evaluation.bench import theme_size_run\n"
+        f"for n in {sorted(sizes)!r}:\n    print(json.dumps(theme_size_run(n, {vectors_path!r})), flush=True)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"theme bench failed: {proc.stderr[-2000:]}")
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return {row["n"]: row for row in rows}
 
 
-def run_bench(settings: Any, out_dir: str = "reports/bench", sizes: list[int] | None = None,
-              theme_sizes: list[int] | None = None, quick: bool = False) -> dict[str, Any]:
+def run_bench(
+    settings: Any,
+    out_dir: str = "reports/bench",
+    sizes: list[int] | None = None,
+    theme_sizes: list[int] | None = None,
+    quick: bool = False,
+) -> dict[str, Any]:
     """Run everything, print the figures, write bench.json and bench.md."""
     from models.registry import load_encoder
 
@@ -258,8 +292,9 @@ def run_bench(settings: Any, out_dir: str = "reports/bench", sizes: list[int] | 
     sections: dict[str, float] = {}
     started = time.perf_counter()
     report: dict[str, Any] = {"matmul_peak_gflops": matmul_peak()}
-    report["encoder"] = encoder_bench(encoder, texts[:200] if quick else texts, report["matmul_peak_gflops"],
-                                      Path(settings.cache_dir))
+    report["encoder"] = encoder_bench(
+        encoder, texts[:200] if quick else texts, report["matmul_peak_gflops"], Path(settings.cache_dir)
+    )
     sections["encoder"] = time.perf_counter() - started
     vectors = encoder.encode_queries(texts)
     t = time.perf_counter()
@@ -281,33 +316,53 @@ def run_bench(settings: Any, out_dir: str = "reports/bench", sizes: list[int] | 
 
 
 def _markdown(r: dict[str, Any]) -> str:
-    lines = ["# Benchmarks", "", f"numpy float32 matmul peak: **{r['matmul_peak_gflops']:.0f} GFLOP/s**; model "
-             f"{r['encoder']['flops_per_token'] / 1e6:.1f} MFLOP per token at the mean length "
-             f"{r['encoder']['mean_tokens']:.0f} tokens.", "",
-             f"Padding in sentence-transformers' length-sorted batches of 32: "
-             f"{r['encoder']['padding_share_rectangles']:.1%} of token slots; the packed engine's dense layers: 0 %.",
-             "",
-             "| encoder | texts/s | useful tokens/s | share of matmul peak | vs baseline | cosine to baseline |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"numpy float32 matmul peak: **{r['matmul_peak_gflops']:.0f} GFLOP/s**; model "
+        f"{r['encoder']['flops_per_token'] / 1e6:.1f} MFLOP per token at the mean length "
+        f"{r['encoder']['mean_tokens']:.0f} tokens.",
+        "",
+        f"Padding in sentence-transformers' length-sorted batches of 32: "
+        f"{r['encoder']['padding_share_rectangles']:.1%} of token slots; the packed engine's dense layers: 0 %.",
+        "",
+        "| encoder | texts/s | useful tokens/s | share of matmul peak | vs baseline | cosine to baseline |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, v in r["encoder"]["variants"].items():
         share = "n/a" if v["share_of_matmul_peak"] is None else f"{v['share_of_matmul_peak']:.0%}"
         cos = "n/a (other space)" if v["cosine_to_baseline"] is None else f"{v['cosine_to_baseline']:.4f}"
-        lines.append(f"| {name} | {v['texts_per_s']:.1f} | {v['useful_tokens_per_s']:.0f} | "
-                     f"{share} | {v['speed_vs_baseline']:.2f}x | {cos} |")
-    lines += ["", "| items | hybrid p50 / p95 / p99 ms | numpy dense p50 / p95 / p99 ms | p95 ratio | index MB | "
-              "index build s |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {v['texts_per_s']:.1f} | {v['useful_tokens_per_s']:.0f} | "
+            f"{share} | {v['speed_vs_baseline']:.2f}x | {cos} |"
+        )
+    lines += [
+        "",
+        "| items | hybrid p50 / p95 / p99 ms | numpy dense p50 / p95 / p99 ms | p95 ratio | index MB | index build s |",
+        "|---|---|---|---|---|---|",
+    ]
     for n, v in r["search"].items():
         h, d = v["hybrid_ms"], v["dense_numpy_ms"]
-        lines.append(f"| {n} | {h['p50']:.1f} / {h['p95']:.1f} / {h['p99']:.1f} | {d['p50']:.1f} / {d['p95']:.1f} / "
-                     f"{d['p99']:.1f} | {v['p95_ratio_vs_numpy']:.2f} | {v['index_mb']:.0f} | "
-                     f"{v['index_build_s']:.1f} |")
-    lines += ["", "| items | job s | reduce | cluster | assign | label | map | write | themes | unassigned | "
-              "peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {n} | {h['p50']:.1f} / {h['p95']:.1f} / {h['p99']:.1f} | {d['p50']:.1f} / {d['p95']:.1f} / "
+            f"{d['p99']:.1f} | {v['p95_ratio_vs_numpy']:.2f} | {v['index_mb']:.0f} | "
+            f"{v['index_build_s']:.1f} |"
+        )
+    lines += [
+        "",
+        "| items | job s | reduce | cluster | assign | label | map | write | themes | unassigned | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for n, v in r["themes"].items():
         t = v["timings"]
-        lines.append(f"| {n} | {v['seconds']:.1f} | {t['reduce']:.1f} | {t['cluster']:.1f} | {t['assign']:.1f} | "
-                     f"{t['label']:.1f} | {t['map']:.1f} | {t['write']:.1f} | {v['themes']} | "
-                     f"{v['share_unassigned']:.1%} | {v['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {n} | {v['seconds']:.1f} | {t['reduce']:.1f} | {t['cluster']:.1f} | {t['assign']:.1f} | "
+            f"{t['label']:.1f} | {t['map']:.1f} | {t['write']:.1f} | {v['themes']} | "
+            f"{v['share_unassigned']:.1%} | {v['peak_rss_mb']:.0f} |"
+        )
     if "sections_s" in r:
-        lines += ["", "Wall time by section (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["sections_s"].items()) + "."]
+        lines += [
+            "",
+            "Wall time by section (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["sections_s"].items()) + ".",
+        ]
     return "\n".join(lines) + "\n"

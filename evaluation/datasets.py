@@ -44,8 +44,11 @@ def load_demo(directory: Path = DEMO_DIR) -> DemoCorpus:
     """Read ideas.csv, needs.jsonl and gold.json."""
     with (directory / "ideas.csv").open(encoding="utf-8-sig", newline="") as fh:
         ideas = list(csv.DictReader(fh, delimiter=";"))
-    needs = [json.loads(line) for line in (directory / "needs.jsonl").read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+    needs = [
+        json.loads(line)
+        for line in (directory / "needs.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     gold = json.loads((directory / "gold.json").read_text(encoding="utf-8"))
     return DemoCorpus(ideas, needs, gold)
 

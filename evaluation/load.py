@@ -44,8 +44,10 @@ def build_db(db: Path, items: int, settings_env: dict[str, str]) -> dict[str, st
     base = enc.encode_passages(texts)
     stexts, svecs = synthesise(items, texts, base)
     with Store(db) as store:
-        records = [Record(id=f"S{i:06d}", text=t, embed_hash=text_hash(embed_text(None, t)),
-                          department=f"Förvaltning {i % 7}") for i, t in enumerate(stexts)]
+        records = [
+            Record(id=f"S{i:06d}", text=t, embed_hash=text_hash(embed_text(None, t)), department=f"Förvaltning {i % 7}")
+            for i, t in enumerate(stexts)
+        ]
         for start in range(0, items, 10_000):
             store.upsert_records("ideas", records[start : start + 10_000])
         hashes = [r.embed_hash for r in records]
@@ -76,15 +78,25 @@ def run_clients(url: str, keys: dict[str, str], clients: int, seconds: float, mi
                 try:
                     if kind == "suggest":
                         text = " ".join(rng.choice(words, 4)) + f" förslag {n}"
-                        r = c.post("/suggest", json={"text": text, "k": 5},
-                                   headers={"Authorization": f"Bearer {keys['coach']}"})
+                        r = c.post(
+                            "/suggest",
+                            json={"text": text, "k": 5},
+                            headers={"Authorization": f"Bearer {keys['coach']}"},
+                        )
                     elif kind == "overview":
                         r = c.get("/themes?page_size=50", headers={"Authorization": f"Bearer {keys['leadership']}"})
                     else:
-                        r = c.post("/feedback", json={"query_kind": "draft", "query_id": f"load-{i}-{n}",
-                                                      "target_kind": "ideas", "target_id": "S000001",
-                                                      "verdict": "useful"},
-                                   headers={"Authorization": f"Bearer {keys['coach']}"})
+                        r = c.post(
+                            "/feedback",
+                            json={
+                                "query_kind": "draft",
+                                "query_id": f"load-{i}-{n}",
+                                "target_kind": "ideas",
+                                "target_id": "S000001",
+                                "verdict": "useful",
+                            },
+                            headers={"Authorization": f"Bearer {keys['coach']}"},
+                        )
                     ok = r.status_code < 400
                 except httpx.HTTPError as exc:
                     ok, r = False, None
@@ -101,12 +113,21 @@ def run_clients(url: str, keys: dict[str, str], clients: int, seconds: float, mi
         th.start()
     for th in threads:
         th.join()
-    routes = {k: {"requests": len(v), "rps": len(v) / seconds,
-                  **{p: float(np.percentile(np.asarray(v) * 1000, q)) for p, q in (("p50", 50), ("p95", 95),
-                                                                                  ("p99", 99))}}
-              for k, v in lat.items()}
-    return {"routes": routes, "errors": len(errors), "error_samples": errors[:5], "feedback_sent": sent_feedback[0],
-            "total_rps": sum(len(v) for v in lat.values()) / seconds}
+    routes = {
+        k: {
+            "requests": len(v),
+            "rps": len(v) / seconds,
+            **{p: float(np.percentile(np.asarray(v) * 1000, q)) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))},
+        }
+        for k, v in lat.items()
+    }
+    return {
+        "routes": routes,
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "feedback_sent": sent_feedback[0],
+        "total_rps": sum(len(v) for v in lat.values()) / seconds,
+    }
 
 
 def main() -> None:
@@ -124,8 +145,13 @@ def main() -> None:
         keys = build_db(db, args.items, env)
         print(f"built {args.items} items in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         port = 8765
-        proc = subprocess.Popen([sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(600):
@@ -137,11 +163,15 @@ def main() -> None:
             report = {"items": args.items, "clients": args.clients, "seconds": args.seconds, "mix": args.mix}
             report["idle"] = run_clients(url, keys, args.clients, args.seconds, args.mix)
             if args.during_job:
-                job = httpx.post(url + "/admin/jobs/cluster", headers={"Authorization": f"Bearer {keys['admin']}"},
-                                 timeout=30).json()
+                job = httpx.post(
+                    url + "/admin/jobs/cluster", headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30
+                ).json()
                 report["during_job"] = run_clients(url, keys, args.clients, args.seconds, args.mix)
-                state = httpx.get(url + f"/admin/jobs/{job['job_id']}", timeout=30,
-                                  headers={"Authorization": f"Bearer {keys['admin']}"}).json()
+                state = httpx.get(
+                    url + f"/admin/jobs/{job['job_id']}",
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {keys['admin']}"},
+                ).json()
                 report["job_state_after"] = {"state": state["state"], "stage": state["stage"]}
             print(json.dumps(report, indent=1), flush=True)  # before shutdown, which waits for the job
         finally:

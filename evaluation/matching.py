@@ -42,8 +42,11 @@ SYSTEMS = [
     System("dense + n-grams", FusionConfig(lexical_weight=0.0, char_weight=0.3)),
     System("fused, rrf", FusionConfig(method="rrf", lexical_weight=0.5, char_weight=0.5)),
     System("fused, no compound split", SERVICE, split_compounds=False),
-    System("BM25 Snowball (anchor)", FusionConfig(dense_weight=0.0, lexical_weight=1.0, char_weight=0.0),
-           split_compounds=False),
+    System(
+        "BM25 Snowball (anchor)",
+        FusionConfig(dense_weight=0.0, lexical_weight=1.0, char_weight=0.0),
+        split_compounds=False,
+    ),
     System("char 3-gram TF-IDF (anchor)", None, char_ngrams=True),
 ]
 
@@ -78,9 +81,17 @@ def _char_ngram_ranker(docs: Sequence[Item]) -> Callable[[str, int], list[str]]:
     return rank
 
 
-def rank_all(system: System, encoder: TextEncoder, emb: _Embeddings, docs: Sequence[Item],
-             queries: Sequence[str], k: int, query_kind: str = "query", exclude: Sequence[set[str]] | None = None,
-             lexicon_texts: Sequence[str] = ()) -> list[list[str]]:
+def rank_all(
+    system: System,
+    encoder: TextEncoder,
+    emb: _Embeddings,
+    docs: Sequence[Item],
+    queries: Sequence[str],
+    k: int,
+    query_kind: str = "query",
+    exclude: Sequence[set[str]] | None = None,
+    lexicon_texts: Sequence[str] = (),
+) -> list[list[str]]:
     """Rank ``docs`` for each query with one system; returns ranked id lists."""
     if system.char_ngrams:
         ranker = _char_ngram_ranker(docs)
@@ -104,8 +115,9 @@ def _items(rows: Sequence[dict]) -> list[Item]:
     return [Item(id=r["id"], text=r["text"], title=r.get("title") or None) for r in rows]
 
 
-def demo_matching(encoder: TextEncoder, corpus: DemoCorpus, systems: Sequence[System] = SYSTEMS,
-                  query_kind: str = "query") -> dict[str, dict[str, float]]:
+def demo_matching(
+    encoder: TextEncoder, corpus: DemoCorpus, systems: Sequence[System] = SYSTEMS, query_kind: str = "query"
+) -> dict[str, dict[str, float]]:
     """Paraphrase-partner retrieval and idea-to-need retrieval on the demo gold set.
 
     Args:
@@ -130,12 +142,17 @@ def demo_matching(encoder: TextEncoder, corpus: DemoCorpus, systems: Sequence[Sy
     for system in systems:
         ranked = rank_all(system, encoder, emb, ideas, pair_q, 10, query_kind, pair_ex)
         para = ranking_report(ranked, pair_rel)
-        ranked_n = rank_all(system, encoder, emb, needs, need_q, 10, query_kind,
-                            lexicon_texts=[i.full_text for i in ideas])
+        ranked_n = rank_all(
+            system, encoder, emb, needs, need_q, 10, query_kind, lexicon_texts=[i.full_text for i in ideas]
+        )
         nd = ranking_report(ranked_n, need_rel)
-        out[system.name] = {"paraphrase_top5": para["recall@5"], "paraphrase_mrr": para["mrr"],
-                            "needs_recall@10": nd["recall@10"], "needs_mrr": nd["mrr"],
-                            "needs_ndcg@10": nd["ndcg@10"]}
+        out[system.name] = {
+            "paraphrase_top5": para["recall@5"],
+            "paraphrase_mrr": para["mrr"],
+            "needs_recall@10": nd["recall@10"],
+            "needs_mrr": nd["mrr"],
+            "needs_ndcg@10": nd["ndcg@10"],
+        }
     return out
 
 
@@ -161,12 +178,14 @@ def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
     a, b, y = load_sweparaphrase(Path(path))
     qa, qb = encoder.encode_queries(a), encoder.encode_queries(b)
     pa, pb = encoder.encode_passages(a), encoder.encode_passages(b)
-    return {"spearman": spearman((qa * qb).sum(1), y), "spearman_passage": spearman((pa * pb).sum(1), y),
-            "pairs": len(y)}
+    return {
+        "spearman": spearman((qa * qb).sum(1), y),
+        "spearman_passage": spearman((pa * pb).sum(1), y),
+        "pairs": len(y),
+    }
 
 
-def duplicate_calibration(encoder: TextEncoder, corpus: DemoCorpus, min_precision: float = 0.95
-                          ) -> dict[str, float]:
+def duplicate_calibration(encoder: TextEncoder, corpus: DemoCorpus, min_precision: float = 0.95) -> dict[str, float]:
     """Calibrate the near-duplicate cosine threshold on the demo gold pairs.
 
     Every unordered pair of demo ideas is scored by dense cosine; a pair is positive when the two
@@ -181,11 +200,16 @@ def duplicate_calibration(encoder: TextEncoder, corpus: DemoCorpus, min_precisio
     iu = np.triu_indices(len(ideas), 1)
     scores = sims[iu]
     g = np.array([groups.get(i.id, -1 - n) for n, i in enumerate(ideas)])
-    labels = (g[iu[0]] == g[iu[1]])
+    labels = g[iu[0]] == g[iu[1]]
     threshold, precision, recall = calibrate_threshold(scores, labels, min_precision)
     dup_only = {frozenset((p["a"], p["b"])) for p in corpus.gold["pairs"] if p["type"] == "duplicate"}
     ids = [i.id for i in ideas]
     flagged = {frozenset((ids[a], ids[b])) for a, b, s in zip(*iu, scores) if s >= threshold}
-    return {"threshold": round(threshold, 4), "precision": precision, "recall": recall,
-            "resubmissions_found": len(dup_only & flagged) / max(len(dup_only), 1),
-            "positive_pairs": int(labels.sum()), "pairs_scored": int(len(scores))}
+    return {
+        "threshold": round(threshold, 4),
+        "precision": precision,
+        "recall": recall,
+        "resubmissions_found": len(dup_only & flagged) / max(len(dup_only), 1),
+        "positive_pairs": int(labels.sum()),
+        "pairs_scored": int(len(scores)),
+    }

@@ -30,8 +30,9 @@ def ndcg_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def ranking_report(rankings: Sequence[Sequence[str]], relevants: Sequence[set[str]],
-                   ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def ranking_report(
+    rankings: Sequence[Sequence[str]], relevants: Sequence[set[str]], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """Mean recall@k (hit-based for single answers), MRR and nDCG@10 over queries."""
     out: dict[str, float] = {}
     n = len(rankings)

@@ -55,22 +55,44 @@ def ensure_onnx(encoder: Any, cache_dir: Path) -> Path:
                 return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
         example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
-        axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
-                "hidden": {0: "batch", 1: "length"}}
+        axes = {
+            "input_ids": {0: "batch", 1: "length"},
+            "attention_mask": {0: "batch", 1: "length"},
+            "hidden": {0: "batch", 1: "length"},
+        }
         try:
-            torch.onnx.export(Hidden(hf).eval(), example, str(tmp / "raw.onnx"), input_names=list(axes)[:2],
-                              output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+            torch.onnx.export(
+                Hidden(hf).eval(),
+                example,
+                str(tmp / "raw.onnx"),
+                input_names=list(axes)[:2],
+                output_names=["hidden"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
         finally:
             hf.set_attn_implementation(previous)
         cfg = hf.config
-        opt = optimizer.optimize_model(str(tmp / "raw.onnx"), model_type="bert", num_heads=cfg.num_attention_heads,
-                                       hidden_size=cfg.hidden_size, opt_level=1)
+        opt = optimizer.optimize_model(
+            str(tmp / "raw.onnx"),
+            model_type="bert",
+            num_heads=cfg.num_attention_heads,
+            hidden_size=cfg.hidden_size,
+            opt_level=1,
+        )
         opt.save_model_to_file(str(tmp / "fp32.onnx"))
         (tmp / "raw.onnx").unlink()
-        quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8,
-                         per_channel=True, extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1})
-        (tmp / MARKER).write_text(json.dumps({"model": encoder.model_id,
-                                              "seconds": round(time.perf_counter() - started, 1)}))
+        quantize_dynamic(
+            str(tmp / "fp32.onnx"),
+            str(tmp / "int8.onnx"),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},
+        )
+        (tmp / MARKER).write_text(
+            json.dumps({"model": encoder.model_id, "seconds": round(time.perf_counter() - started, 1)})
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -60,9 +60,16 @@ def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
         svc.close()
 
 
-def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str | None = None,
-                   sweparaphrase: str | None = None, topic_files: list[str] | None = None, db: str | None = None,
-                   stability: bool = True, variants: bool = True) -> dict[str, Any]:
+def run_evaluation(
+    settings: Any,
+    out_dir: str = "reports/latest",
+    swefaq: str | None = None,
+    sweparaphrase: str | None = None,
+    topic_files: list[str] | None = None,
+    db: str | None = None,
+    stability: bool = True,
+    variants: bool = True,
+) -> dict[str, Any]:
     """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``."""
     from models.registry import load_encoder
 
@@ -81,9 +88,18 @@ def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str |
     if para:
         report["sweparaphrase"] = matching.sweparaphrase(encoder, para)
     report["themes"] = {"demo": theme_eval.demo_themes(encoder, corpus)}
-    topics = topic_files if topic_files is not None else [p for p in (
-        _default(None, "argumentation-sentences/argumentation-sentences_dev.jsonl"),
-        _default(None, "sib200-swe/dev.tsv")) if p]
+    topics = (
+        topic_files
+        if topic_files is not None
+        else [
+            p
+            for p in (
+                _default(None, "argumentation-sentences/argumentation-sentences_dev.jsonl"),
+                _default(None, "sib200-swe/dev.tsv"),
+            )
+            if p
+        ]
+    )
     for i, path in enumerate(topics):
         texts, labels = load_topic_file(Path(path))
         name = Path(path).parent.name or Path(path).stem
@@ -104,7 +120,8 @@ def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str |
             report["encoders"][STATIC]["themes_nmi"] = static["nmi"]
             report["encoders"][STATIC]["themes_data"] = Path(topics[0]).parent.name
             report["encoders"][STATIC]["themes_nmi_transformer"] = report["themes"][Path(topics[0]).parent.name][
-                "ours"]["nmi"]
+                "ours"
+            ]["nmi"]
     if db:
         report["feedback"] = feedback_eval(db, settings)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -114,45 +131,92 @@ def run_evaluation(settings: Any, out_dir: str = "reports/latest", swefaq: str |
 
 def _markdown(report: dict[str, Any]) -> str:
     parts = [f"# Evaluation ({report['model']})", ""]
-    parts += ["## Demo gold: paraphrase partner and needs (ablation and anchors)", "",
-              _table("system", report["demo_matching"], ["paraphrase_top5", "paraphrase_mrr", "needs_recall@10",
-                                                         "needs_mrr", "needs_ndcg@10"]), ""]
+    parts += [
+        "## Demo gold: paraphrase partner and needs (ablation and anchors)",
+        "",
+        _table(
+            "system",
+            report["demo_matching"],
+            ["paraphrase_top5", "paraphrase_mrr", "needs_recall@10", "needs_mrr", "needs_ndcg@10"],
+        ),
+        "",
+    ]
     d = report["duplicates"]
-    parts += [f"Near-duplicate threshold (dense cosine, calibrated for precision >= 0.95 on the demo gold): "
-              f"**{d['threshold']}**, precision {d['precision']:.3f}, recall {d['recall']:.3f} of all gold "
-              f"pairs (paraphrases included), resubmissions found {d['resubmissions_found']:.0%}.", ""]
+    parts += [
+        f"Near-duplicate threshold (dense cosine, calibrated for precision >= 0.95 on the demo gold): "
+        f"**{d['threshold']}**, precision {d['precision']:.3f}, recall {d['recall']:.3f} of all gold "
+        f"pairs (paraphrases included), resubmissions found {d['resubmissions_found']:.0%}.",
+        "",
+    ]
     if "swefaq" in report:
-        parts += ["## SweFAQ dev, pooled (answers stored as needs, questions as queries)", "",
-                  "Reference figures (README of the data): dense 0.709 MRR / 0.582 R@1, BM25 0.647, "
-                  "char 3-gram 0.659, z(dense)+0.3 z(BM25) 0.749 / 0.636.", "",
-                  _table("system", report["swefaq"], ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"]), ""]
+        parts += [
+            "## SweFAQ dev, pooled (answers stored as needs, questions as queries)",
+            "",
+            "Reference figures (README of the data): dense 0.709 MRR / 0.582 R@1, BM25 0.647, "
+            "char 3-gram 0.659, z(dense)+0.3 z(BM25) 0.749 / 0.636.",
+            "",
+            _table("system", report["swefaq"], ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"]),
+            "",
+        ]
     if "sweparaphrase" in report:
         s = report["sweparaphrase"]
-        parts += [f"## SweParaphrase dev: Spearman {s['spearman']:.3f} (query prompt on both sides; "
-                  f"passage prompt {s['spearman_passage']:.3f}; reference 0.832)", ""]
+        parts += [
+            f"## SweParaphrase dev: Spearman {s['spearman']:.3f} (query prompt on both sides; "
+            f"passage prompt {s['spearman_passage']:.3f}; reference 0.832)",
+            "",
+        ]
     parts += ["## Themes", ""]
     for name, res in report["themes"].items():
-        parts += [f"### {name}", "", _table("pipeline", res, ["nmi", "ari", "v_measure", "unassigned", "themes",
-                                                              "stop_word_rate"]), ""]
+        parts += [
+            f"### {name}",
+            "",
+            _table("pipeline", res, ["nmi", "ari", "v_measure", "unassigned", "themes", "stop_word_rate"]),
+            "",
+        ]
     if "reducers" in report:
         red = {k: v for k, v in report["reducers"].items() if k != "data"}
-        parts += [f"### Reduction stage compared ({report['reducers']['data']}, same vectors, same clustering)", "",
-                  _table("reducer", red, ["nmi", "ari", "unassigned_before_assignment", "unassigned", "themes"]), ""]
+        parts += [
+            f"### Reduction stage compared ({report['reducers']['data']}, same vectors, same clustering)",
+            "",
+            _table("reducer", red, ["nmi", "ari", "unassigned_before_assignment", "unassigned", "themes"]),
+            "",
+        ]
     if "stability" in report:
         st = report["stability"]
-        parts += [f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
-                  f"**{st['old_ideas_same_theme']:.1%}** of the ideas that had a theme keep the same theme id.", ""]
+        parts += [
+            f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
+            f"**{st['old_ideas_same_theme']:.1%}** of the ideas that had a theme keep the same theme id.",
+            "",
+        ]
     if "encoders" in report:
-        parts += ["## Encoder variants (dense only; the speed of each is in `idesluss bench`)", "",
-                  "A variant may be the default only if it loses at most 1 point of SweFAQ MRR and of "
-                  "SweParaphrase Spearman against the baseline.", "",
-                  _table("encoder", report["encoders"], ["swefaq_mrr", "swefaq_recall@1", "spearman",
-                                                         "swefaq_mrr_points_lost", "spearman_points_lost",
-                                                         "cosine_to_baseline", "within_one_point"]), ""]
+        parts += [
+            "## Encoder variants (dense only; the speed of each is in `idesluss bench`)",
+            "",
+            "A variant may be the default only if it loses at most 1 point of SweFAQ MRR and of "
+            "SweParaphrase Spearman against the baseline.",
+            "",
+            _table(
+                "encoder",
+                report["encoders"],
+                [
+                    "swefaq_mrr",
+                    "swefaq_recall@1",
+                    "spearman",
+                    "swefaq_mrr_points_lost",
+                    "spearman_points_lost",
+                    "cosine_to_baseline",
+                    "within_one_point",
+                ],
+            ),
+            "",
+        ]
         static = next((v for v in report["encoders"].values() if "themes_nmi" in v), None)
         if static:
-            parts += [f"Themes from the static model's vectors ({static['themes_data']}): NMI "
-                      f"{static['themes_nmi']:.3f} (transformer {static['themes_nmi_transformer']:.3f}).", ""]
+            parts += [
+                f"Themes from the static model's vectors ({static['themes_data']}): NMI "
+                f"{static['themes_nmi']:.3f} (transformer {static['themes_nmi_transformer']:.3f}).",
+                "",
+            ]
     if "feedback" in report:
         parts += ["## Coach feedback", "", json.dumps(report["feedback"], indent=1), ""]
     parts += ["![recall@k](recall_at_k.png)", "", "![theme sizes](theme_sizes.png)", ""]
@@ -160,8 +224,7 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def _write(report: dict[str, Any], out: Path) -> None:
-    (out / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str),
-                                      encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     md = _markdown(report)
     (out / "report.md").write_text(md, encoding="utf-8")
     print(md)
@@ -189,8 +252,12 @@ def _plots(report: dict[str, Any], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     names = list(report["themes"])
     ax.bar(names, [report["themes"][n]["ours"]["themes"] for n in names], label="ours")
-    ax.bar(names, [report["themes"][n]["BERTopic defaults (anchor)"]["themes"] for n in names], alpha=0.6,
-           label="BERTopic defaults")
+    ax.bar(
+        names,
+        [report["themes"][n]["BERTopic defaults (anchor)"]["themes"] for n in names],
+        alpha=0.6,
+        label="BERTopic defaults",
+    )
     ax.set_ylabel("themes found")
     ax.legend()
     fig.tight_layout()

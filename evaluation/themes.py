@@ -29,10 +29,13 @@ def agreement(gold: Sequence[str], labels: np.ndarray) -> dict[str, float]:
     """NMI, ARI and V-measure (noise counted as one more cluster), share unassigned, theme count."""
     from sklearn import metrics
 
-    return {"nmi": float(metrics.normalized_mutual_info_score(gold, labels)),
-            "ari": float(metrics.adjusted_rand_score(gold, labels)),
-            "v_measure": float(metrics.v_measure_score(gold, labels)),
-            "unassigned": float((labels < 0).mean()), "themes": int(len(set(labels.tolist()) - {-1}))}
+    return {
+        "nmi": float(metrics.normalized_mutual_info_score(gold, labels)),
+        "ari": float(metrics.adjusted_rand_score(gold, labels)),
+        "v_measure": float(metrics.v_measure_score(gold, labels)),
+        "unassigned": float((labels < 0).mean()),
+        "themes": int(len(set(labels.tolist()) - {-1})),
+    }
 
 
 def _baseline_keywords(texts: Sequence[str], labels: np.ndarray, n: int = 8) -> list[list[str]]:
@@ -55,8 +58,11 @@ def reducer_comparison(encoder: TextEncoder, texts: Sequence[str], gold: Sequenc
     """The job's pipeline with each reduction stage (UMAP, PCA, none) on the same vectors."""
     q = encoder.encode_queries(list(texts))
     out = {}
-    for name, params in (("umap", {"n_components": 5, "n_neighbors": 15, "random_state": 42}),
-                         ("pca", {"n_components": 10, "random_state": 42}), ("none", {})):
+    for name, params in (
+        ("umap", {"n_components": 5, "n_neighbors": 15, "random_state": 42}),
+        ("pca", {"n_components": 10, "random_state": 42}),
+        ("none", {}),
+    ):
         final, raw = themes_for_vectors(q, ThemeJobConfig(reducer=name, reducer_params=params))
         out[name] = {**agreement(gold, final), "unassigned_before_assignment": float((raw < 0).mean())}
     return out
@@ -77,18 +83,26 @@ def topic_file(encoder: TextEncoder, texts: Sequence[str], gold: Sequence[str]) 
     base = stages.HDBSCANClusterer(min_cluster_size=10, min_samples=10).fit_predict(base_reducer.fit_transform(p))
     analyzer = Analyzer(split_known_words=False)
     analyzer.learn(texts)
-    ours_kw = [t.keywords for t in label_themes(analyzer, [[texts[int(i)] for i in np.nonzero(ours == c)[0]]
-                                                          for c in sorted(set(ours.tolist()) - {-1})])]
+    ours_kw = [
+        t.keywords
+        for t in label_themes(
+            analyzer, [[texts[int(i)] for i in np.nonzero(ours == c)[0]] for c in sorted(set(ours.tolist()) - {-1})]
+        )
+    ]
     return {
-        "ours": {**agreement(gold, ours), "unassigned_before_assignment": float((ours_raw < 0).mean()),
-                 "stop_word_rate": stop_word_rate(ours_kw)},
-        "BERTopic defaults (anchor)": {**agreement(gold, base),
-                                       "stop_word_rate": stop_word_rate(_baseline_keywords(texts, base))},
+        "ours": {
+            **agreement(gold, ours),
+            "unassigned_before_assignment": float((ours_raw < 0).mean()),
+            "stop_word_rate": stop_word_rate(ours_kw),
+        },
+        "BERTopic defaults (anchor)": {
+            **agreement(gold, base),
+            "stop_word_rate": stop_word_rate(_baseline_keywords(texts, base)),
+        },
     }
 
 
-def stability(encoder: TextEncoder, corpus: DemoCorpus, added_share: float = 0.05, seed: int = 7
-              ) -> dict[str, float]:
+def stability(encoder: TextEncoder, corpus: DemoCorpus, added_share: float = 0.05, seed: int = 7) -> dict[str, float]:
     """Run the real job, add ``added_share`` new ideas, run it again: how many old items keep their theme id."""
     import csv
     import json
@@ -125,18 +139,31 @@ def stability(encoder: TextEncoder, corpus: DemoCorpus, added_share: float = 0.0
             after = {(m["kind"], m["item_id"]): m["theme_id"] for m in sql.memberships(store)}
     old_ideas = [k for k, v in before.items() if k[0] == "ideas" and v]
     same = sum(after.get(k) == before[k] for k in old_ideas)
-    return {"old_ideas_same_theme": same / max(len(old_ideas), 1), "old_ideas_in_a_theme": len(old_ideas),
-            "added": len(late), "events": len(record["events"])}
+    return {
+        "old_ideas_same_theme": same / max(len(old_ideas), 1),
+        "old_ideas_in_a_theme": len(old_ideas),
+        "added": len(late),
+        "events": len(record["events"]),
+    }
 
 
 def demo_themes(encoder: TextEncoder, corpus: DemoCorpus) -> dict[str, dict[str, Any]]:
     """Topic agreement on the demo corpus (ideas and needs together)."""
-    texts = [f"{r['title']}. {r['text']}" if r.get("title") else r["text"] for r in corpus.ideas] + \
-        [r["text"] for r in corpus.needs]
-    gold = [corpus.gold["themes"]["ideas"][r["id"]] for r in corpus.ideas] + \
-        [corpus.gold["themes"]["needs"][r["id"]] for r in corpus.needs]
+    texts = [f"{r['title']}. {r['text']}" if r.get("title") else r["text"] for r in corpus.ideas] + [
+        r["text"] for r in corpus.needs
+    ]
+    gold = [corpus.gold["themes"]["ideas"][r["id"]] for r in corpus.ideas] + [
+        corpus.gold["themes"]["needs"][r["id"]] for r in corpus.needs
+    ]
     return topic_file(encoder, texts, gold)
 
 
-__all__ = ["ThemeJobConfig", "agreement", "demo_themes", "reducer_comparison", "stability", "stop_word_rate",
-           "topic_file"]
+__all__ = [
+    "ThemeJobConfig",
+    "agreement",
+    "demo_themes",
+    "reducer_comparison",
+    "stability",
+    "stop_word_rate",
+    "topic_file",
+]

@@ -39,6 +39,7 @@ def variant_builders(encoder: Any, cache_dir: Path) -> dict[str, Callable[[], An
             from evaluation.onnx_variant import OnnxEncoder, ensure_onnx
 
             return OnnxEncoder(encoder, ensure_onnx(encoder, cache_dir) / f"{kind}.onnx")
+
         return build
 
     def static() -> Any:
@@ -52,10 +53,12 @@ def variant_builders(encoder: Any, cache_dir: Path) -> dict[str, Callable[[], An
         "packed fp32": lambda: Encoder(model, encoder.model_id, engine="packed"),
     }
     if cpu_has_bf16():
-        out["packed bf16 (default on this CPU)"] = lambda: Encoder(model, encoder.model_id, precision="bf16",
-                                                                   engine="packed")
-        out["sentence-transformers bf16 autocast"] = lambda: Encoder(model, encoder.model_id, precision="bf16",
-                                                                     engine="sentence-transformers")
+        out["packed bf16 (default on this CPU)"] = lambda: Encoder(
+            model, encoder.model_id, precision="bf16", engine="packed"
+        )
+        out["sentence-transformers bf16 autocast"] = lambda: Encoder(
+            model, encoder.model_id, precision="bf16", engine="sentence-transformers"
+        )
     out["PyTorch int8 dynamic"] = torch_int8
     out["ONNX Runtime fp32"] = onnx("fp32")
     out["ONNX Runtime int8 dynamic"] = onnx("int8")
@@ -63,8 +66,9 @@ def variant_builders(encoder: Any, cache_dir: Path) -> dict[str, Callable[[], An
     return out
 
 
-def quality(variants: dict[str, Callable[[], Any]], swefaq_path: str | None, para_path: str | None,
-            demo_texts: list[str]) -> dict[str, dict[str, Any]]:
+def quality(
+    variants: dict[str, Callable[[], Any]], swefaq_path: str | None, para_path: str | None, demo_texts: list[str]
+) -> dict[str, dict[str, Any]]:
     """Dense-only SweFAQ MRR / recall@1, SweParaphrase Spearman and cosine to the baseline, per variant."""
     from evaluation import matching
     from evaluation.datasets import load_sweparaphrase
@@ -79,7 +83,8 @@ def quality(variants: dict[str, Callable[[], Any]], swefaq_path: str | None, par
         if reference is None:
             reference = vecs
         row: dict[str, Any] = {
-            "cosine_to_baseline": float((vecs * reference).sum(1).mean()) if vecs.shape == reference.shape else None}
+            "cosine_to_baseline": float((vecs * reference).sum(1).mean()) if vecs.shape == reference.shape else None
+        }
         if swefaq_path:
             faq = matching.swefaq(enc, swefaq_path, dense)["dense only"]
             row["swefaq_mrr"], row["swefaq_recall@1"] = faq["mrr"], faq["recall@1"]

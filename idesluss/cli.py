@@ -71,14 +71,23 @@ def _read_queries(path: str) -> list[tuple[str, str]]:
             except json.JSONDecodeError as exc:
                 raise CliError(f"{path} line {number}: malformed JSON ({exc.msg})", EXIT_USAGE) from None
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
-                raise CliError(f"{path} line {number}: each line needs a non-empty \"text\"", EXIT_USAGE)
+                raise CliError(f'{path} line {number}: each line needs a non-empty "text"', EXIT_USAGE)
             out.append((str(obj.get("id", number)), obj["text"]))
     return out
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in {"department": args.department, "status": args.status, "source": args.source,
-                              "date_from": args.date_from, "date_to": args.date_to}.items() if v}
+    return {
+        k: v
+        for k, v in {
+            "department": args.department,
+            "status": args.status,
+            "source": args.source,
+            "date_from": args.date_from,
+            "date_to": args.date_to,
+        }.items()
+        if v
+    }
 
 
 def _print_hits(query: str, hits: Sequence[Any]) -> None:
@@ -164,8 +173,12 @@ def call_service(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    fid = call_service(args, lambda svc: svc.feedback(args.query_kind, args.query_id, args.target_kind,
-                                                      args.target_id, args.verdict, args.actor))
+    fid = call_service(
+        args,
+        lambda svc: svc.feedback(
+            args.query_kind, args.query_id, args.target_kind, args.target_id, args.verdict, args.actor
+        ),
+    )
     print(f"feedback {fid} stored")
     return EXIT_OK
 
@@ -174,7 +187,7 @@ def _search_parser(sub: Any, name: str, help_text: str, func: Any, with_dups: bo
     p = sub.add_parser(name, help=help_text)
     p.add_argument("text", nargs="?", help="a drafted idea text")
     p.add_argument("--idea", help="id of a stored idea")
-    p.add_argument("--queries", help="JSONL file of {\"id\", \"text\"} lines (model loaded once)")
+    p.add_argument("--queries", help='JSONL file of {"id", "text"} lines (model loaded once)')
     p.add_argument("--k", type=_k, default=10)
     p.add_argument("--json", action="store_true")
     p.add_argument("--department")
@@ -206,8 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("feedback", help="record a verdict on a suggestion")
     p.add_argument("query_id")
     p.add_argument("target_id")
-    p.add_argument("verdict", choices=["useful", "not_useful", "duplicate", "confirmed_need_link",
-                                       "rejected_need_link"])
+    p.add_argument(
+        "verdict", choices=["useful", "not_useful", "duplicate", "confirmed_need_link", "rejected_need_link"]
+    )
     p.add_argument("--query-kind", default="ideas", choices=["ideas", "needs"])
     p.add_argument("--target-kind", default="ideas", choices=["ideas", "needs"])
     p.add_argument("--actor", default="cli")
@@ -228,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``idesluss`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except CliError as exc:
@@ -238,4 +253,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("idesluss: interrupted", file=sys.stderr)
         return 130
-

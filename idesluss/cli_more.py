@@ -20,8 +20,10 @@ def cmd_model(args: argparse.Namespace) -> int:
     if args.check or args.static:
         enc = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
         vec = enc.encode_passages(["Gatubelysningen på Storgatan är trasig."])
-        print(f"dimension {enc.dim}, norm {float((vec ** 2).sum()) ** 0.5:.4f}, engine {enc.engine}, "
-              f"precision {enc.precision}")
+        print(
+            f"dimension {enc.dim}, norm {float((vec**2).sum()) ** 0.5:.4f}, engine {enc.engine}, "
+            f"precision {enc.precision}"
+        )
         if args.static:
             from models.registry import load_static_encoder
 
@@ -79,8 +81,18 @@ def cmd_themes(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    cid = call_service(args, lambda svc: svc.curate(args.action, args.actor, args.theme, other_theme_id=args.into,
-                                                    kind=args.kind, item_id=args.item, name=args.name))
+    cid = call_service(
+        args,
+        lambda svc: svc.curate(
+            args.action,
+            args.actor,
+            args.theme,
+            other_theme_id=args.into,
+            kind=args.kind,
+            item_id=args.item,
+            name=args.name,
+        ),
+    )
     print(f"curation {cid} stored")
     return EXIT_OK
 
@@ -89,9 +101,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from evaluation.report import run_evaluation
 
     settings = _settings(args)
-    report = run_evaluation(settings, out_dir=args.out, swefaq=args.swefaq, sweparaphrase=args.sweparaphrase,
-                            topic_files=args.topics, db=args.feedback_db, stability=not args.no_stability,
-                            variants=not args.no_variants)
+    report = run_evaluation(
+        settings,
+        out_dir=args.out,
+        swefaq=args.swefaq,
+        sweparaphrase=args.sweparaphrase,
+        topic_files=args.topics,
+        db=args.feedback_db,
+        stability=not args.no_stability,
+        variants=not args.no_variants,
+    )
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))
     return EXIT_OK
@@ -100,8 +119,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from evaluation.bench import run_bench
 
-    report = run_bench(_settings(args), out_dir=args.out, sizes=args.sizes, theme_sizes=args.theme_sizes,
-                       quick=args.quick)
+    report = run_bench(
+        _settings(args), out_dir=args.out, sizes=args.sizes, theme_sizes=args.theme_sizes, quick=args.quick
+    )
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))
     return EXIT_OK
@@ -118,8 +138,11 @@ def register(sub: Any) -> None:
     p = _add(sub, "model", "build (once) and check the configured embedding model", cmd_model)
     p.add_argument("action", choices=["build"], nargs="?", default="build")
     p.add_argument("--check", action="store_true", help="also load it and embed one sentence")
-    p.add_argument("--static", action="store_true",
-                   help="also distil the static model for IDESLUSS_THEME_MODEL=static (about two minutes, once)")
+    p.add_argument(
+        "--static",
+        action="store_true",
+        help="also distil the static model for IDESLUSS_THEME_MODEL=static (about two minutes, once)",
+    )
 
     _add(sub, "cluster", "run the nightly theme job now", cmd_cluster)
 
@@ -143,8 +166,11 @@ def register(sub: Any) -> None:
     p.add_argument("--topics", nargs="*", help="topic-labelled files (.jsonl argumentation or .tsv SIB-200)")
     p.add_argument("--feedback-db", help="a service database whose coach feedback to evaluate")
     p.add_argument("--no-stability", action="store_true", help="skip the two-run stability check")
-    p.add_argument("--no-variants", action="store_true",
-                   help="skip the encoder variants (ONNX, int8, static; their first build takes about 3 minutes)")
+    p.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="skip the encoder variants (ONNX, int8, static; their first build takes about 3 minutes)",
+    )
     p.add_argument("--json", action="store_true")
 
     p = _add(sub, "bench", "speed and memory against baselines measured in the same run", cmd_bench)

@@ -28,8 +28,16 @@ from store import feedback as fb
 
 def record_to_item(rec: Record) -> Item:
     """The matcher's view of a stored record."""
-    return Item(id=rec.id, text=rec.text, title=rec.title, created_at=rec.created_at, department=rec.department,
-                status=rec.status, outcome=rec.outcome, source=rec.source)
+    return Item(
+        id=rec.id,
+        text=rec.text,
+        title=rec.title,
+        created_at=rec.created_at,
+        department=rec.department,
+        status=rec.status,
+        outcome=rec.outcome,
+        source=rec.source,
+    )
 
 
 @dataclass
@@ -56,8 +64,12 @@ class Service(ThemeMixin):
         self._theme_encoder: TextEncoder | None = None
         self._collections: dict[str, Collection] | None = None
         self._lock = threading.RLock()
-        self.matcher_config = FusionConfig(method=settings.fusion_method, dense_weight=settings.dense_weight,
-                                           lexical_weight=settings.lexical_weight, char_weight=settings.char_weight)
+        self.matcher_config = FusionConfig(
+            method=settings.fusion_method,
+            dense_weight=settings.dense_weight,
+            lexical_weight=settings.lexical_weight,
+            char_weight=settings.char_weight,
+        )
 
     # -- resources ------------------------------------------------------------------------
     @property
@@ -66,9 +78,14 @@ class Service(ThemeMixin):
         if self._encoder is None:
             from models.registry import load_encoder
 
-            self._encoder = load_encoder(self.settings.model, self.settings.cache_dir,
-                                         batch_size=self.settings.batch_size, threads=self.settings.threads,
-                                         precision=self.settings.precision, engine=self.settings.engine)
+            self._encoder = load_encoder(
+                self.settings.model,
+                self.settings.cache_dir,
+                batch_size=self.settings.batch_size,
+                threads=self.settings.threads,
+                precision=self.settings.precision,
+                engine=self.settings.engine,
+            )
         return self._encoder
 
     @property
@@ -133,23 +150,33 @@ class Service(ThemeMixin):
             raise NotFound(f"no {kind[:-1]} with id {record_id!r}")
         return rec
 
-    def similar(self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None,
-                all_duplicates: bool = False) -> list[list[Hit]]:
+    def similar(
+        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None, all_duplicates: bool = False
+    ) -> list[list[Hit]]:
         """Similar earlier ideas for each query (never the query idea itself)."""
         return self._search("ideas", "ideas", queries, k, filters, collapse=not all_duplicates)
 
-    def needs_for(self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
-                  ) -> list[list[Hit]]:
+    def needs_for(
+        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
+    ) -> list[list[Hit]]:
         """Citizen needs each idea (or draft) answers; confirmed links first, rejected ones never."""
         return self._search("ideas", "needs", queries, k, filters, collapse=False)
 
-    def ideas_for_need(self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
-                       ) -> list[list[Hit]]:
+    def ideas_for_need(
+        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
+    ) -> list[list[Hit]]:
         """Ideas that answer each need."""
         return self._search("needs", "ideas", queries, k, filters, collapse=True)
 
-    def _search(self, query_kind: str, target_kind: str, queries: Sequence[Query], k: int,
-                filters: dict[str, Any] | None, collapse: bool) -> list[list[Hit]]:
+    def _search(
+        self,
+        query_kind: str,
+        target_kind: str,
+        queries: Sequence[Query],
+        k: int,
+        filters: dict[str, Any] | None,
+        collapse: bool,
+    ) -> list[list[Hit]]:
         texts, excludes, pins = [], [], []
         for q in queries:
             if q.id is not None:
@@ -160,8 +187,11 @@ class Service(ThemeMixin):
                 pin: set[str] = set()
                 if {query_kind, target_kind} == {"ideas", "needs"}:
                     key = (lambda pair: pair[1]) if query_kind == "ideas" else (lambda pair: pair[0])
-                    found = fb.links(self.store, idea_id=rec.id) if query_kind == "ideas" \
+                    found = (
+                        fb.links(self.store, idea_id=rec.id)
+                        if query_kind == "ideas"
                         else fb.links(self.store, need_id=rec.id)
+                    )
                     exclude |= {key(p) for p, s in found.items() if s == "rejected"}
                     pin = {key(p) for p, s in found.items() if s == "confirmed"}
                 excludes.append(exclude)
@@ -174,12 +204,14 @@ class Service(ThemeMixin):
                 excludes.append(set())
                 pins.append(set())
         coll = self.collections()[target_kind]
-        return self.matcher().search_batch(coll, texts, k=k, filters=filters, exclude=excludes, pinned=pins,
-                                           collapse_duplicates=collapse)
+        return self.matcher().search_batch(
+            coll, texts, k=k, filters=filters, exclude=excludes, pinned=pins, collapse_duplicates=collapse
+        )
 
     # -- feedback -------------------------------------------------------------------------
-    def feedback(self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str,
-                 actor: str) -> int:
+    def feedback(
+        self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str, actor: str
+    ) -> int:
         """Store a coach's verdict on a suggestion (``query_kind`` "draft" for an unsaved text)."""
         if query_kind != "draft":
             self._record(query_kind, query_id)
@@ -205,8 +237,14 @@ class Service(ThemeMixin):
         self.store.compact()  # deleted rows would otherwise linger in the file's free blocks
 
     # -- coach suggestions ----------------------------------------------------------------
-    def suggest(self, text: str, title: str | None = None, k: int = 5, filters: dict[str, Any] | None = None,
-                exclude_id: str | None = None) -> dict[str, Any]:
+    def suggest(
+        self,
+        text: str,
+        title: str | None = None,
+        k: int = 5,
+        filters: dict[str, Any] | None = None,
+        exclude_id: str | None = None,
+    ) -> dict[str, Any]:
         """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once."""
         from store import themes as sql
 
@@ -218,12 +256,16 @@ class Service(ThemeMixin):
         matcher = self.matcher()
         colls = self.collections()
         exclude = [{exclude_id}] if exclude_id else None
-        similar = matcher.search_batch(colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude,
-                                       collapse_duplicates=True)[0]
+        similar = matcher.search_batch(
+            colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
+        )[0]
         needs = matcher.search_batch(colls["needs"], [full], k=k, vectors=vec)[0]
         threshold = self.settings.duplicate_threshold
-        duplicates = [h.id for h in matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec,
-                                                         exclude=exclude)[0] if h.dense >= threshold]
+        duplicates = [
+            h.id
+            for h in matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec, exclude=exclude)[0]
+            if h.dense >= threshold
+        ]
         theme = None
         if exclude_id:
             tid = sql.theme_of(self.store, "ideas", exclude_id)

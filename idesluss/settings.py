@@ -19,12 +19,16 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(Path.home() / ".cache" / "idesluss", description="where the default model is built")
     batch_size: int = Field(32, ge=1, le=1024)
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="bf16 where the CPU has bfloat16 instructions (faster, same quality), else fp32")
+        "auto", description="bf16 where the CPU has bfloat16 instructions (faster, same quality), else fp32"
+    )
     engine: Literal["auto", "packed", "sentence-transformers"] = Field(
-        "auto", description="packed: padding-free forward for BERT models (the default); else sentence-transformers")
+        "auto", description="packed: padding-free forward for BERT models (the default); else sentence-transformers"
+    )
     theme_model: Literal["same", "static"] = Field(
-        "same", description="vectors for the nightly themes: the service model, or its distilled static model "
-                            "(opt-in fast path for very large runs; lower quality, see the README)")
+        "same",
+        description="vectors for the nightly themes: the service model, or its distilled static model "
+        "(opt-in fast path for very large runs; lower quality, see the README)",
+    )
     threads: int | None = Field(None, ge=1, le=256)
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1024)
     fusion_method: Literal["zscore", "rrf"] = "zscore"

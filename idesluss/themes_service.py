@@ -39,15 +39,23 @@ class ThemeMixin:
         for t in sql.current_themes(self.store):
             tr = trends.get(t.theme_id, {})
             row: dict[str, Any] = {
-                "id": t.theme_id, "label": t.label, "keywords": t.keywords, "size": t.size,
-                "ideas": tr.get("ideas", 0), "needs": tr.get("needs", 0), "growth": tr.get("growth"),
-                "unmet_needs": tr.get("unmet_needs", False), "departments": tr.get("departments", {}),
+                "id": t.theme_id,
+                "label": t.label,
+                "keywords": t.keywords,
+                "size": t.size,
+                "ideas": tr.get("ideas", 0),
+                "needs": tr.get("needs", 0),
+                "growth": tr.get("growth"),
+                "unmet_needs": tr.get("unmet_needs", False),
+                "departments": tr.get("departments", {}),
             }
             if with_members:
-                row["members"] = sorted(k.split(":", 1)[1] for k in members.get(t.theme_id, set())
-                                        if k.startswith("ideas:"))
-                row["need_members"] = sorted(k.split(":", 1)[1] for k in members.get(t.theme_id, set())
-                                             if k.startswith("needs:"))
+                row["members"] = sorted(
+                    k.split(":", 1)[1] for k in members.get(t.theme_id, set()) if k.startswith("ideas:")
+                )
+                row["need_members"] = sorted(
+                    k.split(":", 1)[1] for k in members.get(t.theme_id, set()) if k.startswith("needs:")
+                )
             out.append(row)
         return out
 
@@ -66,13 +74,27 @@ class ThemeMixin:
             if rec:
                 reps.append({"kind": r["kind"], "id": rec.id, "title": rec.title, "text": rec.text})
         members = sql.memberships(self.store, theme_id)
-        return {"id": t.theme_id, "label": t.label, "keywords": t.keywords, "size": t.size,
-                "representatives": reps, "trend": theme_trends(self.store).get(theme_id, {}),
-                "members": [m["item_id"] for m in members if m["kind"] == "ideas"],
-                "need_members": [m["item_id"] for m in members if m["kind"] == "needs"]}
+        return {
+            "id": t.theme_id,
+            "label": t.label,
+            "keywords": t.keywords,
+            "size": t.size,
+            "representatives": reps,
+            "trend": theme_trends(self.store).get(theme_id, {}),
+            "members": [m["item_id"] for m in members if m["kind"] == "ideas"],
+            "need_members": [m["item_id"] for m in members if m["kind"] == "needs"],
+        }
 
-    def curate(self, action: str, actor: str, theme_id: str, other_theme_id: str | None = None,
-               kind: str | None = None, item_id: str | None = None, name: str | None = None) -> str:
+    def curate(
+        self,
+        action: str,
+        actor: str,
+        theme_id: str,
+        other_theme_id: str | None = None,
+        kind: str | None = None,
+        item_id: str | None = None,
+        name: str | None = None,
+    ) -> str:
         """Rename, merge, move or pin; applied now and respected by every later run."""
         from store import themes as sql
 
@@ -89,8 +111,9 @@ class ThemeMixin:
             raise ValueError("rename needs a non-empty name")
         if action == "merge" and (not other_theme_id or other_theme_id == theme_id):
             raise ValueError("merge needs other_theme_id, a different theme")
-        return sql.add_curation(self.store, action, actor, theme_id, other_theme_id, kind, item_id,
-                                name.strip() if name else None)
+        return sql.add_curation(
+            self.store, action, actor, theme_id, other_theme_id, kind, item_id, name.strip() if name else None
+        )
 
     def provisional_theme(self, text: str | None = None, vector: Any = None) -> dict[str, Any] | None:
         """Nearest current theme for a new text, when it clears that theme's threshold."""
@@ -108,5 +131,9 @@ class ThemeMixin:
         best = int(sims.argmax())
         if sims[best] < themes[best].assign_threshold:
             return None
-        return {"id": themes[best].theme_id, "label": themes[best].label, "similarity": round(float(sims[best]), 4),
-                "provisional": True}
+        return {
+            "id": themes[best].theme_id,
+            "label": themes[best].label,
+            "similarity": round(float(sims[best]), 4),
+            "provisional": True,
+        }

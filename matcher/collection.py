@@ -165,6 +165,7 @@ class Collection:
         since, until = filters.get("date_from"), filters.get("date_to")
         if since or until:
             dates = [i.created_at for i in self.items]
-            mask &= np.array([d is not None and (not since or d >= since) and (not until or d <= until)
-                              for d in dates], dtype=bool)
+            mask &= np.array(
+                [d is not None and (not since or d >= since) and (not until or d <= until) for d in dates], dtype=bool
+            )
         return mask

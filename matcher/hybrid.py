@@ -63,11 +63,20 @@ class Hit:
         it = self.item
         text = it.text if len(it.text) <= snippet_chars else it.text[: snippet_chars - 1].rsplit(" ", 1)[0] + "…"
         return {
-            "id": self.id, "score": round(self.score, 4), "title": it.title, "snippet": text,
-            "department": it.department, "created_at": it.created_at.date().isoformat() if it.created_at else None,
-            "status": it.status, "outcome": it.outcome, "source": it.source,
-            "dense": round(self.dense, 4), "lexical": round(self.lexical, 4),
-            "shared_terms": self.shared_terms, "why": self.why, "duplicate_group": self.duplicate_group,
+            "id": self.id,
+            "score": round(self.score, 4),
+            "title": it.title,
+            "snippet": text,
+            "department": it.department,
+            "created_at": it.created_at.date().isoformat() if it.created_at else None,
+            "status": it.status,
+            "outcome": it.outcome,
+            "source": it.source,
+            "dense": round(self.dense, 4),
+            "lexical": round(self.lexical, 4),
+            "shared_terms": self.shared_terms,
+            "why": self.why,
+            "duplicate_group": self.duplicate_group,
             "confirmed": self.pinned,
         }
 
@@ -98,10 +107,17 @@ class HybridMatcher:
         """Top-k hits for one text (see :meth:`search_batch`)."""
         return self.search_batch(collection, [text], k=k, **kw)[0]
 
-    def search_batch(self, collection: Collection, texts: Sequence[str], k: int = 10,
-                     vectors: np.ndarray | None = None, filters: dict[str, Any] | None = None,
-                     exclude: Sequence[set[str]] | None = None, pinned: Sequence[set[str]] | None = None,
-                     collapse_duplicates: bool = False) -> list[list[Hit]]:
+    def search_batch(
+        self,
+        collection: Collection,
+        texts: Sequence[str],
+        k: int = 10,
+        vectors: np.ndarray | None = None,
+        filters: dict[str, Any] | None = None,
+        exclude: Sequence[set[str]] | None = None,
+        pinned: Sequence[set[str]] | None = None,
+        collapse_duplicates: bool = False,
+    ) -> list[list[Hit]]:
         """Top-k hits for each text.
 
         Args:
@@ -122,13 +138,12 @@ class HybridMatcher:
         out = []
         for i, text in enumerate(texts):
             mask = base_mask.copy()
-            for ex in (exclude[i] if exclude else ()):
+            for ex in exclude[i] if exclude else ():
                 row = collection.row_of.get(ex)
                 if row is not None:
                     mask[row] = False
             qvec = vectors[i] if vectors is not None else None
-            out.append(self._rank(collection, text, qvec, mask, k, pinned[i] if pinned else set(),
-                                  collapse_duplicates))
+            out.append(self._rank(collection, text, qvec, mask, k, pinned[i] if pinned else set(), collapse_duplicates))
         return out
 
     def scores(self, collection: Collection, text: str, qvec: np.ndarray | None) -> tuple[np.ndarray, ...]:
@@ -142,8 +157,9 @@ class HybridMatcher:
         dense = collection.vectors @ qvec if qvec is not None and f.dense_weight > 0 else zeros
         lexical = collection.lexical.scores(text) if f.lexical_weight > 0 else zeros
         chars = collection.chars.scores(text) if f.char_weight > 0 else zeros
-        parts = [(w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars))
-                 if w > 0]
+        parts = [
+            (w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars)) if w > 0
+        ]
         if len(parts) == 1:
             return parts[0][1].astype(np.float64), dense, lexical
         pool = min(f.pool, n)
@@ -160,8 +176,16 @@ class HybridMatcher:
                 fused[pool_idx] += weight / (f.rrf_k + ranks)
         return fused, dense, lexical
 
-    def _rank(self, collection: Collection, text: str, qvec: np.ndarray | None, mask: np.ndarray, k: int,
-              pinned: set[str], collapse: bool) -> list[Hit]:
+    def _rank(
+        self,
+        collection: Collection,
+        text: str,
+        qvec: np.ndarray | None,
+        mask: np.ndarray,
+        k: int,
+        pinned: set[str],
+        collapse: bool,
+    ) -> list[Hit]:
         n = len(collection)
         if n == 0 or not mask.any():
             return []
@@ -181,28 +205,50 @@ class HybridMatcher:
                 if key in seen_groups:
                     continue
                 seen_groups.add(key)
-            hits.append(self._hit(collection, row, fused[row], dense[row], lexical[row], query_terms,
-                                  row in pin_rows))
+            hits.append(self._hit(collection, row, fused[row], dense[row], lexical[row], query_terms, row in pin_rows))
             if len(hits) == k:
                 break
         return hits
 
-    def _hit(self, collection: Collection, row: int, fused: float, dense: float, lexical: float,
-             query_terms: set[str], pinned: bool) -> Hit:
+    def _hit(
+        self,
+        collection: Collection,
+        row: int,
+        fused: float,
+        dense: float,
+        lexical: float,
+        query_terms: set[str],
+        pinned: bool,
+    ) -> Hit:
         item = collection.items[row]
         words = shared_words(collection.lexical.analyzer, item.full_text, query_terms)
         group = [collection.items[r].id for r in collection.group(row)] if collection.duplicate_threshold else []
-        return Hit(id=item.id, score=float(fused), dense=float(dense), lexical=float(lexical),
-                   shared_terms=words, why=self._explain(dense, lexical, words, pinned), item=item,
-                   duplicate_group=group if len(group) > 1 else [], pinned=pinned)
+        return Hit(
+            id=item.id,
+            score=float(fused),
+            dense=float(dense),
+            lexical=float(lexical),
+            shared_terms=words,
+            why=self._explain(dense, lexical, words, pinned),
+            item=item,
+            duplicate_group=group if len(group) > 1 else [],
+            pinned=pinned,
+        )
 
     def _explain(self, dense: float, lexical: float, words: list[str], pinned: bool) -> str:
         parts = []
         if pinned:
             parts.append("Bekräftad av en idécoach.")
         if self.fusion.dense_weight > 0:
-            level = "mycket lika" if dense >= 0.9 else "lika" if dense >= 0.85 else "delvis lika" \
-                if dense >= 0.8 else "svagt lika"
+            level = (
+                "mycket lika"
+                if dense >= 0.9
+                else "lika"
+                if dense >= 0.85
+                else "delvis lika"
+                if dense >= 0.8
+                else "svagt lika"
+            )
             parts.append(f"Innebörden är {level} (semantisk likhet {_fmt(dense)}).")
         if words:
             parts.append(f"Delar orden: {', '.join(words)} (ordmatchning {_fmt(lexical)}).")

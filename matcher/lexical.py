@@ -79,9 +79,20 @@ class BM25Index:
         extra = sp.csc_matrix((np.asarray(data, np.float32), (rows, cols)), shape=(n_rows, n_cols))
         main = self._main
         if main.shape != (n_rows, n_cols):
-            main = sp.csc_matrix((main.data, main.indices, np.concatenate(
-                [main.indptr, np.full(n_cols - main.shape[1], main.indptr[-1], dtype=main.indptr.dtype)])),
-                shape=(n_rows, n_cols)) if main.shape[1] else sp.csc_matrix((n_rows, n_cols), dtype=np.float32)
+            main = (
+                sp.csc_matrix(
+                    (
+                        main.data,
+                        main.indices,
+                        np.concatenate(
+                            [main.indptr, np.full(n_cols - main.shape[1], main.indptr[-1], dtype=main.indptr.dtype)]
+                        ),
+                    ),
+                    shape=(n_rows, n_cols),
+                )
+                if main.shape[1]
+                else sp.csc_matrix((n_rows, n_cols), dtype=np.float32)
+            )
         self._main = (main + extra).tocsc()
         self._rows = []
 

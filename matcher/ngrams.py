@@ -26,8 +26,14 @@ class CharNgramIndex:
     """
 
     def __init__(self, ngram_range: tuple[int, int] = (3, 5)) -> None:
-        self._hasher = HashingVectorizer(analyzer="char_wb", ngram_range=ngram_range, n_features=N_FEATURES,
-                                         alternate_sign=False, norm=None, lowercase=True)
+        self._hasher = HashingVectorizer(
+            analyzer="char_wb",
+            ngram_range=ngram_range,
+            n_features=N_FEATURES,
+            alternate_sign=False,
+            norm=None,
+            lowercase=True,
+        )
         self._df = np.zeros(N_FEATURES, dtype=np.float32)
         self._main = sp.csc_matrix((0, N_FEATURES), dtype=np.float32)
         self._delta: list[sp.csr_matrix] = []

@@ -96,8 +96,13 @@ def build_default_model(target: Path, image_path: Path) -> None:
         image = read_image(image_path)
         _save_sentence_transformer(image, tmp)
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
-        meta = {"build_version": BUILD_VERSION, "source": str(image_path),
-                "source_sha256": _file_digest(image_path), "model_id": DEFAULT_MODEL_ID, "files": files}
+        meta = {
+            "build_version": BUILD_VERSION,
+            "source": str(image_path),
+            "source_sha256": _file_digest(image_path),
+            "model_id": DEFAULT_MODEL_ID,
+            "files": files,
+        }
         (tmp / MARKER).write_text(json.dumps(meta, indent=1))
         if target.exists():
             old = target.with_name(target.name + ".old")
@@ -141,7 +146,8 @@ def build_tokenizer(image: E5Image):  # -> tokenizers.Tokenizer
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
     bos, eos = image.pieces[image.bos], image.pieces[image.eos]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, image.bos), (eos, image.eos)],
     )
     return tok
@@ -163,9 +169,14 @@ def _bert_state_dict(image: E5Image) -> dict:
         "embeddings.LayerNorm.bias": t["emb.ln.b"],
     }
     names = {
-        "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-        "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-        "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+        "oln": "output.LayerNorm",
     }
     for layer in range(image.layers):
         for short, long in names.items():
@@ -179,10 +190,16 @@ def _save_sentence_transformer(image: E5Image, out: Path) -> None:
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     config = BertConfig(
-        vocab_size=image.vocab_rows, hidden_size=image.hidden, num_hidden_layers=image.layers,
-        num_attention_heads=image.heads, intermediate_size=image.ffn, hidden_act="gelu",
-        max_position_embeddings=image.max_positions, type_vocab_size=image.type_vocab,
-        layer_norm_eps=image.eps, pad_token_id=image.pad,
+        vocab_size=image.vocab_rows,
+        hidden_size=image.hidden,
+        num_hidden_layers=image.layers,
+        num_attention_heads=image.heads,
+        intermediate_size=image.ffn,
+        hidden_act="gelu",
+        max_position_embeddings=image.max_positions,
+        type_vocab_size=image.type_vocab,
+        layer_norm_eps=image.eps,
+        pad_token_id=image.pad,
     )
     bert = BertModel(config, add_pooling_layer=False)
     missing, unexpected = bert.load_state_dict(_bert_state_dict(image), strict=False)
@@ -194,8 +211,13 @@ def _save_sentence_transformer(image: E5Image, out: Path) -> None:
     bert.save_pretrained(hf_dir)
     p = image.pieces
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=build_tokenizer(image), bos_token=p[image.bos], eos_token=p[image.eos],
-        cls_token=p[image.bos], sep_token=p[image.eos], pad_token=p[image.pad], unk_token=p[image.unk],
+        tokenizer_object=build_tokenizer(image),
+        bos_token=p[image.bos],
+        eos_token=p[image.eos],
+        cls_token=p[image.bos],
+        sep_token=p[image.eos],
+        pad_token=p[image.pad],
+        unk_token=p[image.unk],
         model_max_length=image.max_positions,
     )
     fast.save_pretrained(hf_dir)

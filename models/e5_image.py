@@ -147,9 +147,21 @@ def read_image(path: str | Path) -> E5Image:
     pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
     norm_map = _read_norm_map(cur)
     image = E5Image(
-        hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab_rows=vocab_rows,
-        max_positions=max_pos, type_vocab=type_vocab, eps=float(eps), pieces=pieces,
-        scores=scores, bos=bos, eos=eos, pad=pad, unk=unk, norm_map=norm_map,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        vocab_rows=vocab_rows,
+        max_positions=max_pos,
+        type_vocab=type_vocab,
+        eps=float(eps),
+        pieces=pieces,
+        scores=scores,
+        bos=bos,
+        eos=eos,
+        pad=pad,
+        unk=unk,
+        norm_map=norm_map,
     )
     image.tensors = _read_tensors(cur, data, image)
     return image

@@ -58,8 +58,15 @@ class Encoder:
         token_budget: padded tokens per forward pass of the packed engine.
     """
 
-    def __init__(self, model: Any, model_id: str, batch_size: int = 32, precision: str = "fp32",
-                 engine: str = "auto", token_budget: int = 4096) -> None:
+    def __init__(
+        self,
+        model: Any,
+        model_id: str,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        engine: str = "auto",
+        token_budget: int = 4096,
+    ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
         if engine not in ("auto", "packed", "sentence-transformers"):
@@ -134,8 +141,13 @@ class Encoder:
             short = sorted(set(range(len(texts))) - set(long))
             if short:
                 method = self.model.encode_query if kind == "query" else self.model.encode_document
-                out[short] = method([texts[i] for i in short], batch_size=self.batch_size, convert_to_numpy=True,
-                                    normalize_embeddings=True, show_progress_bar=False)
+                out[short] = method(
+                    [texts[i] for i in short],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
         if long:
             self.long_texts_seen += len(long)
             log.info("%d text(s) longer than %d tokens encoded in windows", len(long), self.max_len)

@@ -77,8 +77,10 @@ class PackedBert:
             raise ValueError(f"unknown dtype {dtype!r}; use 'fp32' or 'bf16'")
         cfg = hf_model.config
         if getattr(cfg, "model_type", "") != "bert" or getattr(cfg, "hidden_act", "") != "gelu":
-            raise ValueError("PackedBert supports BERT encoders with GELU (the default model); "
-                             f"got {cfg.model_type!r} / {getattr(cfg, 'hidden_act', '?')!r}")
+            raise ValueError(
+                "PackedBert supports BERT encoders with GELU (the default model); "
+                f"got {cfg.model_type!r} / {getattr(cfg, 'hidden_act', '?')!r}"
+            )
         self.heads = int(cfg.num_attention_heads)
         self.hidden = int(cfg.hidden_size)
         self.eps = float(cfg.layer_norm_eps)
@@ -99,14 +101,20 @@ class PackedBert:
         for layer in hf_model.encoder.layer:
             att = layer.attention
             q, k, v = att.self.query, att.self.key, att.self.value
-            self.layers.append(_Layer(
-                qkv_w=t(torch.cat([q.weight, k.weight, v.weight])), qkv_b=t(torch.cat([q.bias, k.bias, v.bias])),
-                out_w=t(att.output.dense.weight), out_b=t(att.output.dense.bias),
-                ln1=(t(att.output.LayerNorm.weight), t(att.output.LayerNorm.bias)),
-                up_w=t(layer.intermediate.dense.weight), up_b=t(layer.intermediate.dense.bias),
-                down_w=t(layer.output.dense.weight), down_b=t(layer.output.dense.bias),
-                ln2=(t(layer.output.LayerNorm.weight), t(layer.output.LayerNorm.bias)),
-            ))
+            self.layers.append(
+                _Layer(
+                    qkv_w=t(torch.cat([q.weight, k.weight, v.weight])),
+                    qkv_b=t(torch.cat([q.bias, k.bias, v.bias])),
+                    out_w=t(att.output.dense.weight),
+                    out_b=t(att.output.dense.bias),
+                    ln1=(t(att.output.LayerNorm.weight), t(att.output.LayerNorm.bias)),
+                    up_w=t(layer.intermediate.dense.weight),
+                    up_b=t(layer.intermediate.dense.bias),
+                    down_w=t(layer.output.dense.weight),
+                    down_b=t(layer.output.dense.bias),
+                    ln2=(t(layer.output.LayerNorm.weight), t(layer.output.LayerNorm.bias)),
+                )
+            )
 
     def encode_ids(self, seqs: Sequence[Sequence[int]], normalize: bool = True, max_texts: int = 256) -> np.ndarray:
         """Vectors for token-id sequences (special tokens included, each at most ``max_len`` long).
@@ -135,7 +143,8 @@ class PackedBert:
         slots = torch.cat([b * longest + torch.arange(n) for b, n in enumerate(lengths.tolist())])
         # additive key-padding mask, one row per (text, head) score matrix
         key_bias = torch.zeros((batch, longest), dtype=self.dtype).masked_fill_(
-            torch.arange(longest)[None, :] >= lengths[:, None], float("-inf"))
+            torch.arange(longest)[None, :] >= lengths[:, None], float("-inf")
+        )
         key_bias = key_bias[:, None, None, :].expand(batch, self.heads, 1, longest).reshape(-1, 1, longest)
         h, d, eps = self.hidden, self.hidden // self.heads, self.eps
         with torch.inference_mode():
@@ -145,8 +154,10 @@ class PackedBert:
                 qkv = F.linear(x, L.qkv_w, L.qkv_b)
                 padded = qkv.new_zeros((batch * longest, 3 * h))
                 padded[slots] = qkv
-                q, k, v = (part.reshape(batch * self.heads, longest, d) for part in
-                           padded.view(batch, longest, 3, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0))
+                q, k, v = (
+                    part.reshape(batch * self.heads, longest, d)
+                    for part in padded.view(batch, longest, 3, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+                )
                 # plain batched products: for short texts about twice as fast here as the fused kernel
                 scores = torch.baddbmm(key_bias, q, k.transpose(1, 2), alpha=d**-0.5)
                 # softmax in float32: more exact, and on this CPU faster than the bfloat16 kernel

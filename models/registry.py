@@ -51,8 +51,14 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int | None = None,
-                 precision: str = "fp32", engine: str = "auto") -> Encoder:
+def load_encoder(
+    name: str,
+    cache_dir: Path,
+    batch_size: int = 32,
+    threads: int | None = None,
+    precision: str = "fp32",
+    engine: str = "auto",
+) -> Encoder:
     """Load the configured model once and wrap it in an :class:`Encoder`."""
     import torch
     import transformers
@@ -72,8 +78,9 @@ def load_encoder(name: str, cache_dir: Path, batch_size: int = 32, threads: int 
             "give a local sentence-transformers directory or use the default model."
         ) from exc
     model.eval()
-    return Encoder(model, model_id=model_id, batch_size=batch_size, precision=resolve_precision(precision),
-                   engine=engine)
+    return Encoder(
+        model, model_id=model_id, batch_size=batch_size, precision=resolve_precision(precision), engine=engine
+    )
 
 
 def load_static_encoder(encoder: Encoder, cache_dir: Path) -> Any:

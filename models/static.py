@@ -83,12 +83,33 @@ def distill(encoder: Any, target: Path, dims: int = 256, sif: float = 1e-4, limi
     try:
         save_file({"embeddings": reduced}, str(tmp / "model.safetensors"))
         tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
-        (tmp / "config.json").write_text(json.dumps({
-            "model_type": "model2vec", "architectures": ["StaticModel"], "hidden_dim": dims,
-            "normalize": True, "base_model": encoder.model_id, "apply_pca": dims, "sif_coefficient": sif,
-            "tokenizer_name": encoder.model_id}, indent=1), encoding="utf-8")
-        (tmp / MARKER).write_text(json.dumps({"base_model": encoder.model_id, "dims": dims, "vocab": vocab_size,
-                                              "seconds": round(time.perf_counter() - started, 1)}), encoding="utf-8")
+        (tmp / "config.json").write_text(
+            json.dumps(
+                {
+                    "model_type": "model2vec",
+                    "architectures": ["StaticModel"],
+                    "hidden_dim": dims,
+                    "normalize": True,
+                    "base_model": encoder.model_id,
+                    "apply_pca": dims,
+                    "sif_coefficient": sif,
+                    "tokenizer_name": encoder.model_id,
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {
+                    "base_model": encoder.model_id,
+                    "dims": dims,
+                    "vocab": vocab_size,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            ),
+            encoding="utf-8",
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -23,9 +23,15 @@ def vector_key(model_id: str, prompt: Prompt = "document") -> str:
     return model_id if prompt == "document" else f"{model_id}|{prompt}"
 
 
-def embed_missing(store: Store, encoder: TextEncoder, kinds: Sequence[str] = KINDS, batch: int = 256,
-                  progress: Progress | None = None, show_bar: bool | None = None,
-                  prompt: Prompt = "document") -> int:
+def embed_missing(
+    store: Store,
+    encoder: TextEncoder,
+    kinds: Sequence[str] = KINDS,
+    batch: int = 256,
+    progress: Progress | None = None,
+    show_bar: bool | None = None,
+    prompt: Prompt = "document",
+) -> int:
     """Encode and store vectors for records that have none for ``encoder.model_id`` (and ``prompt``).
 
     Vectors are written batch by batch, so an interrupted run keeps what it finished and the

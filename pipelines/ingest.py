@@ -32,21 +32,35 @@ class IngestReport:
 
     def summary(self) -> str:
         """One paragraph for a terminal."""
-        lines = [f"{self.path}: {self.stored} {self.kind} accepted ({self.inserted} new, {self.updated} updated, "
-                 f"{self.unchanged} unchanged), {len(self.errors)} rejected, {self.embedded} texts embedded"]
+        lines = [
+            f"{self.path}: {self.stored} {self.kind} accepted ({self.inserted} new, {self.updated} updated, "
+            f"{self.unchanged} unchanged), {len(self.errors)} rejected, {self.embedded} texts embedded"
+        ]
         lines += [f"  rejected {e}" for e in self.errors]
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
-        return {"kind": self.kind, "path": self.path, "inserted": self.inserted, "updated": self.updated,
-                "unchanged": self.unchanged, "embedded": self.embedded,
-                "errors": [{"line": e.line, "id": e.id, "reason": e.reason} for e in self.errors]}
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "errors": [{"line": e.line, "id": e.id, "reason": e.reason} for e in self.errors],
+        }
 
 
-def ingest_file(store: Store, kind: str, path: str | Path, encoder: TextEncoder | None = None,
-                batch_size: int = 1000, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                today: date | None = None) -> IngestReport:
+def ingest_file(
+    store: Store,
+    kind: str,
+    path: str | Path,
+    encoder: TextEncoder | None = None,
+    batch_size: int = 1000,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    today: date | None = None,
+) -> IngestReport:
     """Store the valid rows of a file (one transaction per batch) and embed new or changed texts.
 
     Args:

@@ -14,8 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-PLACEHOLDERS = {"personnummer": "[personnummer]", "samordningsnummer": "[samordningsnummer]",
-                "telefon": "[telefonnummer]", "epost": "[e-post]"}
+PLACEHOLDERS = {
+    "personnummer": "[personnummer]",
+    "samordningsnummer": "[samordningsnummer]",
+    "telefon": "[telefonnummer]",
+    "epost": "[e-post]",
+}
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _PNR = re.compile(r"(?<![\w-])(\d{2})?(\d{2})(\d{2})(\d{2})\s?([-+])?\s?(\d{3})(\d)(?![\w-])")

@@ -124,9 +124,14 @@ def validate_row(row: dict[str, Any], today: date | None = None) -> Record:
     masked_text = mask(text)
     masked_title = mask(title).text if title else None
     return Record(
-        id=rid, text=masked_text.text, title=masked_title, created_at=created,
+        id=rid,
+        text=masked_text.text,
+        title=masked_title,
+        created_at=created,
         embed_hash=text_hash(embed_text(masked_title, masked_text.text)),
-        original_text=text if masked_text.changed else None, attributes=attributes, **fields,
+        original_text=text if masked_text.changed else None,
+        attributes=attributes,
+        **fields,
     )
 
 
@@ -150,8 +155,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for col in missing:
             close = difflib.get_close_matches(col, header, n=1, cutoff=0.6)
             hints.append(f"{col!r}" + (f" (did you mean to name {close[0]!r} {col!r}?)" if close else ""))
-        raise FileRejected(f"{path}: missing required column(s) {', '.join(hints)}; "
-                           f"the header has {header}")
+        raise FileRejected(f"{path}: missing required column(s) {', '.join(hints)}; the header has {header}")
     reader = csv.reader(lines, delimiter=delimiter)
     line = 2
     for values in reader:
@@ -220,8 +224,9 @@ def read_rows(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iter
     raise FileRejected(f"{p}: unknown file type {suffix!r}; use .csv, .jsonl or .json")
 
 
-def parse_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-               today: date | None = None) -> Iterator[Record | RowError]:
+def parse_file(
+    path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES, today: date | None = None
+) -> Iterator[Record | RowError]:
     """Validated records and row errors, in file order; duplicate ids after the first are errors."""
     seen: dict[str, int] = {}
     for line, row in read_rows(path, max_bytes):

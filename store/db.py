@@ -64,9 +64,13 @@ class Record:
     def public(self) -> dict[str, Any]:
         """Fields safe to show a coach (never the restricted original text)."""
         return {
-            "id": self.id, "title": self.title, "text": self.text,
+            "id": self.id,
+            "title": self.title,
+            "text": self.text,
             "created_at": self.created_at.isoformat() if self.created_at else None,
-            "department": self.department, "status": self.status, "outcome": self.outcome,
+            "department": self.department,
+            "status": self.status,
+            "outcome": self.outcome,
             "source": self.source,
         }
 
@@ -80,14 +84,25 @@ class UpsertResult:
     unchanged: int = 0
 
 
-_SELECT_RECORD = ("SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, "
-                  "attributes FROM {kind}")
+_SELECT_RECORD = (
+    "SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, attributes FROM {kind}"
+)
 
 
 def _row_to_record(row: Sequence[Any]) -> Record:
     attrs = json.loads(row[9]) if row[9] else {}
-    return Record(id=row[0], text=row[1], embed_hash=row[2], title=row[3], created_at=row[4],
-                  department=row[5], status=row[6], outcome=row[7], source=row[8], attributes=attrs)
+    return Record(
+        id=row[0],
+        text=row[1],
+        embed_hash=row[2],
+        title=row[3],
+        created_at=row[4],
+        department=row[5],
+        status=row[6],
+        outcome=row[7],
+        source=row[8],
+        attributes=attrs,
+    )
 
 
 class Store:
@@ -109,8 +124,8 @@ class Store:
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLockedError(
-                    f"the database {self.path} is in use by another process (is `idesluss serve` running "
-                    "for it?)") from exc
+                    f"the database {self.path} is in use by another process (is `idesluss serve` running for it?)"
+                ) from exc
             raise
         if migrate and not read_only:
             self.migrate()
@@ -145,7 +160,8 @@ class Store:
     def schema_version(self) -> int:
         """The applied schema version (0 for an empty file)."""
         exists = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'").fetchone()
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchone()
         if not exists or not exists[0]:
             return 0
         row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
@@ -154,8 +170,10 @@ class Store:
     def migrate(self, target: int = LATEST) -> int:
         """Apply pending migrations up to ``target``, each in its own transaction."""
         with self._lock:
-            self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-                             "name VARCHAR, applied_at TIMESTAMP)")
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                "name VARCHAR, applied_at TIMESTAMP)"
+            )
             current = self.schema_version()
             for version, name, statements in MIGRATIONS:
                 if version <= current or version > target:
@@ -222,18 +240,43 @@ class Store:
         table = _kind(kind)
         result = UpsertResult()
         stamp = now()
-        columns = ["title", "text", "original_text", "created_at", "department", "status", "outcome", "source",
-                   "attributes", "embed_hash", "id"]
+        columns = [
+            "title",
+            "text",
+            "original_text",
+            "created_at",
+            "department",
+            "status",
+            "outcome",
+            "source",
+            "attributes",
+            "embed_hash",
+            "id",
+        ]
 
         def values(rec: Record) -> list[Any]:
             attrs = json.dumps(rec.attributes, ensure_ascii=False) if rec.attributes else None
-            return [rec.title, rec.text, rec.original_text, rec.created_at, rec.department, rec.status,
-                    rec.outcome, rec.source, attrs, rec.embed_hash, rec.id]
+            return [
+                rec.title,
+                rec.text,
+                rec.original_text,
+                rec.created_at,
+                rec.department,
+                rec.status,
+                rec.outcome,
+                rec.source,
+                attrs,
+                rec.embed_hash,
+                rec.id,
+            ]
 
         with self.transaction() as con:
             ids = list(dict.fromkeys(r.id for r in records))
-            existing = {row[0] for row in con.execute(
-                f"SELECT id FROM {table} WHERE list_contains(?, id)", [ids]).fetchall()} if ids else set()
+            existing = (
+                {row[0] for row in con.execute(f"SELECT id FROM {table} WHERE list_contains(?, id)", [ids]).fetchall()}
+                if ids
+                else set()
+            )
             fresh: list[Record] = []
             later: list[Record] = []
             seen: set[str] = set()
@@ -242,38 +285,61 @@ class Store:
                 seen.add(rec.id)
             if fresh:
                 rows = [values(r) for r in fresh]
-                arrow = pa.table({c: pa.array([row[i] for row in rows], type=_ARROW_TYPES.get(c, pa.string()))
-                                  for i, c in enumerate(columns)})
+                arrow = pa.table(
+                    {
+                        c: pa.array([row[i] for row in rows], type=_ARROW_TYPES.get(c, pa.string()))
+                        for i, c in enumerate(columns)
+                    }
+                )
                 con.register("_new_records", arrow)
                 try:
-                    con.execute(f"INSERT INTO {table} ({', '.join(columns)}, ingested_at, updated_at) "
-                                f"SELECT {', '.join(columns)}, ?, ? FROM _new_records", [stamp, stamp])
+                    con.execute(
+                        f"INSERT INTO {table} ({', '.join(columns)}, ingested_at, updated_at) "
+                        f"SELECT {', '.join(columns)}, ?, ? FROM _new_records",
+                        [stamp, stamp],
+                    )
                 finally:
                     con.unregister("_new_records")
                 result.inserted += len(fresh)
             for rec in later:
-                old = con.execute(f"SELECT text, title, created_at, department, status, outcome, source, "
-                                  f"attributes FROM {table} WHERE id = ?", [rec.id]).fetchone()
+                old = con.execute(
+                    f"SELECT text, title, created_at, department, status, outcome, source, "
+                    f"attributes FROM {table} WHERE id = ?",
+                    [rec.id],
+                ).fetchone()
                 row = values(rec)
                 if old is None:  # cannot happen inside the transaction; kept for safety
-                    con.execute(f"INSERT INTO {table} ({', '.join(columns)}, ingested_at, updated_at) "
-                                f"VALUES ({', '.join('?' * (len(columns) + 2))})", [*row, stamp, stamp])
+                    con.execute(
+                        f"INSERT INTO {table} ({', '.join(columns)}, ingested_at, updated_at) "
+                        f"VALUES ({', '.join('?' * (len(columns) + 2))})",
+                        [*row, stamp, stamp],
+                    )
                     result.inserted += 1
-                elif list(old) == [rec.text, rec.title, rec.created_at, rec.department, rec.status, rec.outcome,
-                                   rec.source, row[8]]:
+                elif list(old) == [
+                    rec.text,
+                    rec.title,
+                    rec.created_at,
+                    rec.department,
+                    rec.status,
+                    rec.outcome,
+                    rec.source,
+                    row[8],
+                ]:
                     result.unchanged += 1
                 else:
-                    con.execute(f"UPDATE {table} SET title = ?, text = ?, original_text = ?, created_at = ?, "
-                                f"department = ?, status = ?, outcome = ?, source = ?, attributes = ?, "
-                                f"embed_hash = ?, updated_at = ? WHERE id = ?", [*row[:10], stamp, rec.id])
+                    con.execute(
+                        f"UPDATE {table} SET title = ?, text = ?, original_text = ?, created_at = ?, "
+                        f"department = ?, status = ?, outcome = ?, source = ?, attributes = ?, "
+                        f"embed_hash = ?, updated_at = ? WHERE id = ?",
+                        [*row[:10], stamp, rec.id],
+                    )
                     result.updated += 1
         return result
 
     def get_record(self, kind: str, record_id: str) -> Record | None:
         """One record by id, or None."""
         with self._lock:
-            row = self.con.execute(_SELECT_RECORD.format(kind=_kind(kind)) + " WHERE id = ?",
-                                   [record_id]).fetchone()
+            row = self.con.execute(_SELECT_RECORD.format(kind=_kind(kind)) + " WHERE id = ?", [record_id]).fetchone()
         return _row_to_record(row) if row else None
 
     def records(self, kind: str, ids: Iterable[str] | None = None) -> list[Record]:
@@ -295,8 +361,9 @@ class Store:
     def original_text(self, kind: str, record_id: str) -> str | None:
         """The restricted unmasked text, where one was kept (coach contact only)."""
         with self._lock:
-            row = self.con.execute(f"SELECT coalesce(original_text, text) FROM {_kind(kind)} WHERE id = ?",
-                                   [record_id]).fetchone()
+            row = self.con.execute(
+                f"SELECT coalesce(original_text, text) FROM {_kind(kind)} WHERE id = ?", [record_id]
+            ).fetchone()
         return row[0] if row else None
 
     # -- embeddings -------------------------------------------------------------------------
@@ -306,8 +373,10 @@ class Store:
         if not wanted:
             return []
         with self._lock:
-            rows = self.con.execute("SELECT text_hash FROM embeddings WHERE model_id = ? AND "
-                                    "list_contains(?, text_hash)", [model_id, wanted]).fetchall()
+            rows = self.con.execute(
+                "SELECT text_hash FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
+                [model_id, wanted],
+            ).fetchall()
         have = {r[0] for r in rows}
         return [h for h in wanted if h not in have]
 
@@ -319,18 +388,24 @@ class Store:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
-        table = pa.table({
-            "model_id": pa.array([model_id] * n), "text_hash": pa.array(list(hashes)),
-            "dim": pa.array([dim] * n, pa.int32()),
-            "vector": pa.ListArray.from_arrays(np.arange(0, n * dim + 1, dim, dtype=np.int32),
-                                               pa.array(vectors.ravel())),
-        })
+        table = pa.table(
+            {
+                "model_id": pa.array([model_id] * n),
+                "text_hash": pa.array(list(hashes)),
+                "dim": pa.array([dim] * n, pa.int32()),
+                "vector": pa.ListArray.from_arrays(
+                    np.arange(0, n * dim + 1, dim, dtype=np.int32), pa.array(vectors.ravel())
+                ),
+            }
+        )
         with self.transaction() as con:
             con.register("_new_vectors", table)
             try:
-                con.execute("INSERT INTO embeddings (model_id, text_hash, dim, vector) "
-                            "SELECT model_id, text_hash, dim, vector FROM _new_vectors "
-                            "ON CONFLICT DO NOTHING")
+                con.execute(
+                    "INSERT INTO embeddings (model_id, text_hash, dim, vector) "
+                    "SELECT model_id, text_hash, dim, vector FROM _new_vectors "
+                    "ON CONFLICT DO NOTHING"
+                )
             finally:
                 con.unregister("_new_vectors")
 
@@ -342,7 +417,9 @@ class Store:
             warnings.simplefilter("ignore")
             tbl = self.con.execute(
                 f"SELECT r.id, e.vector, e.dim FROM {_kind(kind)} r JOIN embeddings e "
-                "ON e.text_hash = r.embed_hash AND e.model_id = ? ORDER BY r.id", [model_id]).to_arrow_table()
+                "ON e.text_hash = r.embed_hash AND e.model_id = ? ORDER BY r.id",
+                [model_id],
+            ).to_arrow_table()
         assert tbl is not None
         ids = tbl.column("id").to_pylist()
         if not ids:
@@ -355,17 +432,20 @@ class Store:
     def start_run(self, kind: str, details: dict[str, Any] | None = None) -> int:
         """Record the start of a job; returns its run id."""
         with self.transaction() as con:
-            row = con.execute("INSERT INTO runs (kind, started_at, status, details) VALUES (?, ?, 'running', ?) "
-                              "RETURNING run_id", [kind, now(), json.dumps(details or {}, ensure_ascii=False)]
-                              ).fetchone()
+            row = con.execute(
+                "INSERT INTO runs (kind, started_at, status, details) VALUES (?, ?, 'running', ?) RETURNING run_id",
+                [kind, now(), json.dumps(details or {}, ensure_ascii=False)],
+            ).fetchone()
         assert row is not None
         return int(row[0])
 
     def finish_run(self, run_id: int, status: str, details: dict[str, Any]) -> None:
         """Record the end of a job with its summary."""
         with self.transaction() as con:
-            con.execute("UPDATE runs SET finished_at = ?, status = ?, details = ? WHERE run_id = ?",
-                        [now(), status, json.dumps(details, ensure_ascii=False, default=str), run_id])
+            con.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, details = ? WHERE run_id = ?",
+                [now(), status, json.dumps(details, ensure_ascii=False, default=str), run_id],
+            )
 
     def runs(self, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Most recent runs first."""
@@ -377,5 +457,14 @@ class Store:
         sql += " ORDER BY run_id DESC LIMIT ?"
         with self._lock:
             rows = self.con.execute(sql, [*params, limit]).fetchall()
-        return [{"run_id": r[0], "kind": r[1], "started_at": r[2], "finished_at": r[3], "status": r[4],
-                 "details": json.loads(r[5]) if r[5] else {}} for r in rows]
+        return [
+            {
+                "run_id": r[0],
+                "kind": r[1],
+                "started_at": r[2],
+                "finished_at": r[3],
+                "status": r[4],
+                "details": json.loads(r[5]) if r[5] else {},
+            }
+            for r in rows
+        ]

@@ -19,12 +19,16 @@ def erase_record(store: Store, kind: str, item_id: str, actor: str) -> bool:
         if row is None:
             return False
         con.execute(f"DELETE FROM {table} WHERE id = ?", [item_id])
-        shared = con.execute("SELECT count(*) FROM ideas WHERE embed_hash = ? UNION ALL "
-                             "SELECT count(*) FROM needs WHERE embed_hash = ?", [row[0], row[0]]).fetchall()
+        shared = con.execute(
+            "SELECT count(*) FROM ideas WHERE embed_hash = ? UNION ALL SELECT count(*) FROM needs WHERE embed_hash = ?",
+            [row[0], row[0]],
+        ).fetchall()
         if not sum(r[0] for r in shared):
             con.execute("DELETE FROM embeddings WHERE text_hash = ?", [row[0]])
-        con.execute("DELETE FROM feedback WHERE (query_kind = ? AND query_id = ?) OR (target_kind = ? AND "
-                    "target_id = ?)", [kind, item_id, kind, item_id])
+        con.execute(
+            "DELETE FROM feedback WHERE (query_kind = ? AND query_id = ?) OR (target_kind = ? AND target_id = ?)",
+            [kind, item_id, kind, item_id],
+        )
         column = "idea_id" if kind == "ideas" else "need_id"
         con.execute(f"DELETE FROM need_links WHERE {column} = ?", [item_id])
         con.execute("DELETE FROM memberships WHERE kind = ? AND item_id = ?", [kind, item_id])
@@ -33,7 +37,9 @@ def erase_record(store: Store, kind: str, item_id: str, actor: str) -> bool:
             items = json.loads(reps or "[]")
             kept = [r for r in items if not (r.get("kind") == kind and r.get("id") == item_id)]
             if len(kept) != len(items):
-                con.execute("UPDATE themes SET representatives = ? WHERE run_id = ? AND theme_id = ?",
-                            [json.dumps(kept, ensure_ascii=False), run_id, theme_id])
+                con.execute(
+                    "UPDATE themes SET representatives = ? WHERE run_id = ? AND theme_id = ?",
+                    [json.dumps(kept, ensure_ascii=False), run_id, theme_id],
+                )
         con.execute("INSERT INTO audit VALUES (?, ?, 'delete', ?, ?)", [now(), actor, kind, item_id])
     return True

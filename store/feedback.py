@@ -10,8 +10,9 @@ VERDICTS = ("useful", "not_useful", "duplicate", "confirmed_need_link", "rejecte
 LINK_STATES = ("confirmed", "rejected")
 
 
-def add_feedback(store: Store, query_kind: str, query_id: str, target_kind: str, target_id: str,
-                 verdict: str, actor: str) -> int:
+def add_feedback(
+    store: Store, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str, actor: str
+) -> int:
     """Record one verdict on a suggestion; returns its id."""
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}; expected one of {VERDICTS}")
@@ -19,7 +20,8 @@ def add_feedback(store: Store, query_kind: str, query_id: str, target_kind: str,
         row = con.execute(
             "INSERT INTO feedback (query_kind, query_id, target_kind, target_id, verdict, actor, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING feedback_id",
-            [query_kind, query_id, target_kind, target_id, verdict, actor, now()]).fetchone()
+            [query_kind, query_id, target_kind, target_id, verdict, actor, now()],
+        ).fetchone()
         if verdict in ("confirmed_need_link", "rejected_need_link") and query_kind == "ideas":
             _set_link(con, query_id, target_id, "confirmed" if verdict.startswith("confirmed") else "rejected", actor)
     assert row is not None
@@ -35,8 +37,10 @@ def set_need_link(store: Store, idea_id: str, need_id: str, state: str, actor: s
 
 
 def _set_link(con: Any, idea_id: str, need_id: str, state: str, actor: str) -> None:
-    con.execute("INSERT OR REPLACE INTO need_links (idea_id, need_id, state, actor, updated_at) "
-                "VALUES (?, ?, ?, ?, ?)", [idea_id, need_id, state, actor, now()])
+    con.execute(
+        "INSERT OR REPLACE INTO need_links (idea_id, need_id, state, actor, updated_at) VALUES (?, ?, ?, ?, ?)",
+        [idea_id, need_id, state, actor, now()],
+    )
 
 
 def rejected_targets(store: Store, query_kind: str, query_id: str, target_kind: str) -> set[str]:
@@ -44,7 +48,9 @@ def rejected_targets(store: Store, query_kind: str, query_id: str, target_kind: 
     with store._lock:
         rows = store.con.execute(
             "SELECT target_id FROM feedback WHERE query_kind = ? AND query_id = ? AND target_kind = ? "
-            "AND verdict = 'not_useful'", [query_kind, query_id, target_kind]).fetchall()
+            "AND verdict = 'not_useful'",
+            [query_kind, query_id, target_kind],
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -67,8 +73,10 @@ def links(store: Store, idea_id: str | None = None, need_id: str | None = None) 
 def export_feedback(store: Store) -> list[dict[str, Any]]:
     """All feedback rows, oldest first (for evaluation)."""
     with store._lock:
-        rows = store.con.execute("SELECT feedback_id, query_kind, query_id, target_kind, target_id, verdict, actor, "
-                                 "created_at FROM feedback ORDER BY feedback_id").fetchall()
+        rows = store.con.execute(
+            "SELECT feedback_id, query_kind, query_id, target_kind, target_id, verdict, actor, "
+            "created_at FROM feedback ORDER BY feedback_id"
+        ).fetchall()
     keys = ("feedback_id", "query_kind", "query_id", "target_kind", "target_id", "verdict", "actor", "created_at")
     return [dict(zip(keys, r)) for r in rows]
 

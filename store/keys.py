@@ -26,8 +26,10 @@ def create_key(store: Store, role: str, name: str) -> tuple[str, str]:
     key_id = secrets.token_hex(4)
     secret = secrets.token_urlsafe(24)
     with store.transaction() as con:
-        con.execute("INSERT INTO api_keys (key_id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                    [key_id, name.strip(), role, _hash(secret), now()])
+        con.execute(
+            "INSERT INTO api_keys (key_id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            [key_id, name.strip(), role, _hash(secret), now()],
+        )
     return key_id, f"{PREFIX}_{key_id}_{secret}"
 
 
@@ -38,8 +40,9 @@ def verify_key(store: Store, presented: str) -> dict[str, Any] | None:
         return None
     _, key_id, secret = parts
     with store._lock:
-        row = store.con.execute("SELECT key_id, name, role, key_hash FROM api_keys WHERE key_id = ? AND "
-                                "revoked_at IS NULL", [key_id]).fetchone()
+        row = store.con.execute(
+            "SELECT key_id, name, role, key_hash FROM api_keys WHERE key_id = ? AND revoked_at IS NULL", [key_id]
+        ).fetchone()
     expected = row[3] if row else _hash("no such key")
     ok = hmac.compare_digest(expected, _hash(secret))
     if not row or not ok:
@@ -50,16 +53,19 @@ def verify_key(store: Store, presented: str) -> dict[str, Any] | None:
 def list_keys(store: Store) -> list[dict[str, Any]]:
     """Keys without secrets or hashes."""
     with store._lock:
-        rows = store.con.execute("SELECT key_id, name, role, created_at, revoked_at FROM api_keys "
-                                 "ORDER BY created_at").fetchall()
+        rows = store.con.execute(
+            "SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
+        ).fetchall()
     return [{"key_id": r[0], "name": r[1], "role": r[2], "created_at": r[3], "revoked_at": r[4]} for r in rows]
 
 
 def revoke_key(store: Store, key_id: str) -> bool:
     """Revoke a key; False when there is no live key with that id."""
     with store.transaction() as con:
-        row = con.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL "
-                          "RETURNING key_id", [now(), key_id]).fetchone()
+        row = con.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
+            [now(), key_id],
+        ).fetchone()
     return row is not None
 
 
@@ -72,6 +78,7 @@ def audit(store: Store, actor: str, action: str, kind: str | None = None, item_i
 def audit_log(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     """Latest audit entries."""
     with store._lock:
-        rows = store.con.execute("SELECT happened_at, actor, action, kind, item_id FROM audit "
-                                 "ORDER BY happened_at DESC LIMIT ?", [limit]).fetchall()
+        rows = store.con.execute(
+            "SELECT happened_at, actor, action, kind, item_id FROM audit ORDER BY happened_at DESC LIMIT ?", [limit]
+        ).fetchall()
     return [{"at": r[0], "actor": r[1], "action": r[2], "kind": r[3], "item_id": r[4]} for r in rows]

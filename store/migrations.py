@@ -22,28 +22,35 @@ _RECORD_COLUMNS = """
 """
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
-    (1, "records, embeddings and runs", [
-        f"CREATE TABLE ideas ({_RECORD_COLUMNS})",
-        f"CREATE TABLE needs ({_RECORD_COLUMNS})",
-        """CREATE TABLE embeddings (
+    (
+        1,
+        "records, embeddings and runs",
+        [
+            f"CREATE TABLE ideas ({_RECORD_COLUMNS})",
+            f"CREATE TABLE needs ({_RECORD_COLUMNS})",
+            """CREATE TABLE embeddings (
             model_id VARCHAR NOT NULL,
             text_hash VARCHAR NOT NULL,
             dim INTEGER NOT NULL,
             vector FLOAT[] NOT NULL,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
             PRIMARY KEY (model_id, text_hash))""",
-        "CREATE SEQUENCE run_seq START 1",
-        """CREATE TABLE runs (
+            "CREATE SEQUENCE run_seq START 1",
+            """CREATE TABLE runs (
             run_id BIGINT PRIMARY KEY DEFAULT nextval('run_seq'),
             kind VARCHAR NOT NULL,
             started_at TIMESTAMP NOT NULL,
             finished_at TIMESTAMP,
             status VARCHAR NOT NULL,
             details JSON)""",
-    ]),
-    (2, "feedback and idea-need links", [
-        "CREATE SEQUENCE feedback_seq START 1",
-        """CREATE TABLE feedback (
+        ],
+    ),
+    (
+        2,
+        "feedback and idea-need links",
+        [
+            "CREATE SEQUENCE feedback_seq START 1",
+            """CREATE TABLE feedback (
             feedback_id BIGINT PRIMARY KEY DEFAULT nextval('feedback_seq'),
             query_kind VARCHAR NOT NULL,
             query_id VARCHAR NOT NULL,
@@ -52,16 +59,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             verdict VARCHAR NOT NULL,
             actor VARCHAR NOT NULL,
             created_at TIMESTAMP NOT NULL)""",
-        """CREATE TABLE need_links (
+            """CREATE TABLE need_links (
             idea_id VARCHAR NOT NULL,
             need_id VARCHAR NOT NULL,
             state VARCHAR NOT NULL,
             actor VARCHAR NOT NULL,
             updated_at TIMESTAMP NOT NULL,
             PRIMARY KEY (idea_id, need_id))""",
-    ]),
-    (3, "themes", [
-        """CREATE TABLE theme_runs (
+        ],
+    ),
+    (
+        3,
+        "themes",
+        [
+            """CREATE TABLE theme_runs (
             run_id BIGINT PRIMARY KEY,
             created_at TIMESTAMP NOT NULL,
             params JSON,
@@ -70,7 +81,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             share_unassigned DOUBLE,
             quality DOUBLE,
             events JSON)""",
-        """CREATE TABLE themes (
+            """CREATE TABLE themes (
             run_id BIGINT NOT NULL,
             theme_id VARCHAR NOT NULL,
             label VARCHAR NOT NULL,
@@ -80,7 +91,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             centroid FLOAT[],
             assign_threshold DOUBLE,
             PRIMARY KEY (run_id, theme_id))""",
-        """CREATE TABLE memberships (
+            """CREATE TABLE memberships (
             run_id BIGINT NOT NULL,
             kind VARCHAR NOT NULL,
             item_id VARCHAR NOT NULL,
@@ -88,8 +99,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             how VARCHAR NOT NULL,
             x DOUBLE, y DOUBLE,
             PRIMARY KEY (run_id, kind, item_id))""",
-        "CREATE TABLE current_theme_run (singleton INTEGER PRIMARY KEY, run_id BIGINT NOT NULL)",
-        """CREATE TABLE theme_curation (
+            "CREATE TABLE current_theme_run (singleton INTEGER PRIMARY KEY, run_id BIGINT NOT NULL)",
+            """CREATE TABLE theme_curation (
             curation_id VARCHAR PRIMARY KEY,
             action VARCHAR NOT NULL,
             theme_id VARCHAR,
@@ -99,22 +110,27 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             name VARCHAR,
             actor VARCHAR NOT NULL,
             created_at TIMESTAMP NOT NULL)""",
-    ]),
-    (4, "api keys and audit", [
-        """CREATE TABLE api_keys (
+        ],
+    ),
+    (
+        4,
+        "api keys and audit",
+        [
+            """CREATE TABLE api_keys (
             key_id VARCHAR PRIMARY KEY,
             name VARCHAR NOT NULL,
             role VARCHAR NOT NULL,
             key_hash VARCHAR NOT NULL,
             created_at TIMESTAMP NOT NULL,
             revoked_at TIMESTAMP)""",
-        """CREATE TABLE audit (
+            """CREATE TABLE audit (
             happened_at TIMESTAMP NOT NULL,
             actor VARCHAR NOT NULL,
             action VARCHAR NOT NULL,
             kind VARCHAR,
             item_id VARCHAR)""",
-    ]),
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -53,11 +53,23 @@ def current_themes(store: Store) -> list[ThemeRow]:
     if run is None:
         return []
     with store._lock:
-        rows = store.con.execute("SELECT theme_id, label, keywords, representatives, size, centroid, "
-                                 "assign_threshold FROM themes WHERE run_id = ? ORDER BY size DESC, theme_id",
-                                 [run]).fetchall()
-    return [ThemeRow(r[0], r[1], json.loads(r[2] or "[]"), json.loads(r[3] or "[]"), r[4],
-                     np.asarray(r[5], dtype=np.float32), float(r[6] or 1.0)) for r in rows]
+        rows = store.con.execute(
+            "SELECT theme_id, label, keywords, representatives, size, centroid, "
+            "assign_threshold FROM themes WHERE run_id = ? ORDER BY size DESC, theme_id",
+            [run],
+        ).fetchall()
+    return [
+        ThemeRow(
+            r[0],
+            r[1],
+            json.loads(r[2] or "[]"),
+            json.loads(r[3] or "[]"),
+            r[4],
+            np.asarray(r[5], dtype=np.float32),
+            float(r[6] or 1.0),
+        )
+        for r in rows
+    ]
 
 
 def current_members(store: Store) -> dict[str, set[str]]:
@@ -67,8 +79,9 @@ def current_members(store: Store) -> dict[str, set[str]]:
     if run is None:
         return out
     with store._lock:
-        rows = store.con.execute("SELECT theme_id, kind, item_id FROM memberships WHERE run_id = ? AND "
-                                 "theme_id <> ''", [run]).fetchall()
+        rows = store.con.execute(
+            "SELECT theme_id, kind, item_id FROM memberships WHERE run_id = ? AND theme_id <> ''", [run]
+        ).fetchall()
     for theme_id, kind, item_id in rows:
         out.setdefault(theme_id, set()).add(f"{kind}:{item_id}")
     return out
@@ -81,29 +94,53 @@ def next_run_id(store: Store) -> int:
     return int(row[0]) if row else 1
 
 
-def write_run(store: Store, run_id: int, record: dict[str, Any], themes: list[ThemeRow],
-              members: list[MemberRow]) -> None:
+def write_run(
+    store: Store, run_id: int, record: dict[str, Any], themes: list[ThemeRow], members: list[MemberRow]
+) -> None:
     """Write a finished run and switch it in, all in one transaction."""
     import pyarrow as pa
 
-    mem = pa.table({
-        "run_id": pa.array([run_id] * len(members), pa.int64()),
-        "kind": [m.kind for m in members], "item_id": [m.item_id for m in members],
-        "theme_id": [m.theme_id for m in members], "how": [m.how for m in members],
-        "x": pa.array([m.x for m in members], pa.float64()), "y": pa.array([m.y for m in members], pa.float64()),
-    })
+    mem = pa.table(
+        {
+            "run_id": pa.array([run_id] * len(members), pa.int64()),
+            "kind": [m.kind for m in members],
+            "item_id": [m.item_id for m in members],
+            "theme_id": [m.theme_id for m in members],
+            "how": [m.how for m in members],
+            "x": pa.array([m.x for m in members], pa.float64()),
+            "y": pa.array([m.y for m in members], pa.float64()),
+        }
+    )
     with store.transaction() as con:
-        con.execute("INSERT INTO theme_runs (run_id, created_at, params, timings, n_themes, share_unassigned, "
-                    "quality, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, now(), json.dumps(record["params"]), json.dumps(record["timings"]), len(themes),
-                     record["share_unassigned"], record["quality"], json.dumps(record["events"],
-                                                                               ensure_ascii=False)])
+        con.execute(
+            "INSERT INTO theme_runs (run_id, created_at, params, timings, n_themes, share_unassigned, "
+            "quality, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                now(),
+                json.dumps(record["params"]),
+                json.dumps(record["timings"]),
+                len(themes),
+                record["share_unassigned"],
+                record["quality"],
+                json.dumps(record["events"], ensure_ascii=False),
+            ],
+        )
         for t in themes:
-            con.execute("INSERT INTO themes (run_id, theme_id, label, keywords, representatives, size, centroid, "
-                        "assign_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, t.theme_id, t.label, json.dumps(t.keywords, ensure_ascii=False),
-                         json.dumps(t.representatives, ensure_ascii=False), t.size,
-                         t.centroid.astype(float).tolist(), t.assign_threshold])
+            con.execute(
+                "INSERT INTO themes (run_id, theme_id, label, keywords, representatives, size, centroid, "
+                "assign_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    t.theme_id,
+                    t.label,
+                    json.dumps(t.keywords, ensure_ascii=False),
+                    json.dumps(t.representatives, ensure_ascii=False),
+                    t.size,
+                    t.centroid.astype(float).tolist(),
+                    t.assign_threshold,
+                ],
+            )
         con.register("_members", mem)
         try:
             con.execute("INSERT INTO memberships SELECT run_id, kind, item_id, theme_id, how, x, y FROM _members")
@@ -113,9 +150,16 @@ def write_run(store: Store, run_id: int, record: dict[str, Any], themes: list[Th
         con.execute("DELETE FROM memberships WHERE run_id <= ?", [run_id - KEEP_MEMBERSHIP_RUNS])
 
 
-def add_curation(store: Store, action: str, actor: str, theme_id: str | None = None,
-                 other_theme_id: str | None = None, kind: str | None = None, item_id: str | None = None,
-                 name: str | None = None) -> str:
+def add_curation(
+    store: Store,
+    action: str,
+    actor: str,
+    theme_id: str | None = None,
+    other_theme_id: str | None = None,
+    kind: str | None = None,
+    item_id: str | None = None,
+    name: str | None = None,
+) -> str:
     """Record a staff correction; it applies now (where it can) and to every later run."""
     import uuid
 
@@ -124,30 +168,40 @@ def add_curation(store: Store, action: str, actor: str, theme_id: str | None = N
     cid = uuid.uuid4().hex[:12]
     run = current_run_id(store)
     with store.transaction() as con:
-        con.execute("INSERT INTO theme_curation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [cid, action, theme_id, other_theme_id, kind, item_id, name, actor, now()])
+        con.execute(
+            "INSERT INTO theme_curation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [cid, action, theme_id, other_theme_id, kind, item_id, name, actor, now()],
+        )
         if run is None:
             return cid
         if action == "rename":
             con.execute("UPDATE themes SET label = ? WHERE run_id = ? AND theme_id = ?", [name, run, theme_id])
         elif action == "merge":
-            con.execute("UPDATE memberships SET theme_id = ?, how = 'moved' WHERE run_id = ? AND theme_id = ?",
-                        [other_theme_id, run, theme_id])
-            con.execute("UPDATE themes SET size = size + coalesce((SELECT size FROM themes WHERE run_id = ? AND "
-                        "theme_id = ?), 0) WHERE run_id = ? AND theme_id = ?", [run, theme_id, run, other_theme_id])
+            con.execute(
+                "UPDATE memberships SET theme_id = ?, how = 'moved' WHERE run_id = ? AND theme_id = ?",
+                [other_theme_id, run, theme_id],
+            )
+            con.execute(
+                "UPDATE themes SET size = size + coalesce((SELECT size FROM themes WHERE run_id = ? AND "
+                "theme_id = ?), 0) WHERE run_id = ? AND theme_id = ?",
+                [run, theme_id, run, other_theme_id],
+            )
             con.execute("DELETE FROM themes WHERE run_id = ? AND theme_id = ?", [run, theme_id])
         else:
-            con.execute("INSERT OR REPLACE INTO memberships (run_id, kind, item_id, theme_id, how) "
-                        "VALUES (?, ?, ?, ?, ?)", [run, kind, item_id, theme_id,
-                                                   "pinned" if action == "pin" else "moved"])
+            con.execute(
+                "INSERT OR REPLACE INTO memberships (run_id, kind, item_id, theme_id, how) VALUES (?, ?, ?, ?, ?)",
+                [run, kind, item_id, theme_id, "pinned" if action == "pin" else "moved"],
+            )
     return cid
 
 
 def curations(store: Store) -> list[dict[str, Any]]:
     """All staff corrections, oldest first."""
     with store._lock:
-        rows = store.con.execute("SELECT curation_id, action, theme_id, other_theme_id, kind, item_id, name, actor, "
-                                 "created_at FROM theme_curation ORDER BY created_at, curation_id").fetchall()
+        rows = store.con.execute(
+            "SELECT curation_id, action, theme_id, other_theme_id, kind, item_id, name, actor, "
+            "created_at FROM theme_curation ORDER BY created_at, curation_id"
+        ).fetchall()
     keys = ("curation_id", "action", "theme_id", "other_theme_id", "kind", "item_id", "name", "actor", "created_at")
     return [dict(zip(keys, r)) for r in rows]
 
@@ -155,11 +209,24 @@ def curations(store: Store) -> list[dict[str, Any]]:
 def theme_runs(store: Store, limit: int = 30) -> list[dict[str, Any]]:
     """Run records, newest first."""
     with store._lock:
-        rows = store.con.execute("SELECT run_id, created_at, params, timings, n_themes, share_unassigned, quality, "
-                                 "events FROM theme_runs ORDER BY run_id DESC LIMIT ?", [limit]).fetchall()
-    return [{"run_id": r[0], "created_at": r[1], "params": json.loads(r[2] or "{}"),
-             "timings": json.loads(r[3] or "{}"), "n_themes": r[4], "share_unassigned": r[5], "quality": r[6],
-             "events": json.loads(r[7] or "[]")} for r in rows]
+        rows = store.con.execute(
+            "SELECT run_id, created_at, params, timings, n_themes, share_unassigned, quality, "
+            "events FROM theme_runs ORDER BY run_id DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+    return [
+        {
+            "run_id": r[0],
+            "created_at": r[1],
+            "params": json.loads(r[2] or "{}"),
+            "timings": json.loads(r[3] or "{}"),
+            "n_themes": r[4],
+            "share_unassigned": r[5],
+            "quality": r[6],
+            "events": json.loads(r[7] or "[]"),
+        }
+        for r in rows
+    ]
 
 
 def memberships(store: Store, theme_id: str | None = None) -> list[dict[str, Any]]:
@@ -183,8 +250,10 @@ def theme_of(store: Store, kind: str, item_id: str) -> str | None:
     if run is None:
         return None
     with store._lock:
-        row = store.con.execute("SELECT theme_id FROM memberships WHERE run_id = ? AND kind = ? AND item_id = ? "
-                                "AND theme_id <> ''", [run, kind, item_id]).fetchone()
+        row = store.con.execute(
+            "SELECT theme_id FROM memberships WHERE run_id = ? AND kind = ? AND item_id = ? AND theme_id <> ''",
+            [run, kind, item_id],
+        ).fetchone()
     return row[0] if row else None
 
 
@@ -198,4 +267,6 @@ def trend_rows(store: Store) -> list[tuple[str, str, datetime | None, str | None
             "SELECT m.theme_id, m.kind, coalesce(i.created_at, n.created_at), coalesce(i.department, n.department) "
             "FROM memberships m LEFT JOIN ideas i ON m.kind = 'ideas' AND i.id = m.item_id "
             "LEFT JOIN needs n ON m.kind = 'needs' AND n.id = m.item_id "
-            "WHERE m.run_id = ? AND m.theme_id <> ''", [run]).fetchall()
+            "WHERE m.run_id = ? AND m.theme_id <> ''",
+            [run],
+        ).fetchall()

@@ -23,8 +23,9 @@ def _previous_quarter(q: str) -> str:
     return f"{year - 1}-Q4" if quarter == 1 else f"{year}-Q{quarter - 1}"
 
 
-def theme_trends(store: Store, today: date | None = None, unmet_ratio: float = 1.0, unmet_min_needs: int = 3
-                 ) -> dict[str, dict[str, Any]]:
+def theme_trends(
+    store: Store, today: date | None = None, unmet_ratio: float = 1.0, unmet_min_needs: int = 3
+) -> dict[str, dict[str, Any]]:
     """Per theme: ideas and needs per month and quarter, growth, departments, need balance.
 
     Growth compares the last complete quarter with the one before it (new ideas and needs).
@@ -35,9 +36,17 @@ def theme_trends(store: Store, today: date | None = None, unmet_ratio: float = 1
     current_q = _quarter(datetime(today.year, today.month, 1))
     last_q = _previous_quarter(current_q)
     before_q = _previous_quarter(last_q)
-    out: dict[str, dict[str, Any]] = defaultdict(lambda: {
-        "months": Counter(), "quarters": Counter(), "ideas": 0, "needs": 0, "departments": Counter(),
-        "idea_months": Counter(), "need_months": Counter()})
+    out: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "months": Counter(),
+            "quarters": Counter(),
+            "ideas": 0,
+            "needs": 0,
+            "departments": Counter(),
+            "idea_months": Counter(),
+            "need_months": Counter(),
+        }
+    )
     for theme_id, kind, created, department in sql.trend_rows(store):
         t = out[theme_id]
         t[kind] += 1
@@ -52,11 +61,15 @@ def theme_trends(store: Store, today: date | None = None, unmet_ratio: float = 1
         last, before = t["quarters"].get(last_q, 0), t["quarters"].get(before_q, 0)
         growth = (last - before) / before if before else (None if not last else 1.0)
         result[theme_id] = {
-            "ideas": t["ideas"], "needs": t["needs"],
-            "per_month": dict(sorted(t["months"].items())), "per_quarter": dict(sorted(t["quarters"].items())),
+            "ideas": t["ideas"],
+            "needs": t["needs"],
+            "per_month": dict(sorted(t["months"].items())),
+            "per_quarter": dict(sorted(t["quarters"].items())),
             "ideas_per_month": dict(sorted(t["idea_months"].items())),
             "needs_per_month": dict(sorted(t["need_months"].items())),
-            "last_quarter": last_q, "last_quarter_count": last, "previous_quarter_count": before,
+            "last_quarter": last_q,
+            "last_quarter_count": last,
+            "previous_quarter_count": before,
             "growth": growth,
             "departments": dict(t["departments"].most_common()),
             "unmet_needs": t["needs"] >= unmet_min_needs and t["needs"] >= unmet_ratio * max(t["ideas"], 1),

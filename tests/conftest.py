@@ -53,8 +53,11 @@ def live_server(tmp_path_factory, real_encoder):
 
     work = tmp_path_factory.mktemp("live")
     xss = work / "xss.csv"
-    xss.write_text("id;title;text\nXSS1;<script>alert(1)</script>;Cykelväg med <b>fet</b> text och "
-                   "<img src=x onerror=alert(2)> till Öjebyn\n", encoding="utf-8")
+    xss.write_text(
+        "id;title;text\nXSS1;<script>alert(1)</script>;Cykelväg med <b>fet</b> text och "
+        "<img src=x onerror=alert(2)> till Öjebyn\n",
+        encoding="utf-8",
+    )
     server = start_live_server(work, MODEL_CACHE, extra_ideas=xss)
     yield server
     server.stop()

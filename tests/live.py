@@ -22,8 +22,14 @@ def free_port() -> int:
 
 
 def cli(db: Path, *args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "idesluss", "--db", str(db), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "idesluss", "--db", str(db), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode not in (0,):
         raise RuntimeError(f"idesluss {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return proc
@@ -59,8 +65,13 @@ def start_live_server(workdir: Path, model_cache: Path, extra_ideas: Path | None
         keys[role] = out.strip().splitlines()[-1]
     port = free_port()
     log = (workdir / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -48,8 +48,12 @@ ROUTES = [  # method, path, json body, roles allowed
     ("GET", "/ideas/I0001/needs", None, {"coach", "admin"}),
     ("GET", "/needs/B001/ideas", None, {"coach", "admin"}),
     ("GET", "/search?q=snöröjning", None, {"coach", "admin"}),
-    ("POST", "/feedback", {"query_kind": "ideas", "query_id": "I0001", "target_kind": "ideas",
-                           "target_id": "I0002", "verdict": "useful"}, {"coach", "admin"}),
+    (
+        "POST",
+        "/feedback",
+        {"query_kind": "ideas", "query_id": "I0001", "target_kind": "ideas", "target_id": "I0002", "verdict": "useful"},
+        {"coach", "admin"},
+    ),
     ("POST", "/links", {"idea_id": "I0001", "need_id": "B001", "state": "confirmed"}, {"coach", "admin"}),
     ("GET", "/themes", None, {"coach", "admin", "leadership"}),
     ("GET", "/themes/{theme}", None, {"coach", "admin", "leadership"}),
@@ -77,8 +81,11 @@ def test_every_route_checks_its_role(env, method, path, body, allowed) -> None:
 
 def test_suggest_answers_with_history_needs_and_theme(env) -> None:
     client, keys, _ = env
-    r = client.post("/suggest", json={"text": "Fler gatlampor och bättre gatubelysning på gångvägen", "k": 3},
-                    headers=H(keys["coach"]))
+    r = client.post(
+        "/suggest",
+        json={"text": "Fler gatlampor och bättre gatubelysning på gångvägen", "k": 3},
+        headers=H(keys["coach"]),
+    )
     body = r.json()
     assert len(body["similar"]) == 3 and len(body["needs"]) == 3
     top = body["similar"][0]
@@ -88,8 +95,11 @@ def test_suggest_answers_with_history_needs_and_theme(env) -> None:
 
 def test_submit_masks_and_returns_suggestions(env) -> None:
     client, keys, svc = env
-    r = client.post("/ideas", json={"id": "API1", "title": "Bänkar", "text": "Bänkar vid hållplatsen, mejla "
-                                    "kim@exempel.se"}, headers=H(keys["coach"]))
+    r = client.post(
+        "/ideas",
+        json={"id": "API1", "title": "Bänkar", "text": "Bänkar vid hållplatsen, mejla kim@exempel.se"},
+        headers=H(keys["coach"]),
+    )
     assert r.status_code == 201
     assert r.json()["idea"]["text"].endswith("[e-post]")
     assert "API1" in svc.collections()["ideas"].row_of  # indexed without a rebuild
@@ -99,8 +109,17 @@ def test_submit_masks_and_returns_suggestions(env) -> None:
 def test_rejected_suggestions_are_not_shown_again(env) -> None:
     client, keys, _ = env
     first = client.get("/ideas/I0068/similar?k=3", headers=H(keys["coach"])).json()[0]["id"]
-    client.post("/feedback", json={"query_kind": "ideas", "query_id": "I0068", "target_kind": "ideas",
-                                   "target_id": first, "verdict": "not_useful"}, headers=H(keys["coach"]))
+    client.post(
+        "/feedback",
+        json={
+            "query_kind": "ideas",
+            "query_id": "I0068",
+            "target_kind": "ideas",
+            "target_id": first,
+            "verdict": "not_useful",
+        },
+        headers=H(keys["coach"]),
+    )
     again = [h["id"] for h in client.get("/ideas/I0068/similar?k=10", headers=H(keys["coach"])).json()]
     assert first not in again
 
@@ -179,8 +198,9 @@ def test_admin_upload_curate_job_erase_and_keys(env) -> None:
     assert client.delete(f"/admin/keys/{new['key_id']}", headers=a).status_code == 204
     assert client.get("/ideas", headers=H(new["key"])).status_code == 401
     log = client.get("/admin/audit", headers=a).json()
-    assert {"action": "delete", "kind": "ideas", "item_id": "U1"}.items() <= log[-1].items() or \
-        any(e["action"] == "delete" and e["item_id"] == "U1" for e in log)
+    assert {"action": "delete", "kind": "ideas", "item_id": "U1"}.items() <= log[-1].items() or any(
+        e["action"] == "delete" and e["item_id"] == "U1" for e in log
+    )
 
 
 def test_rate_limit_per_key(tmp_path: Path) -> None:

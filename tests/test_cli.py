@@ -17,8 +17,14 @@ pytestmark = pytest.mark.slow
 
 def run(db: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "IDESLUSS_CACHE_DIR": str(MODEL_CACHE), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "idesluss", "--db", str(db), *args], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "idesluss", "--db", str(db), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,10 @@ def test_similar_for_a_stored_idea_never_returns_itself(demo_db: Path) -> None:
 
 def test_queries_batch_writes_one_line_per_query(demo_db: Path, tmp_path: Path) -> None:
     q = tmp_path / "q.jsonl"
-    q.write_text('{"id": "q1", "text": "gatlampor som är trasiga"}\n{"id": "q2", "text": "bokbuss till byarna"}\n',
-                 encoding="utf-8")
+    q.write_text(
+        '{"id": "q1", "text": "gatlampor som är trasiga"}\n{"id": "q2", "text": "bokbuss till byarna"}\n',
+        encoding="utf-8",
+    )
     proc = run(demo_db, "needs", "--queries", str(q), "--k", "4")
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [x["query_id"] for x in lines] == ["q1", "q2"]
@@ -60,8 +68,9 @@ def test_queries_batch_writes_one_line_per_query(demo_db: Path, tmp_path: Path) 
 
 def test_ingest_reports_bad_rows_and_keeps_good_ones(demo_db: Path, tmp_path: Path) -> None:
     f = tmp_path / "nya.csv"
-    f.write_text("id;text;created_at\nX1;Fler bänkar i parken;2025-01-01\nX2;;2025-01-01\nX3;Ok;imorgon\n",
-                 encoding="utf-8")
+    f.write_text(
+        "id;text;created_at\nX1;Fler bänkar i parken;2025-01-01\nX2;;2025-01-01\nX3;Ok;imorgon\n", encoding="utf-8"
+    )
     proc = run(demo_db, "ingest", "ideas", str(f))
     assert proc.returncode == 3
     assert "line 3 (id X2): text is empty" in proc.stdout

@@ -28,8 +28,10 @@ def test_delete_removes_text_vectors_links_feedback_and_memberships(tmp_path: Pa
     svc = Service(Settings(db=db), encoder=KeywordEncoder())
     f = tmp_path / "ideas.csv"
     rows = [f"E{i};Cykelbana och belysning nummer {i}" for i in range(40)]
-    f.write_text("id;text\n" + "\n".join(rows) + f"\nSECRET;{MARKER} vill ha en cykelbana, ring 070-123 45 67\n",
-                 encoding="utf-8")
+    f.write_text(
+        "id;text\n" + "\n".join(rows) + f"\nSECRET;{MARKER} vill ha en cykelbana, ring 070-123 45 67\n",
+        encoding="utf-8",
+    )
     svc.ingest("ideas", f)
     run_theme_job(svc.store, svc.encoder, show_bar=False)
     svc.feedback("ideas", "E1", "ideas", "SECRET", "useful", "coach")

@@ -47,8 +47,10 @@ def _kill_after(proc: subprocess.Popen, seconds: float) -> None:
 
 def test_kill_9_during_ingest(tmp_path: Path) -> None:
     src = tmp_path / "big.csv"
-    src.write_text("id;text\n" + "".join(f"K{i:05d};Idé nummer {i} om cykelbanor och gatlampor\n"
-                                         for i in range(30_000)), encoding="utf-8")
+    src.write_text(
+        "id;text\n" + "".join(f"K{i:05d};Idé nummer {i} om cykelbanor och gatlampor\n" for i in range(30_000)),
+        encoding="utf-8",
+    )
     db = tmp_path / "k.duckdb"
     with Store(db):
         pass
@@ -59,8 +61,9 @@ def test_kill_9_during_ingest(tmp_path: Path) -> None:
         assert n % 500 == 0, n  # whole batches only
         for rec in store.records("ideas")[:: max(1, n // 50 or 1)]:
             assert rec.embed_hash == text_hash(embed_text(rec.title, rec.text))
-    rerun = subprocess.run([sys.executable, "-c", INGEST, str(db), str(src)], cwd=REPO, capture_output=True,
-                           text=True, timeout=900)
+    rerun = subprocess.run(
+        [sys.executable, "-c", INGEST, str(db), str(src)], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     assert rerun.returncode == 0, rerun.stderr
     with Store(db) as store:
         assert store.count("ideas") == 30_000

@@ -45,8 +45,7 @@ def test_api_with_a_valid_key(case) -> None:
         case.path_parameters = {"key_id": "not-a-key"}  # never revoke the fuzzer's own key
     # Every check but "schema-valid data is accepted": the service rightly refuses some schema-valid
     # values on meaning (a date in the future, an id that exists nowhere) with a 400 or 404.
-    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                           excluded_checks=[positive_data_acceptance])
+    case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, excluded_checks=[positive_data_acceptance])
 
 
 @schema.parametrize()

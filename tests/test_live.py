@@ -35,8 +35,14 @@ def test_cluster_runs_while_the_server_answers(live_server) -> None:
         t.start()
     try:
         # the server owns the database: the command hands the job to it and follows its progress
-        proc = subprocess.run([sys.executable, "-m", "idesluss", "--db", str(live_server.db), "cluster"],
-                              cwd=REPO, env=live_server.env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "idesluss", "--db", str(live_server.db), "cluster"],
+            cwd=REPO,
+            env=live_server.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         stop.set()
         for t in threads:

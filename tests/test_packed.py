@@ -31,8 +31,15 @@ def tiny_bert():
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=120, hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=96, max_position_embeddings=80, hidden_act="gelu")
+    cfg = BertConfig(
+        vocab_size=120,
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=80,
+        hidden_act="gelu",
+    )
     return BertModel(cfg).eval()
 
 

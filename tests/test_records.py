@@ -21,8 +21,7 @@ def _parse(path: Path) -> tuple[list[Record], list[RowError]]:
 
 def test_semicolon_csv_with_bom_and_attributes(tmp_path: Path) -> None:
     p = tmp_path / "ideer.csv"
-    p.write_text("\ufeffid;title;text;created_at;kontakt\n1;Cykel;Bygg cykelbana;2025-03-01;Kim\n",
-                 encoding="utf-8")
+    p.write_text("\ufeffid;title;text;created_at;kontakt\n1;Cykel;Bygg cykelbana;2025-03-01;Kim\n", encoding="utf-8")
     recs, errs = _parse(p)
     assert not errs
     assert recs[0].id == "1" and recs[0].title == "Cykel" and recs[0].attributes == {"kontakt": "Kim"}
@@ -108,8 +107,12 @@ def test_personal_data_masked_and_original_kept_apart() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.sampled_from(["id", "text", "title", "created_at", "department", "x"]),
-                       st.one_of(st.text(max_size=40), st.integers(), st.none(), st.lists(st.integers()))))
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "text", "title", "created_at", "department", "x"]),
+        st.one_of(st.text(max_size=40), st.integers(), st.none(), st.lists(st.integers())),
+    )
+)
 def test_validate_row_accepts_or_names_the_problem(row: dict) -> None:
     try:
         rec = validate_row(row, TODAY)

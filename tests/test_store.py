@@ -22,8 +22,9 @@ def test_migrations_from_empty_and_from_an_older_version(tmp_path: Path) -> None
     old = tmp_path / "v1.duckdb"
     with Store(old, migrate=False) as v1:  # a file as the first released version wrote it
         assert v1.migrate(target=1) == 1
-        v1.con.execute("INSERT INTO ideas (id, text, embed_hash, ingested_at, updated_at) "
-                       "VALUES ('x', 'kvar', 'h', now(), now())")
+        v1.con.execute(
+            "INSERT INTO ideas (id, text, embed_hash, ingested_at, updated_at) VALUES ('x', 'kvar', 'h', now(), now())"
+        )
         tables = {r[0] for r in v1.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         assert "feedback" not in tables
     with Store(old) as migrated:
@@ -73,10 +74,16 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
 
     db = tmp_path / "s.duckdb"
     with Store(db):
-        code = ("import sys\nfrom store import Store, StoreLockedError\ntry:\n    Store(sys.argv[1])\n"
-                "except StoreLockedError as e:\n    print(e)\n    sys.exit(4)\n")
-        proc = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1])
+        code = (
+            "import sys\nfrom store import Store, StoreLockedError\ntry:\n    Store(sys.argv[1])\n"
+            "except StoreLockedError as e:\n    print(e)\n    sys.exit(4)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(db)],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
     assert proc.returncode == 4, proc.stderr
     assert "in use by another process" in proc.stdout
     assert StoreLockedError  # the type the CLI maps to exit code 4
@@ -91,9 +98,14 @@ def test_bulk_upsert_keeps_row_semantics(tmp_path: Path) -> None:
         return Record(id=i, text=text, embed_hash=f"h-{text}", **kw)
 
     with Store(tmp_path / "u.duckdb") as s:
-        first = s.upsert_records("ideas", [rec("A", "ett", created_at=datetime(2024, 3, 1, 8, 30),
-                                               attributes={"ort": "Öjebyn"}),
-                                           rec("B", "två"), rec("A", "ett igen")])
+        first = s.upsert_records(
+            "ideas",
+            [
+                rec("A", "ett", created_at=datetime(2024, 3, 1, 8, 30), attributes={"ort": "Öjebyn"}),
+                rec("B", "två"),
+                rec("A", "ett igen"),
+            ],
+        )
         assert (first.inserted, first.updated, first.unchanged) == (2, 1, 0)
         a = s.get_record("ideas", "A")
         assert a is not None and a.text == "ett igen" and a.created_at is None  # the later row wins whole

@@ -102,10 +102,18 @@ def test_curation_survives_the_next_run(blobs) -> None:
 
 
 def test_labels_are_surface_words_and_never_stop_words() -> None:
-    docs = [["Gatubelysningen är trasig och det är mörkt", "Fler lampor på gatan, det är så mörkt",
-             "Lamporna i parken lyser inte"],
-            ["Snöröjningen kommer för sent", "Plogningen av gatorna är dålig och det är halt",
-             "Sanda gångbanorna när det är halt"]]
+    docs = [
+        [
+            "Gatubelysningen är trasig och det är mörkt",
+            "Fler lampor på gatan, det är så mörkt",
+            "Lamporna i parken lyser inte",
+        ],
+        [
+            "Snöröjningen kommer för sent",
+            "Plogningen av gatorna är dålig och det är halt",
+            "Sanda gångbanorna när det är halt",
+        ],
+    ]
     labels = label_themes(Analyzer(split_known_words=False), docs)
     for lab in labels:
         assert lab.keywords

@@ -37,8 +37,14 @@ def new_theme_id() -> str:
     return "T" + uuid.uuid4().hex[:8]
 
 
-def align(clusters: dict[int, set[str]], cents: np.ndarray, numbers: Sequence[int], previous: Sequence[Previous],
-          min_jaccard: float = 0.2, share: float = 0.3) -> Alignment:
+def align(
+    clusters: dict[int, set[str]],
+    cents: np.ndarray,
+    numbers: Sequence[int],
+    previous: Sequence[Previous],
+    min_jaccard: float = 0.2,
+    share: float = 0.3,
+) -> Alignment:
     """Match clusters to previous themes.
 
     Args:
@@ -78,7 +84,9 @@ def align(clusters: dict[int, set[str]], cents: np.ndarray, numbers: Sequence[in
         if len(targets) > 1:
             events.append({"event": "split", "theme_id": p.theme_id, "into": targets})
     for n in numbers:
-        sources = [p.theme_id for p in previous if clusters[n] and len(clusters[n] & p.members) >= share * len(clusters[n])]
+        sources = [
+            p.theme_id for p in previous if clusters[n] and len(clusters[n] & p.members) >= share * len(clusters[n])
+        ]
         if len(sources) > 1:
             events.append({"event": "merge", "theme_id": ids[n], "from": sources})
     return Alignment(ids, events)

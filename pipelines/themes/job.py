@@ -58,8 +58,9 @@ class ThemeJobConfig:
     """
 
     reducer: str = "umap"
-    reducer_params: dict[str, Any] = field(default_factory=lambda: {"n_components": 5, "n_neighbors": 15,
-                                                                    "random_state": 42})
+    reducer_params: dict[str, Any] = field(
+        default_factory=lambda: {"n_components": 5, "n_neighbors": 15, "random_state": 42}
+    )
     clusterer: str = "hdbscan"
     clusterer_params: dict[str, Any] = field(default_factory=lambda: {"min_samples": 3})
     keep_quantile: float = 0.05
@@ -80,8 +81,9 @@ def job_lock(db_path: Path) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise ThemeJobRunning(f"a theme job is already running for {db_path} ({holder}); "
-                                  "wait for it to finish") from None
+            raise ThemeJobRunning(
+                f"a theme job is already running for {db_path} ({holder}); wait for it to finish"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
@@ -117,8 +119,9 @@ def _load(store: Store, encoder: TextEncoder) -> _Items:
     return _Items(keys, kinds, ids, texts, matrix)
 
 
-def _apply_curation(labels: np.ndarray, ids: dict[int, str], items: _Items, store: Store
-                    ) -> tuple[np.ndarray, dict[int, str], dict[str, str], dict[int, str]]:
+def _apply_curation(
+    labels: np.ndarray, ids: dict[int, str], items: _Items, store: Store
+) -> tuple[np.ndarray, dict[int, str], dict[str, str], dict[int, str]]:
     """Apply staff merges, moves and pins; returns labels, ids, names and per-row 'how' overrides."""
     names: dict[str, str] = {}
     how: dict[int, str] = {}
@@ -143,8 +146,13 @@ def _apply_curation(labels: np.ndarray, ids: dict[int, str], items: _Items, stor
     return labels, ids, names, how
 
 
-def run_theme_job(store: Store, encoder: TextEncoder, config: ThemeJobConfig | None = None,
-                  progress: Progress | None = None, show_bar: bool | None = None) -> dict[str, Any]:
+def run_theme_job(
+    store: Store,
+    encoder: TextEncoder,
+    config: ThemeJobConfig | None = None,
+    progress: Progress | None = None,
+    show_bar: bool | None = None,
+) -> dict[str, Any]:
     """Run the whole job and switch the new themes in. Returns the run record.
 
     Raises:
@@ -155,8 +163,9 @@ def run_theme_job(store: Store, encoder: TextEncoder, config: ThemeJobConfig | N
         return _run(store, encoder, config, progress or (lambda stage, frac: None), show_bar)
 
 
-def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: Progress,
-         show_bar: bool | None) -> dict[str, Any]:
+def _run(
+    store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: Progress, show_bar: bool | None
+) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -167,8 +176,13 @@ def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: P
         t0 = now
         progress(name, fraction)
 
-    embed_missing(store, encoder, prompt="query", show_bar=show_bar,
-                  progress=lambda done, total: progress("embed", 0.3 * done / max(total, 1)))
+    embed_missing(
+        store,
+        encoder,
+        prompt="query",
+        show_bar=show_bar,
+        progress=lambda done, total: progress("embed", 0.3 * done / max(total, 1)),
+    )
     stage("embed", 0.3)
     items = _load(store, encoder)
     stage("load", 0.35)
@@ -186,13 +200,17 @@ def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: P
     members = {c: {items.keys[i] for i in np.nonzero(labels == c)[0]} for c in numbers}
     previous_rows = sql.current_themes(store)
     previous_members = sql.current_members(store)
-    previous = [aligner.Previous(t.theme_id, previous_members.get(t.theme_id, set()), t.centroid)
-                for t in previous_rows if len(t.centroid) == x.shape[1]]
+    previous = [
+        aligner.Previous(t.theme_id, previous_members.get(t.theme_id, set()), t.centroid)
+        for t in previous_rows
+        if len(t.centroid) == x.shape[1]
+    ]
     alignment = aligner.align(members, cents, numbers, previous)
     how = np.array(["clustered" if c >= 0 else "unassigned" for c in labels], dtype=object)
-    min_size = (config.clusterer_params.get("min_cluster_size") or max(5, n // 100))
-    labels, kept, kept_ids = _keep_previous(labels, items, alignment.ids, previous, x, cents, numbers,
-                                            config.stay_quantile, min_size)
+    min_size = config.clusterer_params.get("min_cluster_size") or max(5, n // 100)
+    labels, kept, kept_ids = _keep_previous(
+        labels, items, alignment.ids, previous, x, cents, numbers, config.stay_quantile, min_size
+    )
     how[kept] = "kept"
     revived = set(kept_ids.values()) - set(alignment.ids.values())
     alignment.events = [e for e in alignment.events if not (e["event"] == "death" and e["theme_id"] in revived)]
@@ -225,10 +243,17 @@ def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: P
         order = rows[np.argsort(-(x[rows] @ final_cents[k]))]
         reps = [r for r in order if r in pinned_rows] + [r for r in order if r not in pinned_rows]
         tid = ids.get(c) or aligner.new_theme_id()
-        themes.append(sql.ThemeRow(
-            theme_id=tid, label=names.get(tid, theme_labels[k].label), keywords=theme_labels[k].keywords,
-            representatives=[{"kind": items.kinds[r], "id": items.ids[r]} for r in reps[: config.representatives]],
-            size=len(rows), centroid=final_cents[k], assign_threshold=float(final_thresholds[k])))
+        themes.append(
+            sql.ThemeRow(
+                theme_id=tid,
+                label=names.get(tid, theme_labels[k].label),
+                keywords=theme_labels[k].keywords,
+                representatives=[{"kind": items.kinds[r], "id": items.ids[r]} for r in reps[: config.representatives]],
+                size=len(rows),
+                centroid=final_cents[k],
+                assign_threshold=float(final_thresholds[k]),
+            )
+        )
     theme_of_number = {c: themes[k].theme_id for k, c in enumerate(final_numbers)}
     alive = set(theme_of_number.values())
     alignment.events = [e for e in alignment.events if e["event"] != "birth" or e["theme_id"] in alive]
@@ -236,16 +261,26 @@ def _run(store: Store, encoder: TextEncoder, config: ThemeJobConfig, progress: P
 
     coords = _map_2d(x, config.map_max_points)
     stage("map", 0.95)
-    member_rows = [sql.MemberRow(items.kinds[i], items.ids[i], theme_of_number.get(int(labels[i]), ""),
-                                 str(how[i]) if labels[i] >= 0 else "unassigned",
-                                 *(coords.get(i, (None, None)))) for i in range(n)]
+    member_rows = [
+        sql.MemberRow(
+            items.kinds[i],
+            items.ids[i],
+            theme_of_number.get(int(labels[i]), ""),
+            str(how[i]) if labels[i] >= 0 else "unassigned",
+            *(coords.get(i, (None, None))),
+        )
+        for i in range(n)
+    ]
     quality = _quality(reduced, labels[fit_rows])
     run_id = sql.next_run_id(store)
     record = {
-        "run_id": run_id, "params": {"config": asdict(config), "model_id": encoder.model_id, "items": n},
-        "timings": timings, "n_themes": len(themes),
+        "run_id": run_id,
+        "params": {"config": asdict(config), "model_id": encoder.model_id, "items": n},
+        "timings": timings,
+        "n_themes": len(themes),
         "share_unassigned": float((labels < 0).mean()) if n else 0.0,
-        "quality": quality, "events": alignment.events,
+        "quality": quality,
+        "events": alignment.events,
     }
     sql.write_run(store, run_id, record, themes, member_rows)
     stage("write", 1.0)
@@ -284,9 +319,17 @@ def themes_for_vectors(x: np.ndarray, config: ThemeJobConfig | None = None) -> t
     return final, raw
 
 
-def _keep_previous(labels: np.ndarray, items: _Items, ids: dict[int, str], previous: list[aligner.Previous],
-                   x: np.ndarray, cents: np.ndarray, numbers: list[int], stay_quantile: float, min_size: int
-                   ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+def _keep_previous(
+    labels: np.ndarray,
+    items: _Items,
+    ids: dict[int, str],
+    previous: list[aligner.Previous],
+    x: np.ndarray,
+    cents: np.ndarray,
+    numbers: list[int],
+    stay_quantile: float,
+    min_size: int,
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """Let items stay in last night's theme unless tonight's evidence clearly says otherwise.
 
     Each previous theme is re-centred on today's vectors of its previous members. A member stays
@@ -351,5 +394,4 @@ def _quality(reduced: np.ndarray, labels: np.ndarray) -> float | None:
     mask = labels >= 0
     if mask.sum() < 10 or len(set(labels[mask].tolist())) < 2:
         return None
-    return float(silhouette_score(reduced[mask], labels[mask], sample_size=min(5000, int(mask.sum())),
-                                  random_state=42))
+    return float(silhouette_score(reduced[mask], labels[mask], sample_size=min(5000, int(mask.sum())), random_state=42))

@@ -37,8 +37,7 @@ def _terms_with_forms(analyzer: Analyzer, text: str) -> list[tuple[str, str]]:
     return out
 
 
-def label_themes(analyzer: Analyzer, docs_by_theme: Sequence[Sequence[str]], n_keywords: int = 8
-                 ) -> list[ThemeLabel]:
+def label_themes(analyzer: Analyzer, docs_by_theme: Sequence[Sequence[str]], n_keywords: int = 8) -> list[ThemeLabel]:
     """c-TF-IDF keywords and a label for each theme.
 
     Args:

@@ -48,8 +48,9 @@ class UMAPReducer:
         n_epochs: layout optimisation epochs (None: UMAP's default for the data size).
     """
 
-    def __init__(self, n_components: int = 5, n_neighbors: int = 15, random_state: int = 42,
-                 n_epochs: int | None = None) -> None:
+    def __init__(
+        self, n_components: int = 5, n_neighbors: int = 15, random_state: int = 42, n_epochs: int | None = None
+    ) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.random_state = random_state
@@ -65,9 +66,15 @@ class UMAPReducer:
             return x[:, : self.n_components]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = umap.UMAP(n_components=self.n_components, n_neighbors=min(self.n_neighbors, len(x) - 1),
-                              min_dist=0.0, metric="cosine", random_state=self.random_state, low_memory=True,
-                              n_epochs=self.n_epochs)
+            model = umap.UMAP(
+                n_components=self.n_components,
+                n_neighbors=min(self.n_neighbors, len(x) - 1),
+                min_dist=0.0,
+                metric="cosine",
+                random_state=self.random_state,
+                low_memory=True,
+                n_epochs=self.n_epochs,
+            )
             self.embedding_ = model.fit_transform(x)
         return self.embedding_
 
@@ -105,8 +112,9 @@ class HDBSCANClusterer:
             the demo corpus); None switches the guard off.
     """
 
-    def __init__(self, min_cluster_size: int | None = None, min_samples: int = 3,
-                 max_share: float | None = 0.33) -> None:
+    def __init__(
+        self, min_cluster_size: int | None = None, min_samples: int = 3, max_share: float | None = 0.33
+    ) -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.max_share = max_share
@@ -121,8 +129,9 @@ class HDBSCANClusterer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cap = max(int(self.max_share * len(x)), 2 * size) if self.max_share else 0
-            model = hdbscan.HDBSCAN(min_cluster_size=size, min_samples=min(self.min_samples, size),
-                                    max_cluster_size=cap, core_dist_n_jobs=1)
+            model = hdbscan.HDBSCAN(
+                min_cluster_size=size, min_samples=min(self.min_samples, size), max_cluster_size=cap, core_dist_n_jobs=1
+            )
             self.labels_ = model.fit_predict(x)
         return self.labels_
 
@@ -148,8 +157,9 @@ def centroids(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[int]]
     return _unit(np.stack([x[labels == c].mean(axis=0) for c in numbers])).astype(np.float32), numbers
 
 
-def member_thresholds(x: np.ndarray, labels: np.ndarray, cents: np.ndarray, numbers: list[int],
-                      quantile: float = 0.05) -> np.ndarray:
+def member_thresholds(
+    x: np.ndarray, labels: np.ndarray, cents: np.ndarray, numbers: list[int], quantile: float = 0.05
+) -> np.ndarray:
     """Per theme: the cosine to its centroid that all but ``quantile`` of its own members reach.
 
     An outsider joins a theme only when it is at least that close, so a theme never takes in
@@ -162,8 +172,9 @@ def member_thresholds(x: np.ndarray, labels: np.ndarray, cents: np.ndarray, numb
     return out
 
 
-def assign_outliers(x: np.ndarray, labels: np.ndarray, cents: np.ndarray, numbers: list[int],
-                    thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def assign_outliers(
+    x: np.ndarray, labels: np.ndarray, cents: np.ndarray, numbers: list[int], thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Give each noise row the nearest theme when it clears that theme's threshold.
 
     Returns:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from models.atomic import building, path_safe
 from models.packed import length_batches
 
 MARKER = "idesluss-onnx.json"
@@ -30,18 +29,15 @@ MARKER = "idesluss-onnx.json"
 
 def ensure_onnx(encoder: Any, cache_dir: Path) -> Path:
     """Export, optimise and quantise the encoder's transformer into the cache (once)."""
-    safe = encoder.model_id.replace("/", "--").replace("@", "-")
-    target = Path(cache_dir) / "onnx" / safe
+    target = Path(cache_dir) / "onnx" / path_safe(encoder.model_id)
     if (target / MARKER).is_file():
         return target
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     started = time.perf_counter()
-    try:
+    with building(target) as tmp:
         hf = encoder._hf_model()
         previous = hf.config._attn_implementation
         hf.set_attn_implementation("eager")
@@ -93,12 +89,6 @@ def ensure_onnx(encoder: Any, cache_dir: Path) -> Path:
         (tmp / MARKER).write_text(
             json.dumps({"model": encoder.model_id, "seconds": round(time.perf_counter() - started, 1)})
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

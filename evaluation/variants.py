@@ -7,6 +7,7 @@ and int8, and the distilled static model.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from copy import deepcopy
@@ -42,6 +43,7 @@ def variant_builders(encoder: Any, cache_dir: Path) -> dict[str, Callable[[], An
 
         return build
 
+    @functools.cache  # evaluate asks for it twice (matching, then themes): load it once
     def static() -> Any:
         from models.registry import load_static_encoder
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 
+from models.atomic import building
 from models.e5_image import E5Image, read_image
 
 log = logging.getLogger(__name__)
@@ -90,9 +89,7 @@ def ensure_default_model(cache_dir: Path, image: Path | None = None) -> Path:
 
 def build_default_model(target: Path, image_path: Path) -> None:
     """Build into a temporary sibling directory and rename it over ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
+    with building(target) as tmp:
         image = read_image(image_path)
         _save_sentence_transformer(image, tmp)
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
@@ -104,14 +101,6 @@ def build_default_model(target: Path, image_path: Path) -> None:
             "files": files,
         }
         (tmp / MARKER).write_text(json.dumps(meta, indent=1))
-        if target.exists():
-            old = target.with_name(target.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_tokenizer(image: E5Image):  # -> tokenizers.Tokenizer

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from models.atomic import building, path_safe
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,7 @@ MARKER = "idesluss-static.json"
 
 
 def static_dir(cache_dir: Path, base_model_id: str, dims: int) -> Path:
-    safe = base_model_id.replace("/", "--").replace("@", "-")
-    return Path(cache_dir) / f"{safe}{STATIC_SUFFIX}{dims}"
+    return Path(cache_dir) / f"{path_safe(base_model_id)}{STATIC_SUFFIX}{dims}"
 
 
 def token_vectors(encoder: Any, ids: Sequence[int], batch_tokens: int = 1024) -> np.ndarray:
@@ -78,9 +76,7 @@ def distill(encoder: Any, target: Path, dims: int = 256, sif: float = 1e-4, limi
     first = max(special) + 1 if special else 0
     reduced *= sif_weights(vocab_size, first, sif)[:, None]
     reduced[sorted(i for i in special if i < vocab_size)] = 0.0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
+    with building(target) as tmp:
         save_file({"embeddings": reduced}, str(tmp / "model.safetensors"))
         tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
         (tmp / "config.json").write_text(
@@ -110,12 +106,6 @@ def distill(encoder: Any, target: Path, dims: int = 256, sif: float = 1e-4, limi
             ),
             encoding="utf-8",
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

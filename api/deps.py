@@ -21,15 +21,23 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def current_user(request: Request, service: ServiceDep) -> dict[str, Any]:
-    """The caller's key record, or 401."""
+def key_user(app: Any, token: str) -> dict[str, Any] | None:
+    """The live key record for a presented token, or None (used before a body is read, too)."""
+    return keystore.verify_key(app.state.service.store, token)
+
+
+def current_user(request: Request) -> dict[str, Any]:
+    """The caller's key record, or 401 (already checked by the body guard where a body was sent)."""
+    checked = getattr(request.state, "user", None)
+    if checked is not None:
+        return checked
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(
             401, "send an API key as 'Authorization: Bearer KEY'", headers={"WWW-Authenticate": "Bearer"}
         )
-    user = keystore.verify_key(service.store, token.strip())
+    user = key_user(request.app, token.strip())
     if user is None:
         raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return user
@@ -76,16 +84,25 @@ class RateLimiter:
             return None
 
 
-def rate_limited(request: Request, user: Coach) -> dict[str, Any]:
-    """Coach routes that run the model are rate limited per key (429 with Retry-After)."""
-    wait = request.app.state.limiter.take(user["key_id"])
-    if wait is not None:
-        raise HTTPException(
-            429,
-            f"too many requests for this key; retry in {wait:.1f} s",
-            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
-        )
-    return user
+def limited(*roles: str) -> Callable[..., dict[str, Any]]:
+    """A dependency for routes that run the model or scan the corpus: ``roles`` only, and a per-key
+    rate limit (429 with Retry-After) shared by every such route."""
+    allowed = require(*roles)
+
+    def check(request: Request, user: CurrentUser) -> dict[str, Any]:
+        allowed(user)
+        wait = request.app.state.limiter.take(user["key_id"])
+        if wait is not None:
+            raise HTTPException(
+                429,
+                f"too many requests for this key; retry in {wait:.1f} s",
+                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
+        return user
+
+    return check
 
 
-LimitedCoach = Annotated[dict[str, Any], Depends(rate_limited)]
+LimitedCoach = Annotated[dict[str, Any], Depends(limited("coach", "admin"))]
+LimitedLeader = Annotated[dict[str, Any], Depends(limited("leadership", "coach", "admin"))]
+LimitedAdmin = Annotated[dict[str, Any], Depends(limited("admin"))]

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from idesluss.errors import NotFound
+from idesluss.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -31,7 +31,7 @@ PROBLEM_RESPONSES: dict[int | str, dict] = {
         (401, "Nyckel saknas eller är okänd"),
         (403, "Fel roll"),
         (404, "Okänt id"),
-        (409, "Ett jobb körs redan"),
+        (409, "Finns redan, eller ett jobb körs redan"),
         (413, "För stor"),
         (415, "Filtypen tas inte emot"),
         (422, "Ogiltigt fält"),
@@ -87,6 +87,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
         return problem(404, "Not found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return problem(409, "Conflict", str(exc))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        return problem(400, "Bad request", "the JSON body is nested too deeply; a request is a flat object")
 
     @app.exception_handler(ValueError)
     async def _value(request: Request, exc: ValueError) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import Coach, LimitedCoach, ServiceDep
 from api.errors import PROBLEM_RESPONSES
@@ -17,6 +18,7 @@ from api.schemas import (
     HitOut,
     IdeaIn,
     IdeaOut,
+    IdeaPatch,
     LinkIn,
     Page,
     SubmitOut,
@@ -26,6 +28,22 @@ from api.schemas import (
 from idesluss.service import Query as SearchQuery
 
 router = APIRouter(tags=["coach"], responses=PROBLEM_RESPONSES)
+
+
+class RecordId(Convertor[str]):
+    """A record id in a path: any id the service accepts, '/' included, except one that ends in a
+    sub-resource name (so ``/ideas/X/similar`` is never read as the idea ``X/similar``)."""
+
+    regex = r"(?:(?!/(?:similar|needs|ideas)$)[^\n])+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("record_id", RecordId())
 K = Annotated[int, Query(ge=1, le=MAX_K, description="antal förslag")]
 PageNo = Annotated[int, Query(ge=1, le=100_000)]
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
@@ -55,7 +73,12 @@ def suggest(body: SuggestIn, service: ServiceDep, user: LimitedCoach) -> Suggest
     return _suggest_out(service.suggest(body.text, body.title, body.k, filters))
 
 
-@router.post("/ideas", response_model=SubmitOut, status_code=201, summary="Lämna in en idé och få förslag")
+@router.post(
+    "/ideas",
+    response_model=SubmitOut,
+    status_code=201,
+    summary="Lämna in en ny idé och få förslag (409 om id:t finns; ändra med PATCH)",
+)
 def submit_idea(body: IdeaIn, service: ServiceDep, user: LimitedCoach) -> SubmitOut:
     row = body.model_dump(exclude={"k"}, exclude_none=True)
     rec = service.add_idea(row, actor=user["name"])
@@ -69,24 +92,38 @@ def list_ideas(service: ServiceDep, user: Coach, page: PageNo = 1, page_size: Pa
     return Page[IdeaOut](items=[_idea_out(r) for r in records], page=page, page_size=page_size, total=total)
 
 
-@router.get("/ideas/{idea_id}", response_model=IdeaOut, summary="En idé (maskerad text)")
+@router.get("/ideas/{idea_id:record_id}/similar", response_model=list[HitOut], summary="Liknande tidigare idéer")
+def similar(
+    idea_id: str, service: ServiceDep, user: LimitedCoach, k: K = 10, all_duplicates: bool = False
+) -> list[HitOut]:
+    return _hits(service.similar([SearchQuery(id=idea_id)], k=k, all_duplicates=all_duplicates)[0])
+
+
+@router.get("/ideas/{idea_id:record_id}/needs", response_model=list[HitOut], summary="Medborgarbehov som idén möter")
+def needs_for_idea(idea_id: str, service: ServiceDep, user: LimitedCoach, k: K = 10) -> list[HitOut]:
+    return _hits(service.needs_for([SearchQuery(id=idea_id)], k=k)[0])
+
+
+@router.get("/needs/{need_id:record_id}/ideas", response_model=list[HitOut], summary="Idéer som möter ett behov")
+def ideas_for_need(need_id: str, service: ServiceDep, user: LimitedCoach, k: K = 10) -> list[HitOut]:
+    return _hits(service.ideas_for_need([SearchQuery(id=need_id)], k=k)[0])
+
+
+@router.get("/ideas/{idea_id:record_id}", response_model=IdeaOut, summary="En idé (maskerad text)")
 def get_idea(idea_id: str, service: ServiceDep, user: Coach) -> IdeaOut:
     return _idea_out(service._record("ideas", idea_id))
 
 
-@router.get("/ideas/{idea_id}/similar", response_model=list[HitOut], summary="Liknande tidigare idéer")
-def similar(idea_id: str, service: ServiceDep, user: Coach, k: K = 10, all_duplicates: bool = False) -> list[HitOut]:
-    return _hits(service.similar([SearchQuery(id=idea_id)], k=k, all_duplicates=all_duplicates)[0])
-
-
-@router.get("/ideas/{idea_id}/needs", response_model=list[HitOut], summary="Medborgarbehov som idén möter")
-def needs_for_idea(idea_id: str, service: ServiceDep, user: Coach, k: K = 10) -> list[HitOut]:
-    return _hits(service.needs_for([SearchQuery(id=idea_id)], k=k)[0])
-
-
-@router.get("/needs/{need_id}/ideas", response_model=list[HitOut], summary="Idéer som möter ett behov")
-def ideas_for_need(need_id: str, service: ServiceDep, user: Coach, k: K = 10) -> list[HitOut]:
-    return _hits(service.ideas_for_need([SearchQuery(id=need_id)], k=k)[0])
+@router.patch(
+    "/ideas/{idea_id:record_id}",
+    response_model=IdeaOut,
+    summary="Ändra en idé (bara de fält som skickas; maskeras och loggas)",
+)
+def update_idea(idea_id: str, body: IdeaPatch, service: ServiceDep, user: LimitedCoach) -> IdeaOut:
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise ValueError("send at least one field to change")
+    return _idea_out(service.update_idea(idea_id, changes, actor=user["name"]))
 
 
 @router.get("/search", response_model=list[HitOut], summary="Sök bland idéer med fritext och filter")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import Leader, ServiceDep
+from api.deps import LimitedLeader, ServiceDep
 from api.errors import PROBLEM_RESPONSES
 from api.schemas import MAX_PAGE_SIZE, MapPoint, OverviewOut, Page, ThemeDetailOut, ThemeSummary
 from store import themes as sql
@@ -21,7 +21,7 @@ def _summary(t: dict[str, Any]) -> ThemeSummary:
 @router.get("/themes", response_model=Page[ThemeSummary], summary="Teman: storlek, tillväxt, förvaltningar")
 def themes(
     service: ServiceDep,
-    user: Leader,
+    user: LimitedLeader,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
 ) -> Page[ThemeSummary]:
@@ -33,13 +33,13 @@ def themes(
 
 
 @router.get("/themes/{theme_id}", response_model=ThemeDetailOut, summary="Ett tema: nyckelord, exempel, trend")
-def theme(theme_id: str, service: ServiceDep, user: Leader) -> ThemeDetailOut:
+def theme(theme_id: str, service: ServiceDep, user: LimitedLeader) -> ThemeDetailOut:
     d = service.theme_detail(theme_id)
     return ThemeDetailOut(**{k: d[k] for k in ThemeDetailOut.model_fields})
 
 
 @router.get("/overview", response_model=OverviewOut, summary="Allt som ledningens översikt ritar")
-def overview(service: ServiceDep, user: Leader) -> OverviewOut:
+def overview(service: ServiceDep, user: LimitedLeader) -> OverviewOut:
     from store.trends import theme_trends
 
     rows = service.themes()

@@ -96,7 +96,25 @@ class IdeaIn(BaseModel):
     status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    contact_ref: str | None = Field(
+        None, max_length=MAX_TITLE_CHARS, description="källsystemets referens till inlämnaren (ogenomskinlig)"
+    )
     k: WholeNumber = Field(5, ge=1, le=MAX_K)
+
+
+class IdeaPatch(BaseModel):
+    """Fields of a stored idea to change; fields not sent are kept. Masked like every text."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "genomförd", "outcome": "Bänkar uppsatta 2025"}]}
+    )
+    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    created_at: str | None = Field(None, max_length=40)
+    department: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
 
 
 class HitOut(BaseModel):

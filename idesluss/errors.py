@@ -7,6 +7,10 @@ class NotFound(LookupError):
     """An id that is not in the store."""
 
 
+class Conflict(ValueError):
+    """A write that would silently overwrite something (an id that already exists)."""
+
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
 
 

@@ -6,13 +6,14 @@ in-memory index (built from the store on first use, appended to on ingest).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from idesluss.errors import NotFound
+from idesluss.errors import Conflict, NotFound
 from idesluss.settings import Settings
 from idesluss.themes_service import ThemeMixin
 from matcher.collection import Collection, Item
@@ -24,6 +25,9 @@ from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
 from store import feedback as fb
+from store.keys import audit
+
+log = logging.getLogger(__name__)
 
 
 def record_to_item(rec: Record) -> Item:
@@ -64,6 +68,7 @@ class Service(ThemeMixin):
         self._theme_encoder: TextEncoder | None = None
         self._collections: dict[str, Collection] | None = None
         self._lock = threading.RLock()
+        self._compaction_due = False
         self.matcher_config = FusionConfig(
             method=settings.fusion_method,
             dense_weight=settings.dense_weight,
@@ -135,9 +140,18 @@ class Service(ThemeMixin):
             coll.add([record_to_item(r) for r in have], vectors[[row[r.id] for r in have]])
 
     # -- ingest ---------------------------------------------------------------------------
-    def ingest(self, kind: str, path: str | Path) -> IngestReport:
-        """Ingest a file, embed what is new, and update a built index in place."""
-        report = ingest_file(self.store, kind, path, encoder=self.encoder, max_bytes=self.settings.max_file_bytes)
+    def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
+        """Ingest a file, embed what is new, and update a built index in place (audited: counts only)."""
+        report = ingest_file(
+            self.store,
+            kind,
+            path,
+            encoder=self.encoder,
+            max_bytes=self.settings.max_file_bytes,
+            allowed_attributes=self.settings.allowed_attributes,
+            shown_path=shown_path,
+        )
+        audit(self.store, actor, f"ingest ({report.stored} stored, {len(report.errors)} rejected)", kind)
         with self._lock:
             if self._collections is not None and report.ids:
                 self._add_to(self._collections[kind], kind, self.store.records(kind, report.ids))
@@ -215,26 +229,53 @@ class Service(ThemeMixin):
         """Store a coach's verdict on a suggestion (``query_kind`` "draft" for an unsaved text)."""
         if query_kind != "draft":
             self._record(query_kind, query_id)
+        else:  # a draft's id is whatever the client sent: masked like any free text
+            query_id = mask(query_id).text
         self._record(target_kind, target_id)
-        return fb.add_feedback(self.store, query_kind, query_id, target_kind, target_id, verdict, actor)
+        fid = fb.add_feedback(self.store, query_kind, query_id, target_kind, target_id, verdict, actor)
+        audit(self.store, actor, f"feedback {verdict}", target_kind, target_id)
+        return fid
 
     def set_link(self, idea_id: str, need_id: str, state: str, actor: str) -> None:
-        """Confirm or reject an idea-need link."""
+        """Confirm or reject an idea-need link (audited)."""
         self._record("ideas", idea_id)
         self._record("needs", need_id)
         fb.set_need_link(self.store, idea_id, need_id, state, actor)
+        audit(self.store, actor, f"link {state} need {need_id}", "ideas", idea_id)
 
     # -- erasure --------------------------------------------------------------------------
     def erase(self, kind: str, item_id: str, actor: str) -> None:
-        """Erase one record everywhere (store and index); audited by id only."""
+        """Erase one record everywhere: store, vectors, links, index, and the bytes of every file.
+
+        The rows go in one transaction (audited by id only); then the database is compacted so no
+        free block or WAL keeps the text. A compaction that fails does not fail the erasure: it
+        is retried by the next write or erasure (:meth:`compact_if_due`) and logged.
+
+        Raises:
+            NotFound: no such record (a repeated erasure of the same id lands here).
+        """
         from store.erase import erase_record
 
         if not erase_record(self.store, kind, item_id, actor):
-            raise NotFound(f"no {kind[:-1]} with id {item_id!r}")
+            raise NotFound(f"no {kind[:-1]} with id {item_id!r} (already erased, or never stored)")
         with self._lock:
             if self._collections is not None:
                 self._collections[kind].remove(item_id)
-        self.store.compact()  # deleted rows would otherwise linger in the file's free blocks
+            self._compaction_due = True
+        self.compact_if_due()
+
+    def compact_if_due(self) -> bool:
+        """Compact the database when an erasure asked for it; True when nothing is left to do."""
+        with self._lock:
+            if not self._compaction_due:
+                return True
+            try:
+                self.store.compact()
+            except Exception:  # noqa: BLE001 - retried on the next write; the erasure itself is committed
+                log.exception("compaction after erasure failed; it will be retried")
+                return False
+            self._compaction_due = False
+            return True
 
     # -- coach suggestions ----------------------------------------------------------------
     def suggest(
@@ -278,15 +319,39 @@ class Service(ThemeMixin):
         return {"similar": similar, "needs": needs, "duplicates": duplicates, "theme": theme}
 
     def add_idea(self, row: dict[str, Any], actor: str) -> Record:
-        """Validate, mask, store and index one idea (as a one-row ingest)."""
+        """Validate, mask, store and index one new idea (audited).
+
+        Raises:
+            Conflict: an idea with this id exists (change it with :meth:`update_idea`).
+        """
         from pipelines.records import validate_row
 
-        rec = validate_row(row)
+        rec = validate_row(row, allowed_attributes=self.settings.allowed_attributes)
+        if self.store.get_record("ideas", rec.id) is not None:
+            raise Conflict(f"an idea with id {rec.id!r} exists; send PATCH /ideas/{{id}} to change it")
+        return self._store_idea(rec, actor, "create")
+
+    def update_idea(self, idea_id: str, changes: dict[str, Any], actor: str) -> Record:
+        """Change the given fields of a stored idea (the rest are kept); masked and audited.
+
+        Raises:
+            NotFound: no such idea.
+        """
+        from pipelines.records import validate_row
+
+        old = self._record("ideas", idea_id)
+        row = {**old.public(), **old.attributes, "contact_ref": old.contact_ref, **changes, "id": idea_id}
+        rec = validate_row(row, allowed_attributes=self.settings.allowed_attributes)
+        return self._store_idea(rec, actor, f"update {','.join(sorted(changes))}")
+
+    def _store_idea(self, rec: Record, actor: str, action: str) -> Record:
         self.store.upsert_records("ideas", [rec])
+        audit(self.store, actor, action, "ideas", rec.id)
         embed_missing(self.store, self.encoder, kinds=["ideas"])
         with self._lock:
             if self._collections is not None:
                 self._add_to(self._collections["ideas"], "ideas", [rec])
+        self.compact_if_due()
         return rec
 
     def page(self, kind: str, page: int, page_size: int) -> tuple[list[Record], int]:

@@ -43,6 +43,22 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(600, ge=1)
+    allowed_attributes: list[str] = Field(
+        default_factory=list,
+        description="extra file columns to keep (JSON list, lower case); they are masked like the text. "
+        "Every other unknown column is dropped on reading.",
+    )
+
+    @field_validator("allowed_attributes")
+    @classmethod
+    def _check_attributes(cls, value: list[str]) -> list[str]:
+        from pipelines.records import KNOWN_FIELDS
+
+        cleaned = [v.strip().lower() for v in value if v.strip()]
+        clash = [v for v in cleaned if v in KNOWN_FIELDS]
+        if clash:
+            raise ValueError(f"IDESLUSS_ALLOWED_ATTRIBUTES names known fields {clash}; list extra columns only")
+        return cleaned
 
     @field_validator("nightly_at")
     @classmethod

@@ -6,7 +6,9 @@ from typing import Any
 
 from idesluss.errors import NotFound
 from models.encoder import TextEncoder
+from pipelines.masking import mask
 from store import Store
+from store.keys import audit
 
 
 class ThemeMixin:
@@ -111,9 +113,10 @@ class ThemeMixin:
             raise ValueError("rename needs a non-empty name")
         if action == "merge" and (not other_theme_id or other_theme_id == theme_id):
             raise ValueError("merge needs other_theme_id, a different theme")
-        return sql.add_curation(
-            self.store, action, actor, theme_id, other_theme_id, kind, item_id, name.strip() if name else None
-        )
+        shown = mask(name.strip()).text if name else None  # a theme name is shown to leadership
+        cid = sql.add_curation(self.store, action, actor, theme_id, other_theme_id, kind, item_id, shown)
+        audit(self.store, actor, f"curate {action}", "themes", theme_id)
+        return cid
 
     def provisional_theme(self, text: str | None = None, vector: Any = None) -> dict[str, Any] | None:
         """Nearest current theme for a new text, when it clears that theme's threshold."""

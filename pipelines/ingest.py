@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from models.encoder import TextEncoder
 from pipelines.embed import embed_missing
+from pipelines.masking import mask
 from pipelines.records import DEFAULT_MAX_FILE_BYTES, RowError, parse_file
 from store import Record, Store
 
@@ -60,6 +62,8 @@ def ingest_file(
     batch_size: int = 1000,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     today: date | None = None,
+    allowed_attributes: Collection[str] = (),
+    shown_path: str | None = None,
 ) -> IngestReport:
     """Store the valid rows of a file (one transaction per batch) and embed new or changed texts.
 
@@ -71,11 +75,13 @@ def ingest_file(
         batch_size: rows per transaction.
         max_bytes: file size limit.
         today: the date after which created_at is "in the future" (tests).
+        allowed_attributes: extra columns to keep (masked); every other unknown column is dropped.
+        shown_path: the name reported and recorded for the file (an upload's own name, not a temp path).
 
     Raises:
         pipelines.records.FileRejected: when the file as a whole cannot be read.
     """
-    report = IngestReport(kind=kind, path=str(path))
+    report = IngestReport(kind=kind, path=mask(shown_path or str(path)).text)
     pending: list[Record] = []
 
     def flush() -> None:
@@ -87,7 +93,7 @@ def ingest_file(
             report.ids.extend(r.id for r in pending)
             pending.clear()
 
-    for item in parse_file(path, max_bytes=max_bytes, today=today):
+    for item in parse_file(path, max_bytes=max_bytes, today=today, allowed_attributes=allowed_attributes):
         if isinstance(item, RowError):
             report.errors.append(item)
             continue
@@ -95,7 +101,7 @@ def ingest_file(
         if len(pending) >= batch_size:
             flush()
     flush()
-    run_id = store.start_run("ingest", {"kind": kind, "path": str(path)})
+    run_id = store.start_run("ingest", {"kind": kind, "path": report.path})
     if encoder is not None:
         report.embedded = embed_missing(store, encoder, kinds=[kind])
     store.finish_run(run_id, "ok" if not report.errors else "partial", report.as_dict())

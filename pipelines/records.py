@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,11 +21,13 @@ from typing import Any
 from pipelines.masking import mask
 from store import Record
 
-KNOWN_FIELDS = ("id", "text", "title", "created_at", "department", "status", "outcome", "source")
+KNOWN_FIELDS = ("id", "text", "title", "created_at", "department", "status", "outcome", "source", "contact_ref")
+META_FIELDS = ("department", "status", "outcome", "source", "contact_ref")
 REQUIRED = ("id", "text")
 MAX_TEXT_CHARS = 20_000
 MAX_TITLE_CHARS = 500
 MAX_ID_CHARS = 200
+MAX_ATTRIBUTE_CHARS = 2_000
 DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
@@ -72,12 +74,14 @@ def parse_date(value: Any, today: date | None = None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"created_at {raw!r} is not an ISO 8601 date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+        raise ValueError(
+            f"created_at {mask(raw[:60]).text!r} is not an ISO 8601 date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)"
+        ) from None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     limit = today or datetime.now(UTC).date()
     if parsed.date() > limit:
-        raise ValueError(f"created_at {raw} is in the future")
+        raise ValueError(f"created_at {parsed.date().isoformat()} is in the future")
     return parsed
 
 
@@ -95,11 +99,34 @@ def _clean_str(row: dict[str, Any], key: str, limit: int) -> str | None:
     return text or None
 
 
-def validate_row(row: dict[str, Any], today: date | None = None) -> Record:
-    """Turn one raw row into a masked :class:`Record`.
+def _masked(value: str | None) -> str | None:
+    return mask(value).text if value else value
+
+
+def _attributes(row: dict[str, Any], allowed: Collection[str]) -> dict[str, str]:
+    """Allow-listed extra columns only, each as masked text; every other column is dropped unread."""
+    out: dict[str, str] = {}
+    for key in allowed:
+        value = row.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{key} must be text or a number, got {type(value).__name__}")
+        text = _clean_str({key: str(value)}, key, MAX_ATTRIBUTE_CHARS)
+        if text:
+            out[key] = mask(text).text
+    return out
+
+
+def validate_row(row: dict[str, Any], today: date | None = None, allowed_attributes: Collection[str] = ()) -> Record:
+    """Turn one raw row into a :class:`Record` whose every text-bearing field is masked.
+
+    Unknown columns are dropped unless named in ``allowed_attributes`` (then masked too). An id
+    that holds personal data is refused rather than masked: two masked ids could collide, and an
+    id is shown and logged everywhere.
 
     Raises:
-        ValueError: naming the field and the problem.
+        ValueError: naming the field and the problem (never echoing personal data).
     """
     if not isinstance(row, dict):
         raise ValueError(f"a record must be an object, got {type(row).__name__}")
@@ -109,6 +136,12 @@ def validate_row(row: dict[str, Any], today: date | None = None) -> Record:
     rid = _clean_str({"id": rid}, "id", MAX_ID_CHARS)
     if not rid:
         raise ValueError("id is empty")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in rid):
+        raise ValueError("id contains a control character")
+    id_mask = mask(rid)
+    if id_mask.changed:
+        found = ", ".join(k for k, n in id_mask.counts.items() if n)
+        raise ValueError(f"id contains personal data ({found}); use an opaque id from the source system")
     raw_text = row.get("text")
     if raw_text is None:
         raise ValueError("text is missing")
@@ -117,22 +150,36 @@ def validate_row(row: dict[str, Any], today: date | None = None) -> Record:
     text = _clean_str(row, "text", MAX_TEXT_CHARS)
     if not text:
         raise ValueError("text is empty")
-    title = _clean_str(row, "title", MAX_TITLE_CHARS)
+    title = _masked(_clean_str(row, "title", MAX_TITLE_CHARS))
     created = parse_date(row.get("created_at"), today)
-    fields = {k: _clean_str(row, k, MAX_TITLE_CHARS) for k in ("department", "status", "outcome", "source")}
-    attributes = {k: v for k, v in row.items() if k not in KNOWN_FIELDS and v not in (None, "")}
-    masked_text = mask(text)
-    masked_title = mask(title).text if title else None
+    fields = {k: _masked(_clean_str(row, k, MAX_TITLE_CHARS)) for k in META_FIELDS}
+    masked_text = mask(text).text
     return Record(
         id=rid,
-        text=masked_text.text,
-        title=masked_title,
+        text=masked_text,
+        title=title,
         created_at=created,
-        embed_hash=text_hash(embed_text(masked_title, masked_text.text)),
-        original_text=text if masked_text.changed else None,
-        attributes=attributes,
+        embed_hash=text_hash(embed_text(title, masked_text)),
+        attributes=_attributes(row, allowed_attributes),
         **fields,
     )
+
+
+class TooDeep(ValueError):
+    """JSON nested too deeply to parse (a record is flat; deep nesting is an attack or an error)."""
+
+
+def loads_bounded(text: str) -> Any:
+    """``json.loads`` that turns pathological nesting into :class:`TooDeep` instead of a RecursionError.
+
+    Raises:
+        TooDeep: the text nests arrays or objects too deeply to parse.
+        json.JSONDecodeError: malformed JSON.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise TooDeep("JSON nested too deeply to read; a record is a flat object") from None
 
 
 def _decoded_lines(path: Path) -> Iterator[str]:
@@ -140,7 +187,7 @@ def _decoded_lines(path: Path) -> Iterator[str]:
         yield from fh
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(path: Path, max_field: int) -> Iterator[tuple[int, dict[str, Any]]]:
     lines = _decoded_lines(path)
     header_line = next(lines, "")
     if not header_line.strip():
@@ -156,10 +203,21 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             close = difflib.get_close_matches(col, header, n=1, cutoff=0.6)
             hints.append(f"{col!r}" + (f" (did you mean to name {close[0]!r} {col!r}?)" if close else ""))
         raise FileRejected(f"{path}: missing required column(s) {', '.join(hints)}; the header has {header}")
+    # A field is bounded by the file limit, not by csv's 131,072 characters: an over-long text is
+    # then reported on its own line by validation instead of ending the whole file.
+    csv.field_size_limit(max(csv.field_size_limit(), max_field))
     reader = csv.reader(lines, delimiter=delimiter)
     line = 2
-    for values in reader:
+    while True:
         start = line
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            line = reader.line_num + 2
+            yield start, {"__error__": f"unreadable CSV row ({exc})"}
+            continue
         line = reader.line_num + 2
         if not any(v.strip() for v in values):
             continue
@@ -177,9 +235,11 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, {"__error__": "not valid UTF-8"}
             continue
         try:
-            yield number, json.loads(line)
+            yield number, loads_bounded(line)
         except json.JSONDecodeError as exc:
             yield number, {"__error__": f"malformed JSON ({exc.msg} at column {exc.colno})"}
+        except TooDeep as exc:
+            yield number, {"__error__": str(exc)}
 
 
 def _json_rows(path: Path, max_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -190,9 +250,11 @@ def _json_rows(path: Path, max_bytes: int) -> Iterator[tuple[int, dict[str, Any]
         line = raw[: exc.start].count(b"\n") + 1
         raise FileRejected(f"{path}: not valid UTF-8 (line {line}); save the file as UTF-8") from None
     try:
-        data = json.loads(text)
+        data = loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise FileRejected(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except TooDeep as exc:
+        raise FileRejected(f"{path}: {exc}") from None
     if not isinstance(data, list):
         raise FileRejected(f"{path}: a .json file must hold an array of records")
     # Items of a JSON array have no line of their own; the item's position is reported instead.
@@ -213,7 +275,7 @@ def read_rows(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iter
         raise FileRejected(f"{p}: {size:,} bytes is over the limit of {max_bytes:,} bytes (IDESLUSS_MAX_FILE_BYTES)")
     suffix = p.suffix.lower()
     if suffix == ".csv":
-        return _csv_rows(p)
+        return _csv_rows(p, max_bytes)
     if suffix == ".jsonl":
         return _jsonl_rows(p)
     if suffix == ".json":
@@ -225,19 +287,30 @@ def read_rows(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iter
 
 
 def parse_file(
-    path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES, today: date | None = None
+    path: str | Path,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    today: date | None = None,
+    allowed_attributes: Collection[str] = (),
 ) -> Iterator[Record | RowError]:
-    """Validated records and row errors, in file order; duplicate ids after the first are errors."""
+    """Validated records and row errors, in file order; duplicate ids after the first are errors.
+
+    A row error never carries personal data: its reason and id pass the same masking as the text.
+    """
     seen: dict[str, int] = {}
     for line, row in read_rows(path, max_bytes):
         if isinstance(row, dict) and "__error__" in row:
-            yield RowError(line, str(row["__error__"]))
+            yield RowError(line, mask(str(row["__error__"])).text)
             continue
         try:
-            rec = validate_row(row, today)
+            rec = validate_row(row, today, allowed_attributes)
         except ValueError as exc:
             rid = row.get("id") if isinstance(row, dict) else None
-            yield RowError(line, str(exc), str(rid) if isinstance(rid, (str, int)) else None)
+            shown = (
+                mask(str(rid)[:MAX_ID_CHARS]).text
+                if isinstance(rid, (str, int)) and not isinstance(rid, bool)
+                else None
+            )
+            yield RowError(line, mask(str(exc)).text, shown)
             continue
         if rec.id in seen:
             yield RowError(line, f"duplicate id {rec.id!r} (first on line {seen[rec.id]})", rec.id)

@@ -8,6 +8,7 @@ by (model id, hash of the embedded text); search happens in memory, outside this
 from __future__ import annotations
 
 import json
+import os
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,10 +22,24 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from store.migrations import LATEST, MIGRATIONS
+from store.migrations import LATEST, MIGRATIONS, SCRUBBING
 
 KINDS = ("ideas", "needs")
 RECORD_FIELDS = ("id", "title", "text", "created_at", "department", "status", "outcome", "source")
+
+
+def _wal(path: Path) -> Path:
+    return Path(str(path) + ".wal")
+
+
+def private_files() -> None:
+    """Files this process creates from now on are readable by its user only (0600; directories 0700).
+
+    The database, its WAL, the job lock and the server's token file all hold data that no other
+    account on the machine may read; a umask makes that true of every file, including those
+    DuckDB creates itself.
+    """
+    os.umask(0o077)
 
 
 class StoreLockedError(RuntimeError):
@@ -59,10 +74,10 @@ class Record:
     outcome: str | None = None
     source: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    original_text: str | None = None
+    contact_ref: str | None = None
 
     def public(self) -> dict[str, Any]:
-        """Fields safe to show a coach (never the restricted original text)."""
+        """Fields shown to a coach (all masked at ingest; the contact reference stays in the store)."""
         return {
             "id": self.id,
             "title": self.title,
@@ -85,7 +100,8 @@ class UpsertResult:
 
 
 _SELECT_RECORD = (
-    "SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, attributes FROM {kind}"
+    "SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, attributes, contact_ref "
+    "FROM {kind}"
 )
 
 
@@ -102,6 +118,7 @@ def _row_to_record(row: Sequence[Any]) -> Record:
         outcome=row[7],
         source=row[8],
         attributes=attrs,
+        contact_ref=row[10],
     )
 
 
@@ -119,6 +136,7 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        private_files()
         try:
             self._root = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -127,6 +145,10 @@ class Store:
                     f"the database {self.path} is in use by another process (is `idesluss serve` running for it?)"
                 ) from exc
             raise
+        if not read_only:  # a file made before this version, or by another tool, is tightened too
+            for path_ in (self.path, _wal(self.path)):
+                if path_.exists():
+                    os.chmod(path_, 0o600)
         if migrate and not read_only:
             self.migrate()
 
@@ -144,11 +166,8 @@ class Store:
     def close(self) -> None:
         """Close every connection (the last one checkpoints the WAL)."""
         with self._lock:
-            for cur in self._cursors:
-                cur.close()
-            self._cursors.clear()
+            self._drop_cursors()
             self._root.close()
-            self._local = threading.local()
 
     def __enter__(self) -> Store:
         return self
@@ -175,13 +194,17 @@ class Store:
                 "name VARCHAR, applied_at TIMESTAMP)"
             )
             current = self.schema_version()
+            scrubbed = False
             for version, name, statements in MIGRATIONS:
                 if version <= current or version > target:
                     continue
                 with self.transaction():
-                    for sql in statements:
-                        self.con.execute(sql)
+                    for step in statements:
+                        step(self.con) if callable(step) else self.con.execute(step)
                     self.con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, now()])
+                scrubbed |= current > 0 and version in SCRUBBING
+            if scrubbed:
+                self.compact()
             return self.schema_version()
 
     @contextmanager
@@ -197,32 +220,42 @@ class Store:
             self.con.execute("COMMIT")
 
     def compact(self) -> None:
-        """Rewrite the database into a fresh file and swap it in.
+        """Rewrite the database into a fresh file and swap it in (erasure's last step).
 
-        DuckDB leaves the bytes of deleted rows in free blocks of the file, even after a
-        checkpoint; erasure must not, so the live data is copied to a new file that replaces the
-        old one. All connections are closed and reopened; the store is usable afterwards.
+        DuckDB leaves the bytes of deleted rows in free blocks of the file and in the WAL, even
+        after a checkpoint; erasure must not, so the live data is copied to a new file that
+        replaces the old one, and the WAL is removed. Every cursor is closed first (under the
+        store's lock, so no statement is running), which ends any transaction a cursor still had
+        open: nothing can refuse the copy. The store is usable afterwards.
         """
-        import os
-
         with self._lock:
             fresh = self.path.with_name(self.path.name + ".compact")
-            fresh.unlink(missing_ok=True)
+            for leftover in (fresh, _wal(fresh)):
+                leftover.unlink(missing_ok=True)
+            self._drop_cursors()
             alias = self._root.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-            self._root.execute("CHECKPOINT")
-            self._root.execute(f"ATTACH '{fresh}' AS idesluss_compact")
+            quoted = str(fresh).replace("'", "''")
             try:
-                self._root.execute(f'COPY FROM DATABASE "{alias}" TO idesluss_compact')  # keeps sequence state
-            finally:
-                self._root.execute("DETACH idesluss_compact")
-            for cur in self._cursors:
-                cur.close()
-            self._cursors.clear()
+                self._root.execute(f"ATTACH '{quoted}' AS idesluss_compact")
+                try:
+                    self._root.execute(f'COPY FROM DATABASE "{alias}" TO idesluss_compact')  # keeps sequence state
+                finally:
+                    self._root.execute("DETACH idesluss_compact")
+            except BaseException:
+                fresh.unlink(missing_ok=True)
+                raise
             self._root.close()
-            os.replace(fresh, self.path)
-            Path(str(self.path) + ".wal").unlink(missing_ok=True)
-            self._local = threading.local()
-            self._root = duckdb.connect(str(self.path))
+            try:
+                os.replace(fresh, self.path)
+                _wal(self.path).unlink(missing_ok=True)
+            finally:
+                self._root = duckdb.connect(str(self.path))
+
+    def _drop_cursors(self) -> None:
+        for cur in self._cursors:
+            cur.close()
+        self._cursors.clear()
+        self._local = threading.local()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file."""
@@ -243,7 +276,7 @@ class Store:
         columns = [
             "title",
             "text",
-            "original_text",
+            "contact_ref",
             "created_at",
             "department",
             "status",
@@ -259,7 +292,7 @@ class Store:
             return [
                 rec.title,
                 rec.text,
-                rec.original_text,
+                rec.contact_ref,
                 rec.created_at,
                 rec.department,
                 rec.status,
@@ -304,7 +337,7 @@ class Store:
             for rec in later:
                 old = con.execute(
                     f"SELECT text, title, created_at, department, status, outcome, source, "
-                    f"attributes FROM {table} WHERE id = ?",
+                    f"attributes, contact_ref FROM {table} WHERE id = ?",
                     [rec.id],
                 ).fetchone()
                 row = values(rec)
@@ -324,11 +357,12 @@ class Store:
                     rec.outcome,
                     rec.source,
                     row[8],
+                    rec.contact_ref,
                 ]:
                     result.unchanged += 1
                 else:
                     con.execute(
-                        f"UPDATE {table} SET title = ?, text = ?, original_text = ?, created_at = ?, "
+                        f"UPDATE {table} SET title = ?, text = ?, contact_ref = ?, created_at = ?, "
                         f"department = ?, status = ?, outcome = ?, source = ?, attributes = ?, "
                         f"embed_hash = ?, updated_at = ? WHERE id = ?",
                         [*row[:10], stamp, rec.id],
@@ -357,14 +391,6 @@ class Store:
         with self._lock:
             row = self.con.execute(f"SELECT count(*) FROM {_kind(kind)}").fetchone()
         return int(row[0]) if row else 0
-
-    def original_text(self, kind: str, record_id: str) -> str | None:
-        """The restricted unmasked text, where one was kept (coach contact only)."""
-        with self._lock:
-            row = self.con.execute(
-                f"SELECT coalesce(original_text, text) FROM {_kind(kind)} WHERE id = ?", [record_id]
-            ).fetchone()
-        return row[0] if row else None
 
     # -- embeddings -------------------------------------------------------------------------
     def missing_hashes(self, model_id: str, hashes: Iterable[str]) -> list[str]:

@@ -23,12 +23,14 @@ def create_key(store: Store, role: str, name: str) -> tuple[str, str]:
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
     if not name.strip():
         raise ValueError("a key needs a name (who or what uses it)")
+    from pipelines.masking import mask  # a key's name is shown in the audit log: no e-mail address there
+
     key_id = secrets.token_hex(4)
     secret = secrets.token_urlsafe(24)
     with store.transaction() as con:
         con.execute(
             "INSERT INTO api_keys (key_id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-            [key_id, name.strip(), role, _hash(secret), now()],
+            [key_id, mask(name.strip()).text, role, _hash(secret), now()],
         )
     return key_id, f"{PREFIX}_{key_id}_{secret}"
 

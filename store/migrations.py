@@ -5,6 +5,11 @@ Never edit a released migration: append a new one. ``schema_version`` records wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+Step = str | Callable[[Any], None]
+
 _RECORD_COLUMNS = """
     id VARCHAR PRIMARY KEY,
     title VARCHAR,
@@ -21,7 +26,7 @@ _RECORD_COLUMNS = """
     updated_at TIMESTAMP NOT NULL
 """
 
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[Step]]] = [
     (
         1,
         "records, embeddings and runs",
@@ -133,4 +138,40 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 
+
+def _remask_records(con: Any) -> None:
+    """Mask every text-bearing field of rows stored before all fields were masked (version 5)."""
+    from pipelines.masking import mask
+
+    fields = ("text", "title", "department", "status", "outcome", "source")
+    for kind in ("ideas", "needs"):
+        rows = con.execute(f"SELECT id, {', '.join(fields)} FROM {kind}").fetchall()
+        for rid, *values in rows:
+            masked = [mask(v).text if v else v for v in values]
+            if masked != values:
+                sets = ", ".join(f"{f} = ?" for f in fields)
+                con.execute(f"UPDATE {kind} SET {sets} WHERE id = ?", [*masked, rid])
+
+
+MIGRATIONS.append(
+    (
+        5,
+        "no unmasked data: drop original_text and unvetted attributes, mask every field, contact_ref",
+        [
+            *(
+                sql
+                for kind in ("ideas", "needs")
+                for sql in (
+                    f"ALTER TABLE {kind} DROP COLUMN original_text",
+                    f"UPDATE {kind} SET attributes = NULL",
+                    f"ALTER TABLE {kind} ADD COLUMN contact_ref VARCHAR",
+                )
+            ),
+            _remask_records,
+        ],
+    )
+)
+# Migrations that remove personal data from existing rows: the store compacts after applying them,
+# so the removed bytes do not linger in the file's free blocks.
+SCRUBBING = {5}
 LATEST = MIGRATIONS[-1][0]

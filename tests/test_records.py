@@ -19,13 +19,18 @@ def _parse(path: Path) -> tuple[list[Record], list[RowError]]:
     return [i for i in items if isinstance(i, Record)], [i for i in items if isinstance(i, RowError)]
 
 
-def test_semicolon_csv_with_bom_and_attributes(tmp_path: Path) -> None:
+def test_semicolon_csv_with_bom_unknown_columns_dropped_allowed_ones_masked(tmp_path: Path) -> None:
     p = tmp_path / "ideer.csv"
-    p.write_text("\ufeffid;title;text;created_at;kontakt\n1;Cykel;Bygg cykelbana;2025-03-01;Kim\n", encoding="utf-8")
+    p.write_text(
+        "\ufeffid;title;text;created_at;kontakt;ort\n1;Cykel;Bygg cykelbana;2025-03-01;kim@exempel.se;Öjebyn\n",
+        encoding="utf-8",
+    )
     recs, errs = _parse(p)
     assert not errs
-    assert recs[0].id == "1" and recs[0].title == "Cykel" and recs[0].attributes == {"kontakt": "Kim"}
+    assert recs[0].id == "1" and recs[0].title == "Cykel" and recs[0].attributes == {}
     assert recs[0].created_at.year == 2025
+    allowed = [i for i in parse_file(p, today=TODAY, allowed_attributes=["kontakt", "ort"]) if isinstance(i, Record)]
+    assert allowed[0].attributes == {"kontakt": "[e-post]", "ort": "Öjebyn"}
 
 
 def test_comma_csv_with_quoted_multiline_field_reports_right_lines(tmp_path: Path) -> None:
@@ -98,12 +103,65 @@ def test_json_array_and_unknown_extension(tmp_path: Path) -> None:
         list(parse_file(xlsx))
 
 
-def test_personal_data_masked_and_original_kept_apart() -> None:
-    rec = validate_row({"id": "1", "text": "Ring 070-123 45 67"}, TODAY)
+def test_every_text_field_is_masked_and_no_original_is_kept() -> None:
+    row = {
+        "id": "1",
+        "text": "Ring 070-123 45 67",
+        "title": "Från anna@exempel.se",
+        "department": "kontakt 070-111 22 33",
+        "status": "väntar på 811228-9874",
+        "outcome": "svar till bo@exempel.se",
+        "source": "e-post lisa@exempel.se",
+        "contact_ref": "kalle@exempel.se",
+    }
+    rec = validate_row(row, TODAY)
     assert rec.text == "Ring [telefonnummer]"
-    assert rec.original_text == "Ring 070-123 45 67"
-    plain = validate_row({"id": "2", "text": "Inget känsligt"}, TODAY)
-    assert plain.original_text is None
+    stored = " ".join(str(v) for v in vars(rec).values())
+    for secret in ("070-123 45 67", "anna@", "070-111 22 33", "811228-9874", "bo@", "lisa@", "kalle@"):
+        assert secret not in stored
+    assert not hasattr(rec, "original_text")
+    assert rec.contact_ref == "[e-post]"
+
+
+def test_an_id_holding_personal_data_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    p = tmp_path / "ideer.csv"
+    p.write_text("id;text\n811228-9874;Bra idé\nOK1;Också bra\n", encoding="utf-8")
+    recs, errs = _parse(p)
+    assert [r.id for r in recs] == ["OK1"]
+    assert errs[0].line == 2 and "personal data" in errs[0].reason
+    assert "811228" not in str(errs[0])
+
+
+def test_huge_csv_field_and_deep_json_are_row_errors_and_valid_rows_stay(tmp_path: Path) -> None:
+    p = tmp_path / "stor.csv"
+    p.write_text(f"id;text\nA;Först\nB;{'x' * 200_000}\nC;Sist\n", encoding="utf-8")
+    recs, errs = _parse(p)
+    assert [r.id for r in recs] == ["A", "C"]
+    assert errs[0].line == 3 and "over the limit" in errs[0].reason
+    deep = tmp_path / "djup.jsonl"
+    deep.write_text(
+        json.dumps({"id": "A", "text": "Först"})
+        + "\n"
+        + "[" * 100_000
+        + "]" * 100_000
+        + "\n"
+        + json.dumps({"id": "C", "text": "Sist"})
+        + "\n",
+        encoding="utf-8",
+    )
+    recs, errs = _parse(deep)
+    assert [r.id for r in recs] == ["A", "C"] and errs[0].line == 2 and "nested too deeply" in errs[0].reason
+    arr = tmp_path / "djup.json"
+    arr.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(FileRejected, match="nested too deeply"):
+        list(parse_file(arr, today=TODAY))
+
+
+def test_row_errors_never_echo_personal_data(tmp_path: Path) -> None:
+    p = tmp_path / "ideer.jsonl"
+    p.write_text(json.dumps({"id": "A", "text": "x", "created_at": "ring 070-123 45 67"}) + "\n", encoding="utf-8")
+    _, errs = _parse(p)
+    assert "070-123" not in str(errs[0]) and "[telefonnummer]" in errs[0].reason
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,4 +1,9 @@
-"""`idesluss cluster` while `idesluss serve` owns the database: ask the server to run the job."""
+"""Commands beside a running `idesluss serve`: it owns the database, so commands run through it.
+
+Both ways read the server's token file (``<db>.serve.json``, mode 0600): `idesluss cluster` asks
+the server to run the job and follows its progress; every other command is forwarded whole
+(``/internal/cli``) and runs there on the server's service, printing what it would print here.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,8 @@ import time
 from idesluss.settings import Settings
 
 
-def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
-    """Start the job on the running server and follow its progress; returns an exit code."""
-    import httpx
-
+def _announced(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The running server's address and the header that authorises local commands."""
     from api.app import sidecar_path
     from idesluss.errors import EXIT_LOCKED, CliError
 
@@ -25,8 +28,39 @@ def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
             f"`idesluss serve` announced itself in {path}",
             EXIT_LOCKED,
         ) from None
-    base = f"http://{info['host']}:{info['port']}"
-    headers = {"X-Idesluss-Local-Token": info["token"]}
+    host = "127.0.0.1" if info["host"] in ("0.0.0.0", "", "::") else info["host"]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{info['port']}", {"X-Idesluss-Local-Token": info["token"]}
+
+
+def forward_to_server(settings: Settings, argv: list[str]) -> int:
+    """Run one command line on the server that owns the database; print its output; return its exit code."""
+    import httpx
+
+    from idesluss.errors import EXIT_LOCKED, CliError
+
+    base, headers = _announced(settings)
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=None) as client:
+            r = client.post("/internal/cli", json={"argv": argv})
+    except httpx.HTTPError as exc:
+        raise CliError(f"the service at {base} owns {settings.db} but did not answer: {exc}", EXIT_LOCKED) from None
+    if r.status_code != 200:
+        detail = r.json().get("detail", r.text) if r.headers.get("content-type", "").endswith("json") else r.text
+        raise CliError(f"the service at {base} refused the command: {detail}", EXIT_LOCKED)
+    body = r.json()
+    sys.stdout.write(body["stdout"])
+    sys.stderr.write(body["stderr"])
+    return int(body["code"])
+
+
+def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
+    """Start the job on the running server and follow its progress; returns an exit code."""
+    import httpx
+
+    from idesluss.errors import EXIT_LOCKED, CliError
+
+    base, headers = _announced(settings)
     print(f"the service at {base} owns {settings.db}: running the theme job there", file=sys.stderr)
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         r = client.post("/internal/jobs/cluster")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import logging
 import sys
@@ -30,14 +31,60 @@ def _settings(args: argparse.Namespace):  # -> Settings
     return settings
 
 
+# Inside a running server, a forwarded command borrows the server's service instead of opening the file.
+_BORROWED: contextvars.ContextVar[Any] = contextvars.ContextVar("idesluss_borrowed_service", default=None)
+# Commands that never go through a running server: they own no data (model, evaluate, bench), start
+# the server itself, or have their own handoff (cluster follows the job's progress).
+LOCAL_ONLY = {"serve", "model", "evaluate", "bench", "cluster"}
+
+
+class _Borrowed:
+    """The server's service, lent to one forwarded command: everything but ``close``."""
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def close(self) -> None:
+        """The server keeps its service open."""
+
+
 def _service(args: argparse.Namespace):  # -> Service
     from idesluss.service import Service
     from store import StoreLockedError
 
+    borrowed = _BORROWED.get()
+    if borrowed is not None:
+        return _Borrowed(borrowed)
     try:
         return Service(_settings(args))
     except StoreLockedError as exc:
         raise CliError(str(exc), EXIT_LOCKED) from exc
+
+
+def run_borrowed(service: Any, argv: Sequence[str]) -> tuple[int, str, str]:
+    """Run one command line inside the server on its own service; returns (exit code, stdout, stderr).
+
+    Called by the server for a command forwarded from ``idesluss`` beside it: the same parser and
+    the same command functions run, so the user sees the same output and exit code.
+    """
+    from idesluss import capture
+
+    token = _BORROWED.set(service)
+    try:
+        with capture.thread_output() as (out, err):
+            try:
+                args = build_parser().parse_args(list(argv))
+            except SystemExit as exc:  # argparse has printed the usage error
+                return int(exc.code or 0), out.getvalue(), err.getvalue()
+            if args.command in LOCAL_ONLY:
+                return EXIT_USAGE, "", f"idesluss: error: {args.command} does not run through the server\n"
+            code = _run(args)
+            return code, out.getvalue(), err.getvalue()
+    finally:
+        _BORROWED.reset(token)
 
 
 def _date(value: str) -> datetime:
@@ -238,18 +285,47 @@ def _register_more(sub: Any) -> None:
     cli_more.register(sub)
 
 
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"idesluss: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``idesluss`` console script."""
+    """Entry point of the ``idesluss`` console script.
+
+    A command that finds the database held by a running ``idesluss serve`` is sent to that server
+    (through its token file) and runs there; its output and exit code are the same.
+    """
+    from store.db import private_files
+
+    private_files()
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(args.func(args))
+        try:
+            return int(args.func(args))
+        except CliError as exc:
+            if exc.code != EXIT_LOCKED or args.command in LOCAL_ONLY:
+                raise
+            from api.remote import forward_to_server
+
+            return forward_to_server(_settings(args), _absolute_paths(argv, args))
     except CliError as exc:
         print(f"idesluss: error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         print("idesluss: interrupted", file=sys.stderr)
         return 130
+
+
+def _absolute_paths(argv: list[str], args: argparse.Namespace) -> list[str]:
+    """The command line with its file arguments made absolute (the server has another working directory)."""
+    files = {v for v in (getattr(args, "path", None), getattr(args, "queries", None)) if v}
+    return [str(Path(a).resolve()) if a in files else a for a in argv]

@@ -137,7 +137,9 @@ class Service(ThemeMixin):
         row = {i: n for n, i in enumerate(ids)}
         have = [r for r in records if r.id in row]
         if have:
-            coll.add([record_to_item(r) for r in have], vectors[[row[r.id] for r in have]])
+            items, rows = [record_to_item(r) for r in have], vectors[[row[r.id] for r in have]]
+            with coll.lock.writing():
+                coll.add(items, rows)
 
     # -- ingest ---------------------------------------------------------------------------
     def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
@@ -218,9 +220,19 @@ class Service(ThemeMixin):
                 excludes.append(set())
                 pins.append(set())
         coll = self.collections()[target_kind]
-        return self.matcher().search_batch(
-            coll, texts, k=k, filters=filters, exclude=excludes, pinned=pins, collapse_duplicates=collapse
-        )
+        # encoded outside the lock: a write never waits for the model
+        vectors = self.encoder.encode_queries(texts) if self.matcher_config.dense_weight > 0 else None
+        with coll.lock.reading():
+            return self.matcher().search_batch(
+                coll,
+                texts,
+                k=k,
+                vectors=vectors,
+                filters=filters,
+                exclude=excludes,
+                pinned=pins,
+                collapse_duplicates=collapse,
+            )
 
     # -- feedback -------------------------------------------------------------------------
     def feedback(
@@ -260,7 +272,9 @@ class Service(ThemeMixin):
             raise NotFound(f"no {kind[:-1]} with id {item_id!r} (already erased, or never stored)")
         with self._lock:
             if self._collections is not None:
-                self._collections[kind].remove(item_id)
+                coll = self._collections[kind]
+                with coll.lock.writing():
+                    coll.remove(item_id)
             self._compaction_due = True
         self.compact_if_due()
 
@@ -297,16 +311,15 @@ class Service(ThemeMixin):
         matcher = self.matcher()
         colls = self.collections()
         exclude = [{exclude_id}] if exclude_id else None
-        similar = matcher.search_batch(
-            colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
-        )[0]
-        needs = matcher.search_batch(colls["needs"], [full], k=k, vectors=vec)[0]
+        with colls["ideas"].lock.reading():
+            similar = matcher.search_batch(
+                colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
+            )[0]
+            near = matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec, exclude=exclude)[0]
+        with colls["needs"].lock.reading():
+            needs = matcher.search_batch(colls["needs"], [full], k=k, vectors=vec)[0]
         threshold = self.settings.duplicate_threshold
-        duplicates = [
-            h.id
-            for h in matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec, exclude=exclude)[0]
-            if h.dense >= threshold
-        ]
+        duplicates = [h.id for h in near if h.dense >= threshold]
         theme = None
         if exclude_id:
             tid = sql.theme_of(self.store, "ideas", exclude_id)

@@ -52,7 +52,14 @@ class LiveServer:
 
 
 def start_live_server(workdir: Path, model_cache: Path, extra_ideas: Path | None = None) -> LiveServer:
-    env = {**os.environ, "IDESLUSS_CACHE_DIR": str(model_cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "IDESLUSS_CACHE_DIR": str(model_cache),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        # load tests send far more than a person would; the limit itself is tested in test_api.py
+        "IDESLUSS_RATE_LIMIT_PER_MINUTE": "100000",
+    }
     db = workdir / "live.duckdb"
     cli(db, "ingest", "ideas", str(REPO / "demo" / "ideas.csv"), env=env)
     cli(db, "ingest", "needs", str(REPO / "demo" / "needs.jsonl"), env=env)

@@ -10,7 +10,6 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,9 +17,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api import errors
-from api.deps import RateLimiter
+from api import errors, security
+from api.deps import RateLimiter, key_user
 from api.jobs import JobRunner
+from api.limits import BodyGuard, local_token_ok
 from idesluss import __version__
 from idesluss.service import Service
 from idesluss.settings import Settings
@@ -92,12 +92,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         title="Idéslussen matcher",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         description="Förslag till idécoacher, teman till ledningen. Alla texter maskeras "
         "(personnummer, telefon, e-post) innan de lagras.",
     )
     if service is not None:  # a given service (tests, embedding) is usable without running the lifespan
         attach(app, service)
     errors.install(app)
+    security.install(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -106,13 +109,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        limit = settings.max_file_bytes if request.url.path.startswith("/admin/ingest") else settings.max_body_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            return errors.problem(413, "Request too large", f"the body is over the limit of {limit:,} bytes")
-        return await call_next(request)
+    app.add_middleware(
+        BodyGuard, body_limit=settings.max_body_bytes, upload_limit=settings.max_file_bytes, verify=key_user
+    )
 
     from api import routes_admin, routes_coach, routes_leadership
 
@@ -158,7 +157,7 @@ def _internal(app: FastAPI) -> None:
     """Routes for `idesluss cluster` on the same machine, authorised by the sidecar file's token."""
 
     def check(token: str | None, request: Request) -> None:
-        if not token or not secrets.compare_digest(token, request.app.state.local_token):
+        if not local_token_ok(token, request.app.state.local_token):
             raise HTTPException(403, "a local token from the sidecar file is required")
 
     @app.post("/internal/jobs/cluster", include_in_schema=False, status_code=202)
@@ -170,6 +169,19 @@ def _internal(app: FastAPI) -> None:
             return JSONResponse(request.app.state.jobs.start(actor="cli"), status_code=202)
         except ThemeJobRunning as exc:
             raise HTTPException(409, str(exc)) from exc
+
+    @app.post("/internal/cli", include_in_schema=False)
+    def forwarded(
+        body: dict[str, list[str]], request: Request, x_idesluss_local_token: str | None = Header(None)
+    ) -> JSONResponse:
+        from idesluss.cli import run_borrowed
+
+        check(x_idesluss_local_token, request)
+        argv = body.get("argv")
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise HTTPException(422, "argv must be a list of strings")
+        code, out, err = run_borrowed(request.app.state.service, argv)
+        return JSONResponse({"code": code, "stdout": out, "stderr": err})
 
     @app.get("/internal/jobs/{job_id}", include_in_schema=False)
     def status(job_id: str, request: Request, x_idesluss_local_token: str | None = Header(None)) -> JSONResponse:

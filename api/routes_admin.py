@@ -68,7 +68,7 @@ def job(job_id: str, request: Request, user: Admin) -> JobOut:
 
 @router.get("/runs", response_model=Page[RunOut], summary="Körhistorik för temajobbet")
 def runs(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize = 20) -> Page[RunOut]:
-    rows = sql.theme_runs(service.store, limit=page * page_size)
+    rows = sql.theme_runs(service.store, limit=page_size, offset=(page - 1) * page_size)
     items = [
         RunOut(
             run_id=r["run_id"],
@@ -79,9 +79,9 @@ def runs(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize
             timings=r["timings"],
             events=r["events"],
         )
-        for r in rows[(page - 1) * page_size :]
+        for r in rows
     ]
-    return Page[RunOut](items=items, page=page, page_size=page_size, total=len(sql.theme_runs(service.store, 10**6)))
+    return Page[RunOut](items=items, page=page, page_size=page_size, total=sql.count_theme_runs(service.store))
 
 
 @router.post("/themes/{theme_id}/curate", status_code=201, summary="Byt namn, slå ihop, flytta eller fäst")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from idesluss.errors import Conflict, NotFound
 from idesluss.settings import Settings
@@ -69,6 +71,8 @@ class Service(ThemeMixin):
         self._collections: dict[str, Collection] | None = None
         self._lock = threading.RLock()
         self._compaction_due = False
+        self._generation = 0  # moves on with every write; answers cached per theme run and generation
+        self._cache: dict[str, tuple[tuple[int | None, int], Any]] = {}
         self.matcher_config = FusionConfig(
             method=settings.fusion_method,
             dense_weight=settings.dense_weight,
@@ -128,18 +132,31 @@ class Service(ThemeMixin):
         for kind in ("ideas", "needs"):
             threshold = self.settings.duplicate_threshold if kind == "ideas" else None
             coll = Collection(self.encoder.dim, analyzer, duplicate_threshold=threshold)
-            self._add_to(coll, kind, self.store.records(kind))
+            self._add_to(coll, kind, self.store.records(kind), whole_kind=True)
             out[kind] = coll
         return out
 
-    def _add_to(self, coll: Collection, kind: str, records: Sequence[Record]) -> None:
-        ids, vectors = self.store.vectors(kind, self.encoder.model_id)
-        row = {i: n for n, i in enumerate(ids)}
-        have = [r for r in records if r.id in row]
-        if have:
-            items, rows = [record_to_item(r) for r in have], vectors[[row[r.id] for r in have]]
+    def _add_to(self, coll: Collection, kind: str, records: Sequence[Record], whole_kind: bool = False) -> None:
+        """Append records that have a stored vector to ``coll`` (under its write lock).
+
+        Vectors are fetched by the records' hashes; only the start-up build, which takes every
+        record of the kind, reads the kind's vectors in one scan.
+        """
+        model_id = self.encoder.model_id
+        if whole_kind:
+            ids, matrix = self.store.vectors(kind, model_id)
+            row = {i: n for n, i in enumerate(ids)}
+            have = [r for r in records if r.id in row]
+            vectors = matrix[[row[r.id] for r in have]] if have else None
+        else:
+            by_hash = self.store.vectors_for(model_id, [r.embed_hash for r in records])
+            have = [r for r in records if r.embed_hash in by_hash]
+            vectors = np.stack([by_hash[r.embed_hash] for r in have]) if have else None
+        if have and vectors is not None:
+            items = [record_to_item(r) for r in have]
             with coll.lock.writing():
-                coll.add(items, rows)
+                coll.add(items, vectors)
+        self._changed()
 
     # -- ingest ---------------------------------------------------------------------------
     def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
@@ -154,6 +171,7 @@ class Service(ThemeMixin):
             shown_path=shown_path,
         )
         audit(self.store, actor, f"ingest ({report.stored} stored, {len(report.errors)} rejected)", kind)
+        self._changed()
         with self._lock:
             if self._collections is not None and report.ids:
                 self._add_to(self._collections[kind], kind, self.store.records(kind, report.ids))
@@ -245,6 +263,7 @@ class Service(ThemeMixin):
             query_id = mask(query_id).text
         self._record(target_kind, target_id)
         fid = fb.add_feedback(self.store, query_kind, query_id, target_kind, target_id, verdict, actor)
+        self._changed()
         audit(self.store, actor, f"feedback {verdict}", target_kind, target_id)
         return fid
 
@@ -253,6 +272,7 @@ class Service(ThemeMixin):
         self._record("ideas", idea_id)
         self._record("needs", need_id)
         fb.set_need_link(self.store, idea_id, need_id, state, actor)
+        self._changed()
         audit(self.store, actor, f"link {state} need {need_id}", "ideas", idea_id)
 
     # -- erasure --------------------------------------------------------------------------
@@ -276,6 +296,7 @@ class Service(ThemeMixin):
                 with coll.lock.writing():
                     coll.remove(item_id)
             self._compaction_due = True
+        self._changed()
         self.compact_if_due()
 
     def compact_if_due(self) -> bool:
@@ -360,7 +381,7 @@ class Service(ThemeMixin):
     def _store_idea(self, rec: Record, actor: str, action: str) -> Record:
         self.store.upsert_records("ideas", [rec])
         audit(self.store, actor, action, "ideas", rec.id)
-        embed_missing(self.store, self.encoder, kinds=["ideas"])
+        embed_missing(self.store, self.encoder, records=[rec])
         with self._lock:
             if self._collections is not None:
                 self._add_to(self._collections["ideas"], "ideas", [rec])
@@ -368,7 +389,21 @@ class Service(ThemeMixin):
         return rec
 
     def page(self, kind: str, page: int, page_size: int) -> tuple[list[Record], int]:
-        """One page of records, ordered by id."""
-        records = self.store.records(kind)
-        start = (page - 1) * page_size
-        return records[start : start + page_size], len(records)
+        """One page of records, ordered by id, and the total (both cut and counted by the database)."""
+        return self.store.page(kind, page_size, (page - 1) * page_size), self.store.count(kind)
+
+    def _changed(self) -> None:
+        """Something was written: cached answers are stale."""
+        self._generation += 1
+
+    def cached(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered until the theme run changes or anything is written."""
+        from store import themes as sql
+
+        key = (sql.current_run_id(self.store), self._generation)
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = compute()
+        self._cache[name] = (key, value)
+        return value

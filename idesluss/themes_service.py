@@ -116,7 +116,49 @@ class ThemeMixin:
         shown = mask(name.strip()).text if name else None  # a theme name is shown to leadership
         cid = sql.add_curation(self.store, action, actor, theme_id, other_theme_id, kind, item_id, shown)
         audit(self.store, actor, f"curate {action}", "themes", theme_id)
+        self._changed()
         return cid
+
+    def _changed(self) -> None:  # provided by the service
+        raise NotImplementedError
+
+    def overview(self) -> dict[str, Any]:
+        """Everything the leadership overview draws, for the current run (aggregates and titles only)."""
+        from store import themes as sql
+        from store.trends import theme_trends
+
+        rows = self.themes()
+        runs = sql.theme_runs(self.store, limit=1)
+        trends = theme_trends(self.store)
+        members = [m for m in sql.memberships(self.store) if m["x"] is not None and m["theme_id"]]
+        titles = {}
+        for kind in ("ideas", "needs"):
+            wanted = {m["item_id"] for m in members if m["kind"] == kind}
+            for r in self.store.records(kind, wanted):
+                titles[(kind, r.id)] = r.title or r.text[:80]
+        departments = sorted({d for t in rows for d in t["departments"]})
+        return {
+            "run_id": runs[0]["run_id"] if runs else None,
+            "created_at": runs[0]["created_at"].isoformat() if runs else None,
+            "themes": rows,
+            "trends": {
+                t["id"]: {
+                    "ideas": trends.get(t["id"], {}).get("ideas_per_month", {}),
+                    "needs": trends.get(t["id"], {}).get("needs_per_month", {}),
+                }
+                for t in rows
+            },
+            "map": [
+                {
+                    **{k: m[k] for k in ("x", "y", "theme_id", "kind")},
+                    "title": titles.get((m["kind"], m["item_id"]), ""),
+                }
+                for m in members
+            ],
+            "departments": departments,
+            "heatmap": [[t["departments"].get(d, 0) for d in departments] for t in rows],
+            "unmet": [t for t in rows if t["unmet_needs"]],
+        }
 
     def provisional_theme(self, text: str | None = None, vector: Any = None) -> dict[str, Any] | None:
         """Nearest current theme for a new text, when it clears that theme's threshold."""

@@ -172,6 +172,8 @@ class Collection:
         if row is None:
             return False
         self.alive[row] = False
+        self.items[row] = Item(id="", text="")  # an erased text is kept nowhere, memory included
+        self._vectors[row] = 0.0
         self._group_members = None
         return True
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from models.encoder import TextEncoder
 from pipelines.records import embed_text
-from store import KINDS, Store
+from store import KINDS, Record, Store
 
 Progress = Callable[[int, int], None]
 Prompt = Literal["document", "query"]
@@ -31,19 +31,24 @@ def embed_missing(
     progress: Progress | None = None,
     show_bar: bool | None = None,
     prompt: Prompt = "document",
+    records: Sequence[Record] | None = None,
 ) -> int:
     """Encode and store vectors for records that have none for ``encoder.model_id`` (and ``prompt``).
 
     Vectors are written batch by batch, so an interrupted run keeps what it finished and the
     next run continues from there.
 
+    Args:
+        records: only these records (a new idea: the work follows the write, not the corpus);
+            every record of ``kinds`` when omitted.
+
     Returns:
         The number of texts encoded.
     """
     todo: dict[str, str] = {}
-    for kind in kinds:
-        for rec in store.records(kind):
-            todo.setdefault(rec.embed_hash, embed_text(rec.title, rec.text))
+    chosen = records if records is not None else [rec for kind in kinds for rec in store.records(kind)]
+    for rec in chosen:
+        todo.setdefault(rec.embed_hash, embed_text(rec.title, rec.text))
     key = vector_key(encoder.model_id, prompt)
     encode = encoder.encode_passages if prompt == "document" else encoder.encode_queries
     missing = store.missing_hashes(key, todo)

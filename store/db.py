@@ -386,6 +386,13 @@ class Store:
                 rows = self.con.execute(sql + " WHERE list_contains(?, id) ORDER BY id", [list(ids)]).fetchall()
         return [_row_to_record(r) for r in rows]
 
+    def page(self, kind: str, limit: int, offset: int) -> list[Record]:
+        """Records ordered by id, ``limit`` of them after ``offset`` (the database cuts the page)."""
+        sql = _SELECT_RECORD.format(kind=_kind(kind)) + " ORDER BY id LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self.con.execute(sql, [limit, offset]).fetchall()
+        return [_row_to_record(r) for r in rows]
+
     def count(self, kind: str) -> int:
         """Number of records of a kind."""
         with self._lock:
@@ -434,6 +441,17 @@ class Store:
                 )
             finally:
                 con.unregister("_new_vectors")
+
+    def vectors_for(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of the given text hashes (those that have one), by hash."""
+        if not hashes:
+            return {}
+        with self._lock:
+            rows = self.con.execute(
+                "SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
+                [model_id, list(dict.fromkeys(hashes))],
+            ).fetchall()
+        return {h: np.asarray(v, dtype=np.float32) for h, v in rows}
 
     def vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:
         """Ids and vectors (row-aligned) of all records of a kind that have one for ``model_id``."""

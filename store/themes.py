@@ -206,13 +206,20 @@ def curations(store: Store) -> list[dict[str, Any]]:
     return [dict(zip(keys, r)) for r in rows]
 
 
-def theme_runs(store: Store, limit: int = 30) -> list[dict[str, Any]]:
-    """Run records, newest first."""
+def count_theme_runs(store: Store) -> int:
+    """How many theme runs are stored (a count in SQL, not a fetch)."""
+    with store._lock:
+        row = store.con.execute("SELECT count(*) FROM theme_runs").fetchone()
+    return int(row[0]) if row else 0
+
+
+def theme_runs(store: Store, limit: int = 30, offset: int = 0) -> list[dict[str, Any]]:
+    """Run records, newest first (``limit`` rows after skipping ``offset``)."""
     with store._lock:
         rows = store.con.execute(
             "SELECT run_id, created_at, params, timings, n_themes, share_unassigned, quality, "
-            "events FROM theme_runs ORDER BY run_id DESC LIMIT ?",
-            [limit],
+            "events FROM theme_runs ORDER BY run_id DESC LIMIT ? OFFSET ?",
+            [limit, offset],
         ).fetchall()
     return [
         {

@@ -77,8 +77,32 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from idesluss.cli import call_service
+
+    dest = call_service(args, lambda svc: svc.backup(args.path))
+    print(f"backup written to {dest}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from idesluss.cli import call_service
+
+    call_service(args, lambda svc: svc.restore(args.path))
+    print(f"restored the database from {args.path}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add serve, keys and delete."""
+    """Add serve, keys, delete, backup and restore."""
+    p = sub.add_parser("backup", help="write a consistent copy of the database (works while serving)")
+    p.add_argument("path", help="the new file (never overwritten)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="replace the database by a backup (works while serving)")
+    p.add_argument("path", help="a file written by `idesluss backup`")
+    p.set_defaults(func=cmd_restore)
+
     p = sub.add_parser("serve", help="start the HTTP API and pages")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)

@@ -299,6 +299,21 @@ class Service(ThemeMixin):
         self._changed()
         self.compact_if_due()
 
+    def backup(self, target: str | Path, actor: str = "cli") -> Path:
+        """A consistent copy of the database, taken while the service keeps serving (audited)."""
+        dest = self.store.backup(target)
+        audit(self.store, actor, "backup")
+        return dest
+
+    def restore(self, source: str | Path, actor: str = "cli") -> None:
+        """Bring back a backup: the database is replaced and the index rebuilt from it (audited)."""
+        self.store.restore_from(source)
+        with self._lock:
+            if self._collections is not None:
+                self._collections = self._build_index()
+        self._changed()
+        audit(self.store, actor, "restore")
+
     def compact_if_due(self) -> bool:
         """Compact the database when an erasure asked for it; True when nothing is left to do."""
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,23 @@ RECORD_FIELDS = ("id", "title", "text", "created_at", "department", "status", "o
 
 def _wal(path: Path) -> Path:
     return Path(str(path) + ".wal")
+
+
+def _backup_version(path: Path) -> int:
+    """The schema version of a database file opened read-only, or ValueError naming the problem."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise ValueError(f"{path} is not a DuckDB database ({exc})") from None
+    try:
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    except duckdb.Error:
+        raise ValueError(f"{path} is a DuckDB file but not a database of this service") from None
+    finally:
+        con.close()
+    return int(row[0] or 0) if row else 0
 
 
 def private_files() -> None:
@@ -250,6 +268,54 @@ class Store:
                 _wal(self.path).unlink(missing_ok=True)
             finally:
                 self._root = duckdb.connect(str(self.path))
+
+    def backup(self, target: str | Path) -> Path:
+        """Write a consistent copy of the database to ``target`` while the store stays in use.
+
+        The copy is taken under the store's lock (no write is halfway) into a temporary file
+        beside the target, then renamed into place: a target path never holds half a backup.
+
+        Raises:
+            FileExistsError: the target exists (a backup never overwrites).
+        """
+        dest = Path(target).resolve()
+        if dest.exists():
+            raise FileExistsError(f"{dest} exists; a backup never overwrites a file")
+        partial = dest.with_name(dest.name + ".partial")
+        for leftover in (partial, _wal(partial)):
+            leftover.unlink(missing_ok=True)
+        quoted = str(partial).replace("'", "''")
+        with self._lock:
+            alias = self.con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            self.con.execute(f"ATTACH '{quoted}' AS idesluss_backup")
+            try:
+                self.con.execute(f'COPY FROM DATABASE "{alias}" TO idesluss_backup')
+            finally:
+                self.con.execute("DETACH idesluss_backup")
+        os.replace(partial, dest)
+        return dest
+
+    def restore_from(self, source: str | Path) -> None:
+        """Replace the database by a backup (checked first) and reopen; the store is usable afterwards.
+
+        Raises:
+            ValueError: the source is not a database of this service.
+        """
+        src = Path(source).resolve()
+        version = _backup_version(src)
+        if version > LATEST:
+            raise ValueError(f"{src} has schema version {version}, newer than this program's {LATEST}")
+        with self._lock:
+            incoming = self.path.with_name(self.path.name + ".restore")
+            shutil.copyfile(src, incoming)
+            self._drop_cursors()
+            self._root.close()
+            try:
+                os.replace(incoming, self.path)
+                _wal(self.path).unlink(missing_ok=True)
+            finally:
+                self._root = duckdb.connect(str(self.path))
+            self.migrate()
 
     def _drop_cursors(self) -> None:
         for cur in self._cursors:

@@ -53,9 +53,12 @@ def live_server(tmp_path_factory, real_encoder):
 
     work = tmp_path_factory.mktemp("live")
     xss = work / "xss.csv"
+    evil = "<a href='https://evil.example/'>Evilförvaltningen</a>"  # must show as text in the charts
     xss.write_text(
-        "id;title;text\nXSS1;<script>alert(1)</script>;Cykelväg med <b>fet</b> text och "
-        "<img src=x onerror=alert(2)> till Öjebyn\n",
+        "id;title;text;department\nXSS1;<script>alert(1)</script>;Cykelväg med <b>fet</b> text och "
+        "<img src=x onerror=alert(2)> till Öjebyn;\n"
+        f"XSS2;Cykelväg från Öjebyn;Det behövs en gång- och cykelväg från Öjebyn till centrum.;{evil}\n"
+        f"XSS3;Trygg cykelväg Öjebyn;Bygg en säker gång- och cykelväg från Öjebyn in till centrum.;{evil}\n",
         encoding="utf-8",
     )
     server = start_live_server(work, MODEL_CACHE, extra_ideas=xss)

@@ -56,12 +56,12 @@ def test_coach_types_an_idea_and_sees_suggestions(browser, live_server) -> None:
     assert "Varför" in page.locator("#similar li").first.inner_text()
     # the stored idea titled <script>alert(1)</script> shows as text, never runs
     page.fill("#draft", "Cykelväg med fet text till Öjebyn, script alert")
-    page.wait_for_function("document.querySelector('#similar').innerText.includes('<script>')", timeout=30_000)
+    page.wait_for_selector("#similar:has-text('<script>')", timeout=30_000)  # no wait_for_function: CSP bars eval
     assert not dialogs
     assert page.locator("#similar script").count() == 0 and page.locator("#similar img").count() == 0
     page.screenshot(path=str(ARTIFACTS / "coach.png"), full_page=True)
     page.locator("#similar li button").first.click()
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Tack')", timeout=10_000)
+    page.wait_for_selector("#status:has-text('Tack')", timeout=10_000)
 
 
 def test_leadership_charts_render(browser, live_server) -> None:
@@ -87,5 +87,68 @@ def test_admin_page_loads_runs_and_keys(browser, live_server) -> None:
 def test_leadership_key_cannot_use_the_coach_page(browser, live_server) -> None:
     page, _ = _page(browser, live_server, "leadership", "/coach")
     page.fill("#draft", "cykelväg")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('coach')", timeout=30_000)
+    page.wait_for_selector("#status:has-text('coach')", timeout=30_000)
     assert page.locator("#similar li").count() == 0
+
+
+CSP_WATCH = (
+    "window.__csp = [];"
+    "document.addEventListener('securitypolicyviolation', (e) =>"
+    " window.__csp.push(e.effectiveDirective + ' ' + e.blockedURI + ' ' + e.sourceFile + ':' + e.lineNumber));"
+)
+
+
+def _watched(browser, live_server, path: str, role: str | None = None):
+    """A page with every CSP violation recorded: console 'Refused to' / 'violates' lines and DOM events."""
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    ctx.add_init_script(CSP_WATCH)
+    page = ctx.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    page.goto(live_server.url + path)
+    if role:
+        page.fill("#apikey", live_server.keys[role])
+        page.click("#keyform button")
+
+    def violations() -> list[str]:
+        said = [m for m in console if m.startswith("Refused to") or "Content Security Policy" in m]
+        return said + page.evaluate("window.__csp")
+
+    return page, violations
+
+
+def test_leadership_charts_draw_under_the_csp(browser, live_server) -> None:
+    page, violations = _watched(browser, live_server, "/leadership", "leadership")
+    for chart in ("#map", "#heat", "#trend"):
+        page.wait_for_selector(chart + " .main-svg", timeout=30_000)
+    page.wait_for_timeout(500)
+    assert violations() == []
+    # plotly filled its style sheet through the CSSOM (the hash of the empty <style> admits it)
+    assert page.evaluate("document.getElementById('plotly.js-style-global').sheet.cssRules.length") > 10
+
+
+def test_a_department_with_markup_shows_as_text_in_the_charts(browser, live_server) -> None:
+    page, _ = _watched(browser, live_server, "/leadership", "leadership")
+    page.wait_for_selector("#heat .main-svg", timeout=30_000)
+    ticks = page.locator("#heat .xtick text").all_text_contents()
+    assert "<a href='https://evil.example/'>Evilförvaltningen</a>" in ticks, ticks
+    assert page.locator(".js-plotly-plot a").count() == 0
+    assert page.locator("a[href*='evil']").count() == 0
+
+
+def test_swagger_ui_renders_under_the_csp(browser, live_server) -> None:
+    page, violations = _watched(browser, live_server, "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert page.locator(".swagger-ui .opblock").count() >= 10
+    assert "Idéslussen" in page.locator(".swagger-ui .title").inner_text()
+    assert violations() == []
+
+
+def test_redoc_renders_and_loads_nothing_from_elsewhere(browser, live_server) -> None:
+    page, violations = _watched(browser, live_server, "/redoc")
+    page.wait_for_selector("h1", timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert "Idéslussen" in page.locator("h1").first.inner_text()
+    assert page.locator("h2").count() >= 10
+    # only ReDoc's "API docs by Redocly" logo (an image on a CDN) is blocked
+    assert all("cdn.redoc.ly" in v for v in violations()), violations()

@@ -199,6 +199,17 @@ def test_delete_through_the_cli_beside_the_server(live_server) -> None:
         )
 
     first, second = delete(), delete()
+    backup = live_server.db.parent.parent / f"{live_server.db.stem}-backup.duckdb"
+    proc = subprocess.run(
+        [sys.executable, "-m", "idesluss", "--db", str(live_server.db), "backup", str(backup)],
+        cwd=REPO,
+        env=live_server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and backup.is_file(), proc.stderr
+    assert b"Clidelxq" not in backup.read_bytes()
     assert first.returncode == 0 and "erased idea CLI-DEL" in first.stdout, first.stderr
     assert second.returncode == 2 and "no idea with id 'CLI-DEL'" in second.stderr
     assert not _found(live_server.db, "Clidelxq")

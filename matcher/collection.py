@@ -6,9 +6,7 @@ Built once from the store at start-up and appended to on ingest; erasure hides a
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 from matcher.lexical import BM25Index
 from matcher.ngrams import CharNgramIndex
 from matcher.swedish import Analyzer
+from store.locks import ReadWriteLock
 
 
 @dataclass(frozen=True)
@@ -39,51 +38,6 @@ class Item:
         if self.title and not self.text.startswith(self.title):
             return f"{self.title}. {self.text}"
         return self.text
-
-
-class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds new readers back (no writer starvation).
-
-    Searches read a collection while a write (an ingest, a new idea, an erasure) changes it; a
-    search must see the collection before or after a write, never halfway.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writing = False
-        self._waiting_writers = 0
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Hold the read side for the block."""
-        with self._cond:
-            while self._writing or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the write side for the block."""
-        with self._cond:
-            self._waiting_writers += 1
-            while self._writing or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
 
 
 class _UnionFind:

@@ -13,7 +13,7 @@ import shutil
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store.locks import ReadWriteLock
 from store.migrations import LATEST, MIGRATIONS, SCRUBBING
 
 KINDS = ("ideas", "needs")
@@ -151,7 +152,12 @@ class Store:
 
     def __init__(self, path: str | Path, read_only: bool = False, migrate: bool = True) -> None:
         self.path = Path(path)
+        # Reads run concurrently, each thread on its own cursor (DuckDB's MVCC keeps them consistent);
+        # writes take ``_lock`` one at a time; compaction, restore and close take the gate's write side,
+        # because they close every cursor.
         self._lock = threading.RLock()
+        self._gate = ReadWriteLock()
+        self._cursor_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         private_files()
@@ -175,15 +181,19 @@ class Store:
         """This thread's connection to the database (a DuckDB connection must not be shared by threads)."""
         cur = getattr(self._local, "cursor", None)
         if cur is None:
-            with self._lock:
+            with self._cursor_lock:
                 cur = self._root.cursor()
                 self._cursors.append(cur)
             self._local.cursor = cur
         return cur
 
+    def reading(self) -> AbstractContextManager[None]:
+        """Hold for the duration of a read: a compaction or restore waits for it, and it for them."""
+        return self._gate.reading()
+
     def close(self) -> None:
         """Close every connection (the last one checkpoints the WAL)."""
-        with self._lock:
+        with self._lock, self._gate.writing():
             self._drop_cursors()
             self._root.close()
 
@@ -228,7 +238,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed on success, rolled back on any error."""
-        with self._lock:
+        with self._lock, self._gate.reading():
             self.con.execute("BEGIN TRANSACTION")
             try:
                 yield self.con
@@ -246,7 +256,7 @@ class Store:
         store's lock, so no statement is running), which ends any transaction a cursor still had
         open: nothing can refuse the copy. The store is usable afterwards.
         """
-        with self._lock:
+        with self._lock, self._gate.writing():
             fresh = self.path.with_name(self.path.name + ".compact")
             for leftover in (fresh, _wal(fresh)):
                 leftover.unlink(missing_ok=True)
@@ -285,7 +295,7 @@ class Store:
         for leftover in (partial, _wal(partial)):
             leftover.unlink(missing_ok=True)
         quoted = str(partial).replace("'", "''")
-        with self._lock:
+        with self._lock, self._gate.reading():
             alias = self.con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
             self.con.execute(f"ATTACH '{quoted}' AS idesluss_backup")
             try:
@@ -305,7 +315,7 @@ class Store:
         version = _backup_version(src)
         if version > LATEST:
             raise ValueError(f"{src} has schema version {version}, newer than this program's {LATEST}")
-        with self._lock:
+        with self._lock, self._gate.writing():
             incoming = self.path.with_name(self.path.name + ".restore")
             shutil.copyfile(src, incoming)
             self._drop_cursors()
@@ -325,7 +335,7 @@ class Store:
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file."""
-        with self._lock:
+        with self._lock, self._gate.reading():
             self.con.execute("CHECKPOINT")
 
     # -- records ----------------------------------------------------------------------------
@@ -438,14 +448,14 @@ class Store:
 
     def get_record(self, kind: str, record_id: str) -> Record | None:
         """One record by id, or None."""
-        with self._lock:
+        with self.reading():
             row = self.con.execute(_SELECT_RECORD.format(kind=_kind(kind)) + " WHERE id = ?", [record_id]).fetchone()
         return _row_to_record(row) if row else None
 
     def records(self, kind: str, ids: Iterable[str] | None = None) -> list[Record]:
         """All records of a kind (or those with the given ids), ordered by id."""
         sql = _SELECT_RECORD.format(kind=_kind(kind))
-        with self._lock:
+        with self.reading():
             if ids is None:
                 rows = self.con.execute(sql + " ORDER BY id").fetchall()
             else:
@@ -455,13 +465,13 @@ class Store:
     def page(self, kind: str, limit: int, offset: int) -> list[Record]:
         """Records ordered by id, ``limit`` of them after ``offset`` (the database cuts the page)."""
         sql = _SELECT_RECORD.format(kind=_kind(kind)) + " ORDER BY id LIMIT ? OFFSET ?"
-        with self._lock:
+        with self.reading():
             rows = self.con.execute(sql, [limit, offset]).fetchall()
         return [_row_to_record(r) for r in rows]
 
     def count(self, kind: str) -> int:
         """Number of records of a kind."""
-        with self._lock:
+        with self.reading():
             row = self.con.execute(f"SELECT count(*) FROM {_kind(kind)}").fetchone()
         return int(row[0]) if row else 0
 
@@ -471,7 +481,7 @@ class Store:
         wanted = list(dict.fromkeys(hashes))
         if not wanted:
             return []
-        with self._lock:
+        with self.reading():
             rows = self.con.execute(
                 "SELECT text_hash FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
                 [model_id, wanted],
@@ -512,7 +522,7 @@ class Store:
         """Stored vectors of the given text hashes (those that have one), by hash."""
         if not hashes:
             return {}
-        with self._lock:
+        with self.reading():
             rows = self.con.execute(
                 "SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
                 [model_id, list(dict.fromkeys(hashes))],
@@ -521,7 +531,7 @@ class Store:
 
     def vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:
         """Ids and vectors (row-aligned) of all records of a kind that have one for ``model_id``."""
-        with self._lock, warnings.catch_warnings():
+        with self.reading(), warnings.catch_warnings():
             # execute(), not sql(): a relation refuses to run while an earlier fetchone() result is
             # open on this connection; the extra Arrow copy DuckDB warns about is accepted
             warnings.simplefilter("ignore")
@@ -565,7 +575,7 @@ class Store:
             sql += " WHERE kind = ?"
             params.append(kind)
         sql += " ORDER BY run_id DESC LIMIT ?"
-        with self._lock:
+        with self.reading():
             rows = self.con.execute(sql, [*params, limit]).fetchall()
         return [
             {

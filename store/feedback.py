@@ -45,7 +45,7 @@ def _set_link(con: Any, idea_id: str, need_id: str, state: str, actor: str) -> N
 
 def rejected_targets(store: Store, query_kind: str, query_id: str, target_kind: str) -> set[str]:
     """Targets a coach marked not useful for this query (never shown again for it)."""
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT target_id FROM feedback WHERE query_kind = ? AND query_id = ? AND target_kind = ? "
             "AND verdict = 'not_useful'",
@@ -65,14 +65,14 @@ def links(store: Store, idea_id: str | None = None, need_id: str | None = None) 
         params.append(need_id)
     else:
         sql += "true"
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(sql, params).fetchall()
     return {(r[0], r[1]): r[2] for r in rows}
 
 
 def export_feedback(store: Store) -> list[dict[str, Any]]:
     """All feedback rows, oldest first (for evaluation)."""
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT feedback_id, query_kind, query_id, target_kind, target_id, verdict, actor, "
             "created_at FROM feedback ORDER BY feedback_id"
@@ -83,6 +83,6 @@ def export_feedback(store: Store) -> list[dict[str, Any]]:
 
 def count_feedback(store: Store) -> int:
     """Number of feedback rows."""
-    with store._lock:
+    with store.reading():
         row = store.con.execute("SELECT count(*) FROM feedback").fetchone()
     return int(row[0]) if row else 0

@@ -41,7 +41,7 @@ def verify_key(store: Store, presented: str) -> dict[str, Any] | None:
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
     _, key_id, secret = parts
-    with store._lock:
+    with store.reading():
         row = store.con.execute(
             "SELECT key_id, name, role, key_hash FROM api_keys WHERE key_id = ? AND revoked_at IS NULL", [key_id]
         ).fetchone()
@@ -54,7 +54,7 @@ def verify_key(store: Store, presented: str) -> dict[str, Any] | None:
 
 def list_keys(store: Store) -> list[dict[str, Any]]:
     """Keys without secrets or hashes."""
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
         ).fetchall()
@@ -79,7 +79,7 @@ def audit(store: Store, actor: str, action: str, kind: str | None = None, item_i
 
 def audit_log(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     """Latest audit entries."""
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT happened_at, actor, action, kind, item_id FROM audit ORDER BY happened_at DESC LIMIT ?", [limit]
         ).fetchall()

@@ -42,7 +42,7 @@ class MemberRow:
 
 def current_run_id(store: Store) -> int | None:
     """The run the service shows now."""
-    with store._lock:
+    with store.reading():
         row = store.con.execute("SELECT run_id FROM current_theme_run WHERE singleton = 1").fetchone()
     return int(row[0]) if row else None
 
@@ -52,7 +52,7 @@ def current_themes(store: Store) -> list[ThemeRow]:
     run = current_run_id(store)
     if run is None:
         return []
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT theme_id, label, keywords, representatives, size, centroid, "
             "assign_threshold FROM themes WHERE run_id = ? ORDER BY size DESC, theme_id",
@@ -78,7 +78,7 @@ def current_members(store: Store) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     if run is None:
         return out
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT theme_id, kind, item_id FROM memberships WHERE run_id = ? AND theme_id <> ''", [run]
         ).fetchall()
@@ -89,7 +89,7 @@ def current_members(store: Store) -> dict[str, set[str]]:
 
 def next_run_id(store: Store) -> int:
     """An id for a new theme run."""
-    with store._lock:
+    with store.reading():
         row = store.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM theme_runs").fetchone()
     return int(row[0]) if row else 1
 
@@ -197,7 +197,7 @@ def add_curation(
 
 def curations(store: Store) -> list[dict[str, Any]]:
     """All staff corrections, oldest first."""
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT curation_id, action, theme_id, other_theme_id, kind, item_id, name, actor, "
             "created_at FROM theme_curation ORDER BY created_at, curation_id"
@@ -208,14 +208,14 @@ def curations(store: Store) -> list[dict[str, Any]]:
 
 def count_theme_runs(store: Store) -> int:
     """How many theme runs are stored (a count in SQL, not a fetch)."""
-    with store._lock:
+    with store.reading():
         row = store.con.execute("SELECT count(*) FROM theme_runs").fetchone()
     return int(row[0]) if row else 0
 
 
 def theme_runs(store: Store, limit: int = 30, offset: int = 0) -> list[dict[str, Any]]:
     """Run records, newest first (``limit`` rows after skipping ``offset``)."""
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(
             "SELECT run_id, created_at, params, timings, n_themes, share_unassigned, quality, "
             "events FROM theme_runs ORDER BY run_id DESC LIMIT ? OFFSET ?",
@@ -246,7 +246,7 @@ def memberships(store: Store, theme_id: str | None = None) -> list[dict[str, Any
     if theme_id is not None:
         sql += " AND theme_id = ?"
         params.append(theme_id)
-    with store._lock:
+    with store.reading():
         rows = store.con.execute(sql + " ORDER BY kind, item_id", params).fetchall()
     return [{"kind": r[0], "item_id": r[1], "theme_id": r[2], "how": r[3], "x": r[4], "y": r[5]} for r in rows]
 
@@ -256,7 +256,7 @@ def theme_of(store: Store, kind: str, item_id: str) -> str | None:
     run = current_run_id(store)
     if run is None:
         return None
-    with store._lock:
+    with store.reading():
         row = store.con.execute(
             "SELECT theme_id FROM memberships WHERE run_id = ? AND kind = ? AND item_id = ? AND theme_id <> ''",
             [run, kind, item_id],
@@ -269,7 +269,7 @@ def trend_rows(store: Store) -> list[tuple[str, str, datetime | None, str | None
     run = current_run_id(store)
     if run is None:
         return []
-    with store._lock:
+    with store.reading():
         return store.con.execute(
             "SELECT m.theme_id, m.kind, coalesce(i.created_at, n.created_at), coalesce(i.department, n.department) "
             "FROM memberships m LEFT JOIN ideas i ON m.kind = 'ideas' AND i.id = m.item_id "

@@ -113,3 +113,39 @@ def test_bulk_upsert_keeps_row_semantics(tmp_path: Path) -> None:
         assert (again.inserted, again.updated, again.unchanged) == (1, 0, 1)
         c = s.get_record("ideas", "C")
         assert c is not None and c.created_at == datetime(2023, 1, 2) and s.count("ideas") == 3
+
+
+def test_read_write_lock_reentry_and_exclusion() -> None:
+    import threading
+
+    from store.locks import ReadWriteLock
+
+    lock = ReadWriteLock()
+    order: list[str] = []
+    with lock.writing(), lock.reading(), lock.writing():  # the writer may read and write again
+        order.append("nested")
+    with lock.reading():
+        with lock.reading():
+            order.append("reentrant read")
+        with pytest.raises(RuntimeError), lock.writing():
+            pass
+    entered = threading.Event()
+    release = threading.Event()
+
+    def reader() -> None:
+        with lock.reading():
+            entered.set()
+            release.wait(10)
+            order.append("reader done")
+
+    t = threading.Thread(target=reader)
+    t.start()
+    entered.wait(10)
+    w = threading.Thread(target=lambda: (lock.writing().__enter__(), order.append("writer in")))
+    w.start()
+    w.join(0.2)
+    assert "writer in" not in order  # the writer waits for the reader
+    release.set()
+    t.join(10)
+    w.join(10)
+    assert order == ["nested", "reentrant read", "reader done", "writer in"]

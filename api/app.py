@@ -22,17 +22,13 @@ from api.deps import RateLimiter, key_user
 from api.jobs import JobRunner
 from api.limits import BodyGuard, local_token_ok
 from idesluss import __version__
+from idesluss.cli.remote import sidecar_path
 from idesluss.service import Service
 from idesluss.settings import Settings
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-
-
-def sidecar_path(db: Path) -> Path:
-    """Where a running server tells local commands how to reach it."""
-    return Path(str(db) + ".serve.json")
 
 
 def plotly_js() -> Path:

@@ -66,7 +66,8 @@ class Service(ThemeMixin):
     def __init__(self, settings: Settings, store: Store | None = None, encoder: TextEncoder | None = None) -> None:
         self.settings = settings
         self.store = store or Store(settings.db)
-        self._encoder = encoder
+        self._encoder: Any = encoder
+        self._owns_encoder = False
         self._theme_encoder: TextEncoder | None = None
         self._collections: dict[str, Collection] | None = None
         self._lock = threading.RLock()
@@ -85,15 +86,20 @@ class Service(ThemeMixin):
     def encoder(self) -> TextEncoder:
         """The encoder, loaded once."""
         if self._encoder is None:
+            from models.batching import MicroBatcher
             from models.registry import load_encoder
 
-            self._encoder = load_encoder(
-                self.settings.model,
-                self.settings.cache_dir,
-                batch_size=self.settings.batch_size,
-                threads=self.settings.threads,
-                precision=self.settings.precision,
-                engine=self.settings.engine,
+            # concurrent requests' query encodings share forward passes (a wait of at most 2 ms)
+            self._owns_encoder = True
+            self._encoder = MicroBatcher(
+                load_encoder(
+                    self.settings.model,
+                    self.settings.cache_dir,
+                    batch_size=self.settings.batch_size,
+                    threads=self.settings.threads,
+                    precision=self.settings.precision,
+                    engine=self.settings.engine,
+                )
             )
         return self._encoder
 
@@ -113,7 +119,9 @@ class Service(ThemeMixin):
         return HybridMatcher(self.encoder, fusion or self.matcher_config)
 
     def close(self) -> None:
-        """Close the store."""
+        """Close the store (and stop the encoder's batching thread, when there is one)."""
+        if self._owns_encoder and self._encoder is not None:
+            self._encoder.close()
         self.store.close()
 
     def collections(self) -> dict[str, Collection]:

@@ -8,16 +8,57 @@ the server to run the job and follows its progress; every other command is forwa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from idesluss.settings import Settings
+from idesluss.errors import EXIT_LOCKED, CliError
+
+if TYPE_CHECKING:
+    from idesluss.settings import Settings
+
+
+def sidecar_path(db: Path) -> Path:
+    """Where a running server tells local commands how to reach it."""
+    return Path(str(db) + ".serve.json")
+
+
+class ServerUnreachable(CliError):
+    """A server announced itself for the database but does not answer (starting, or gone)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A command's result from the server."""
+
+    code: int
+
+
+def forward_if_served(settings: Settings, argv: list[str]) -> Answer | None:
+    """Run the command on the server that announced itself for this database, if one is alive.
+
+    Checked before anything heavy is imported, so a query beside a running server costs an HTTP
+    round trip, not a model load. A token file left by a server that died is ignored (None).
+    """
+    path = sidecar_path(settings.db)
+    if not path.is_file():
+        return None
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        return Answer(forward_to_server(settings, argv))
+    except ServerUnreachable:
+        return None  # starting up or gone: the command tries the file itself
 
 
 def _announced(settings: Settings) -> tuple[str, dict[str, str]]:
     """The running server's address and the header that authorises local commands."""
-    from api.app import sidecar_path
-    from idesluss.errors import EXIT_LOCKED, CliError
 
     path = sidecar_path(settings.db)
     try:
@@ -37,14 +78,14 @@ def forward_to_server(settings: Settings, argv: list[str]) -> int:
     """Run one command line on the server that owns the database; print its output; return its exit code."""
     import httpx
 
-    from idesluss.errors import EXIT_LOCKED, CliError
-
     base, headers = _announced(settings)
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=None) as client:
             r = client.post("/internal/cli", json={"argv": argv})
     except httpx.HTTPError as exc:
-        raise CliError(f"the service at {base} owns {settings.db} but did not answer: {exc}", EXIT_LOCKED) from None
+        raise ServerUnreachable(
+            f"the service at {base} owns {settings.db} but did not answer: {exc}", EXIT_LOCKED
+        ) from None
     if r.status_code != 200:
         detail = r.json().get("detail", r.text) if r.headers.get("content-type", "").endswith("json") else r.text
         raise CliError(f"the service at {base} refused the command: {detail}", EXIT_LOCKED)
@@ -57,8 +98,6 @@ def forward_to_server(settings: Settings, argv: list[str]) -> int:
 def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
     """Start the job on the running server and follow its progress; returns an exit code."""
     import httpx
-
-    from idesluss.errors import EXIT_LOCKED, CliError
 
     base, headers = _announced(settings)
     print(f"the service at {base} owns {settings.db}: running the theme job there", file=sys.stderr)

@@ -1,18 +1,20 @@
-"""Commands that belong to the API: serve, keys, delete."""
+"""Running and administering the service: serve, keys, delete, backup, restore."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from idesluss.cli.common import call_service, service_for, settings_for
+from idesluss.errors import EXIT_USAGE, CliError, NotFound
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from idesluss.cli import _settings
 
-    settings = _settings(args)
+    settings = settings_for(args)
     settings.host, settings.port = args.host or settings.host, args.port or settings.port
     if args.demo_keys:
         _print_demo_keys(args)
@@ -23,10 +25,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _print_demo_keys(args: argparse.Namespace) -> None:
-    from idesluss.cli import _service
     from store import keys as keystore
 
-    svc = _service(args)
+    svc = service_for(args)
     try:
         for role in ("coach", "leadership", "admin"):
             _, key = keystore.create_key(svc.store, role, f"demo-{role}")
@@ -36,11 +37,9 @@ def _print_demo_keys(args: argparse.Namespace) -> None:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from idesluss.cli import _service
-    from idesluss.errors import EXIT_USAGE, CliError
     from store import keys as keystore
 
-    svc = _service(args)
+    svc = service_for(args)
     try:
         if args.action == "create":
             if not args.role or not args.name:
@@ -62,10 +61,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from idesluss.cli import _service
-    from idesluss.errors import EXIT_USAGE, CliError, NotFound
 
-    svc = _service(args)
+    svc = service_for(args)
     try:
         svc.erase(args.kind, args.id, actor=args.actor)
         svc.store.checkpoint()
@@ -78,7 +75,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from idesluss.cli import call_service
 
     dest = call_service(args, lambda svc: svc.backup(args.path))
     print(f"backup written to {dest}")
@@ -86,7 +82,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from idesluss.cli import call_service
 
     call_service(args, lambda svc: svc.restore(args.path))
     print(f"restored the database from {args.path}")

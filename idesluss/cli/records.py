@@ -1,90 +1,16 @@
-"""The ``idesluss`` command line: a thin adapter from arguments to :class:`idesluss.service.Service`."""
+"""Commands on ideas and needs: ingest, similar, needs, feedback."""
 
 from __future__ import annotations
 
 import argparse
-import contextvars
 import json
-import logging
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from idesluss.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError
-
-__all__ = ["EXIT_LOCKED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "CliError", "main"]
-
-
-def _settings(args: argparse.Namespace):  # -> Settings
-    from idesluss.settings import Settings
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise CliError(f"invalid setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", EXIT_USAGE) from exc
-    if getattr(args, "db", None):
-        settings.db = Path(args.db)
-    return settings
-
-
-# Inside a running server, a forwarded command borrows the server's service instead of opening the file.
-_BORROWED: contextvars.ContextVar[Any] = contextvars.ContextVar("idesluss_borrowed_service", default=None)
-# Commands that never go through a running server: they own no data (model, evaluate, bench), start
-# the server itself, or have their own handoff (cluster follows the job's progress).
-LOCAL_ONLY = {"serve", "model", "evaluate", "bench", "cluster"}
-
-
-class _Borrowed:
-    """The server's service, lent to one forwarded command: everything but ``close``."""
-
-    def __init__(self, service: Any) -> None:
-        self._service = service
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._service, name)
-
-    def close(self) -> None:
-        """The server keeps its service open."""
-
-
-def _service(args: argparse.Namespace):  # -> Service
-    from idesluss.service import Service
-    from store import StoreLockedError
-
-    borrowed = _BORROWED.get()
-    if borrowed is not None:
-        return _Borrowed(borrowed)
-    try:
-        return Service(_settings(args))
-    except StoreLockedError as exc:
-        raise CliError(str(exc), EXIT_LOCKED) from exc
-
-
-def run_borrowed(service: Any, argv: Sequence[str]) -> tuple[int, str, str]:
-    """Run one command line inside the server on its own service; returns (exit code, stdout, stderr).
-
-    Called by the server for a command forwarded from ``idesluss`` beside it: the same parser and
-    the same command functions run, so the user sees the same output and exit code.
-    """
-    from idesluss import capture
-
-    token = _BORROWED.set(service)
-    try:
-        with capture.thread_output() as (out, err):
-            try:
-                args = build_parser().parse_args(list(argv))
-            except SystemExit as exc:  # argparse has printed the usage error
-                return int(exc.code or 0), out.getvalue(), err.getvalue()
-            if args.command in LOCAL_ONLY:
-                return EXIT_USAGE, "", f"idesluss: error: {args.command} does not run through the server\n"
-            code = _run(args)
-            return code, out.getvalue(), err.getvalue()
-    finally:
-        _BORROWED.reset(token)
+from idesluss.cli.common import call_service, service_for
+from idesluss.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError
 
 
 def _date(value: str) -> datetime:
@@ -155,7 +81,7 @@ def _print_hits(query: str, hits: Sequence[Any]) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.records import FileRejected
 
-    svc = _service(args)
+    svc = service_for(args)
     try:
         report = svc.ingest(args.kind, args.path)
     except FileRejected as exc:
@@ -169,7 +95,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace, method: str, query_kind: str) -> int:
     from idesluss.service import NotFound, Query
 
-    svc = _service(args)
+    svc = service_for(args)
     try:
         if args.queries:
             batch = _read_queries(args.queries)
@@ -206,19 +132,6 @@ def cmd_needs(args: argparse.Namespace) -> int:
     return _cmd_search(args, "needs_for", "ideas")
 
 
-def call_service(args: argparse.Namespace, fn: Any) -> Any:
-    """Open the service, call ``fn(service)``, close it; unknown ids and bad values exit 2 with a message."""
-    from idesluss.errors import NotFound
-
-    svc = _service(args)
-    try:
-        return fn(svc)
-    except (NotFound, ValueError) as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
-    finally:
-        svc.close()
-
-
 def cmd_feedback(args: argparse.Namespace) -> int:
     fid = call_service(
         args,
@@ -247,13 +160,8 @@ def _search_parser(sub: Any, name: str, help_text: str, func: Any, with_dups: bo
     p.set_defaults(func=func)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
-    parser = argparse.ArgumentParser(prog="idesluss", description="Idéslussen matcher")
-    parser.add_argument("--db", help="DuckDB file (else IDESLUSS_DB, else ./idesluss.duckdb)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: Any) -> None:
+    """Add ingest, similar, needs and feedback."""
     p = sub.add_parser("ingest", help="load ideas or needs from .csv, .jsonl or .json")
     p.add_argument("kind", choices=["ideas", "needs"])
     p.add_argument("path")
@@ -273,59 +181,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-kind", default="ideas", choices=["ideas", "needs"])
     p.add_argument("--actor", default="cli")
     p.set_defaults(func=cmd_feedback)
-
-    _register_more(sub)
-    return parser
-
-
-def _register_more(sub: Any) -> None:
-    """Commands that live in their own modules (themes, serve, keys, evaluate, bench)."""
-    from idesluss import cli_more
-
-    cli_more.register(sub)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        return int(args.func(args))
-    except CliError as exc:
-        print(f"idesluss: error: {exc}", file=sys.stderr)
-        return exc.code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``idesluss`` console script.
-
-    A command that finds the database held by a running ``idesluss serve`` is sent to that server
-    (through its token file) and runs there; its output and exit code are the same.
-    """
-    from store.db import private_files
-
-    private_files()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        try:
-            return int(args.func(args))
-        except CliError as exc:
-            if exc.code != EXIT_LOCKED or args.command in LOCAL_ONLY:
-                raise
-            from api.remote import forward_to_server
-
-            return forward_to_server(_settings(args), _absolute_paths(argv, args))
-    except CliError as exc:
-        print(f"idesluss: error: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        print("idesluss: interrupted", file=sys.stderr)
-        return 130
-
-
-def _absolute_paths(argv: list[str], args: argparse.Namespace) -> list[str]:
-    """The command line with its file arguments made absolute (the server has another working directory)."""
-    files = {v for v in (getattr(args, "path", None), getattr(args, "queries", None)) if v}
-    return [str(Path(a).resolve()) if a in files else a for a in argv]

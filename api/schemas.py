@@ -72,7 +72,19 @@ class SuggestIn(BaseModel):
     filters: Filters | None = None
 
 
-class IdeaIn(BaseModel):
+class _IdeaMeta(BaseModel):
+    """The optional fields of an idea, shared by creation and change (each masked on storing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    created_at: str | None = Field(None, max_length=40)
+    department: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+
+
+class IdeaIn(_IdeaMeta):
     """A new idea to store."""
 
     model_config = ConfigDict(
@@ -90,31 +102,19 @@ class IdeaIn(BaseModel):
     )
     id: str = Field(..., min_length=1, max_length=200)
     text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
-    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    created_at: str | None = Field(None, max_length=40)
-    department: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     contact_ref: str | None = Field(
         None, max_length=MAX_TITLE_CHARS, description="källsystemets referens till inlämnaren (ogenomskinlig)"
     )
     k: WholeNumber = Field(5, ge=1, le=MAX_K)
 
 
-class IdeaPatch(BaseModel):
+class IdeaPatch(_IdeaMeta):
     """Fields of a stored idea to change; fields not sent are kept. Masked like every text."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"status": "genomförd", "outcome": "Bänkar uppsatta 2025"}]}
     )
     text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
-    title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    created_at: str | None = Field(None, max_length=40)
-    department: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
-    source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
 
 
 class HitOut(BaseModel):

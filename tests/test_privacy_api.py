@@ -70,7 +70,9 @@ def test_limits_hold_for_chunked_bodies_and_uploads(app_env) -> None:
 
 def test_bad_tokens_deep_json_and_existing_ids_are_4xx(app_env) -> None:
     client, keys, _ = app_env
-    r = client.post("/internal/cli", json={"argv": ["keys", "list"]}, headers={"X-Idesluss-Local-Token": "åäö".encode()})
+    r = client.post(
+        "/internal/cli", json={"argv": ["keys", "list"]}, headers={"X-Idesluss-Local-Token": "åäö".encode()}
+    )
     assert r.status_code == 403
     r = client.get("/ideas", headers={"Authorization": "Bearer idk_å_ä".encode()})
     assert r.status_code == 401

@@ -130,6 +130,129 @@ def run_clients(url: str, keys: dict[str, str], clients: int, seconds: float, mi
     }
 
 
+def _suggest_client(url: str, key: str, seconds: float, seed: int, out: list[float], errors: list[str]) -> None:
+    rng = np.random.default_rng(seed)
+    words = ["cykelväg", "gatubelysning", "snöröjning", "bibliotek", "hemtjänst", "buss", "lekplats", "skola"]
+    stop = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            t = time.perf_counter()
+            try:
+                r = c.post("/suggest", json={"text": " ".join(rng.choice(words, 4)) + f" förslag {n}", "k": 5})
+                if r.status_code != 200:
+                    errors.append(f"suggest {r.status_code}")
+            except httpx.HTTPError as exc:
+                errors.append(f"suggest {exc}")
+            out.append(time.perf_counter() - t)
+
+
+def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, upload_rows: int = 2000) -> dict:
+    """Throughput of /suggest with 1 client, then ``clients`` at once, while writes land (same run).
+
+    During both phases a writer adds an idea every second; during the concurrent phase a
+    ``upload_rows``-row file is uploaded as well, and /health is probed throughout.
+    """
+    errors: list[str] = []
+    health: list[float] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {keys['coach']}"}) as c:
+            n = 0
+            while not done.wait(1.0):
+                n += 1
+                r = c.post("/ideas", json={"id": f"LOADW-{time.time_ns()}-{n}", "text": f"Ny idé om parkbänkar {n}"})
+                if r.status_code != 201:
+                    errors.append(f"write {r.status_code}")
+
+    def prober() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while not done.wait(0.05):
+                t = time.perf_counter()
+                if c.get("/health").status_code != 200:
+                    errors.append("health")
+                health.append(time.perf_counter() - t)
+
+    def upload() -> None:
+        rows = "\n".join(
+            f"LOADU{i}-{time.time_ns()};Uppladdad idé {i} om belysning och snöröjning" for i in range(upload_rows)
+        )
+        with httpx.Client(base_url=url, timeout=900, headers={"Authorization": f"Bearer {keys['admin']}"}) as c:
+            r = c.post("/admin/ingest/ideas", files={"file": ("load.csv", ("id;text\n" + rows + "\n").encode())})
+            if r.status_code != 200:
+                errors.append(f"upload {r.status_code}")
+
+    background = [threading.Thread(target=writer), threading.Thread(target=prober)]
+    for th in background:
+        th.start()
+    one: list[float] = []
+    _suggest_client(url, keys["coach"], seconds, 0, one, errors)
+    many: list[float] = []
+    up = threading.Thread(target=upload)
+    up.start()
+    workers = [
+        threading.Thread(target=_suggest_client, args=(url, keys["coach"], seconds, i + 1, many, errors))
+        for i in range(clients)
+    ]
+    for th in workers:
+        th.start()
+    for th in workers:
+        th.join()
+    up.join()
+    done.set()
+    for th in background:
+        th.join()
+    rps1, rpsn = len(one) / seconds, len(many) / seconds
+    p50_1 = float(np.percentile(np.asarray(one) * 1000, 50))
+    p95_n = float(np.percentile(np.asarray(many) * 1000, 95))
+    return {
+        "clients": clients,
+        "rps_1": rps1,
+        "rps_n": rpsn,
+        "throughput_ratio": rpsn / rps1 if rps1 else float("nan"),
+        "p50_1_ms": p50_1,
+        "p95_n_ms": p95_n,
+        "p95_n_over_p50_1": p95_n / p50_1 if p50_1 else float("nan"),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "health_max_ms": max(health) * 1000 if health else float("nan"),
+        "health_p99_ms": float(np.percentile(np.asarray(health) * 1000, 99)) if health else float("nan"),
+    }
+
+
+def start_server(db: Path, env: dict[str, str], port: int) -> subprocess.Popen:
+    """``idesluss serve`` on loopback, once /health answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited during start-up")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the server did not answer within 10 minutes")
+
+
+def free_port() -> int:
+    """A free port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=100_000)
@@ -137,6 +260,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--mix", choices=["suggest", "mixed"], default="mixed")
     ap.add_argument("--during-job", action="store_true", help="also run once while the nightly job runs")
+    ap.add_argument(
+        "--scaling",
+        action="store_true",
+        help="1 client, then --clients at once, on /suggest, while writes and a 2,000-row upload land",
+    )
     args = ap.parse_args()
     env = dict(os.environ)
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,22 +272,14 @@ def main() -> None:
         t = time.perf_counter()
         keys = build_db(db, args.items, env)
         print(f"built {args.items} items in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        port = 8765
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        port = free_port()
+        proc = start_server(db, env, port)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
+            if args.scaling:
+                report = {"items": args.items, "scaling": scaling(url, keys, args.seconds, args.clients)}
+                print(json.dumps(report, indent=1), flush=True)
+                return
             report = {"items": args.items, "clients": args.clients, "seconds": args.seconds, "mix": args.mix}
             report["idle"] = run_clients(url, keys, args.clients, args.seconds, args.mix)
             if args.during_job:

@@ -141,6 +141,11 @@ class Service(ThemeMixin):
             threshold = self.settings.duplicate_threshold if kind == "ideas" else None
             coll = Collection(self.encoder.dim, analyzer, duplicate_threshold=threshold)
             self._add_to(coll, kind, self.store.records(kind), whole_kind=True)
+            mode = self.settings.dense_index
+            if mode == "hnsw" or (mode == "auto" and len(coll) >= self.settings.ann_min_items):
+                from matcher.ann import make_index
+
+                coll.use_dense_index(make_index("hnsw", self.encoder.dim))
             out[kind] = coll
         return out
 

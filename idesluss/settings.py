@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0)
     lexical_weight: float = Field(0.3, ge=0)
     char_weight: float = Field(0.3, ge=0)
+    dense_index: Literal["auto", "exact", "hnsw"] = Field(
+        "auto",
+        description="dense search: exact scan, or HNSW candidates re-scored exactly; auto: HNSW from "
+        "ann_min_items rows of a kind (decided when the index is built at start-up)",
+    )
+    ann_min_items: int = Field(50_000, ge=1)
     duplicate_threshold: float = Field(0.945, gt=0, le=1)
     theme_assign_threshold: float = Field(0.80, gt=0, le=1)
     nightly_at: str | None = Field(None, description="HH:MM Europe/Stockholm for the in-service nightly job")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from matcher.ann import DenseIndex
 from matcher.lexical import BM25Index
 from matcher.ngrams import CharNgramIndex
 from matcher.swedish import Analyzer
@@ -80,6 +81,17 @@ class Collection:
         self._groups = _UnionFind()
         self._group_members: dict[int, list[int]] | None = None
         self.lock = ReadWriteLock()
+        self.dense_index: DenseIndex | None = None
+
+    def use_dense_index(self, index: DenseIndex) -> None:
+        """Answer dense queries from ``index`` (approximate candidates, exact scores) from now on.
+
+        The index is filled with every live row now and kept in step by :meth:`add` and :meth:`remove`.
+        """
+        rows = np.nonzero(self.alive)[0].astype(np.int64)
+        if len(rows):
+            index.add(rows, self._vectors[rows])
+        self.dense_index = index
 
     def __len__(self) -> int:
         return len(self.items)
@@ -113,6 +125,8 @@ class Collection:
             self.items.append(item)
             self._groups.add()
         self.alive = np.concatenate([self.alive, np.ones(len(fresh_items), dtype=bool)])
+        if self.dense_index is not None:
+            self.dense_index.add(np.arange(start, need, dtype=np.int64), self._vectors[start:need])
         texts = [i.full_text for i in fresh_items]
         self.lexical.add(texts)
         self.chars.add(texts)
@@ -128,6 +142,8 @@ class Collection:
         self.alive[row] = False
         self.items[row] = Item(id="", text="")  # an erased text is kept nowhere, memory included
         self._vectors[row] = 0.0
+        if self.dense_index is not None:
+            self.dense_index.remove(np.asarray([row], dtype=np.int64))
         self._group_members = None
         return True
 

@@ -146,24 +146,40 @@ class HybridMatcher:
             out.append(self._rank(collection, text, qvec, mask, k, pinned[i] if pinned else set(), collapse_duplicates))
         return out
 
-    def scores(self, collection: Collection, text: str, qvec: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    def scores(
+        self, collection: Collection, text: str, qvec: np.ndarray | None, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
         """(fused, dense, lexical) scores of every row for one query.
 
-        "lexical" is the BM25 part; the character n-gram part enters the fused score only.
+        "lexical" is the BM25 part; the character n-gram part enters the fused score only. With a
+        dense index on the collection (large collections), dense scores are exact cosines for the
+        pool only (the index's candidates plus the lexical rankers' top rows); every row outside
+        the pool gets a fused score of -inf.
         """
         n = len(collection)
         f = self.fusion
         zeros = np.zeros(n, np.float32)
-        dense = collection.vectors @ qvec if qvec is not None and f.dense_weight > 0 else zeros
+        use_index = collection.dense_index is not None and qvec is not None and f.dense_weight > 0
+        if use_index:
+            dense = zeros.copy()
+        else:
+            dense = collection.vectors @ qvec if qvec is not None and f.dense_weight > 0 else zeros
         lexical = collection.lexical.scores(text) if f.lexical_weight > 0 else zeros
         chars = collection.chars.scores(text) if f.char_weight > 0 else zeros
         parts = [
             (w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars)) if w > 0
         ]
-        if len(parts) == 1:
-            return parts[0][1].astype(np.float64), dense, lexical
         pool = min(f.pool, n)
-        pool_idx = np.unique(np.concatenate([np.argpartition(-p, pool - 1)[:pool] for _, p in parts]))
+        if use_index:
+            assert collection.dense_index is not None and qvec is not None
+            found, _ = collection.dense_index.search(qvec[None, :], pool, allowed=mask)
+            tops = [found[0]] + [np.argpartition(-p, pool - 1)[:pool] for w, p in parts[1:] if p is not dense]
+            pool_idx = np.unique(np.concatenate(tops)).astype(np.int64)
+            dense[pool_idx] = np.maximum(collection.dense_index.score_rows(qvec[None, :], pool_idx)[0], -1.0)
+        elif len(parts) == 1:
+            return parts[0][1].astype(np.float64), dense, lexical
+        else:
+            pool_idx = np.unique(np.concatenate([np.argpartition(-p, pool - 1)[:pool] for _, p in parts]))
         fused = np.zeros(n)
         if f.method == "zscore":
             for weight, part in parts:
@@ -174,6 +190,10 @@ class HybridMatcher:
                 ranks = np.empty(len(pool_idx))
                 ranks[order] = np.arange(1, len(pool_idx) + 1)
                 fused[pool_idx] += weight / (f.rrf_k + ranks)
+        if use_index:
+            outside = np.ones(n, dtype=bool)
+            outside[pool_idx] = False
+            fused[outside] = -np.inf
         return fused, dense, lexical
 
     def _rank(
@@ -189,12 +209,16 @@ class HybridMatcher:
         n = len(collection)
         if n == 0 or not mask.any():
             return []
-        fused, dense, lexical = self.scores(collection, text, qvec)
+        fused, dense, lexical = self.scores(collection, text, qvec, mask)
         fused = np.where(mask, fused, -np.inf)
         pin_rows = [collection.row_of[p] for p in pinned if p in collection.row_of and mask[collection.row_of[p]]]
         want = min(n, max(4 * k, k + 20))
         top = np.argpartition(-fused, want - 1)[:want] if want < n else np.arange(n)
         top = top[np.argsort(-fused[top], kind="stable")]
+        for r in pin_rows:  # a confirmed row outside the dense index's pool still needs its evidence
+            if not np.isfinite(fused[r]) and collection.dense_index is not None and qvec is not None:
+                dense[r] = float(collection.dense_index.score_rows(qvec[None, :], np.asarray([r]))[0, 0])
+                fused[r] = 0.0
         ordered = pin_rows + [int(r) for r in top if np.isfinite(fused[r]) and int(r) not in pin_rows]
         query_terms = set(collection.lexical.query_terms(text))
         hits: list[Hit] = []

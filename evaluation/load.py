@@ -266,7 +266,8 @@ def main() -> None:
         help="1 client, then --clients at once, on /suggest, while writes and a 2,000-row upload land",
     )
     args = ap.parse_args()
-    env = dict(os.environ)
+    # the clients send far more than people would; the per-key limit is not what is measured here
+    env = {**os.environ, "IDESLUSS_RATE_LIMIT_PER_MINUTE": "100000000"}
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "load.duckdb"
         t = time.perf_counter()

@@ -190,7 +190,7 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
     one: list[float] = []
     _suggest_client(url, keys["coach"], seconds, 0, one, errors)
     many: list[float] = []
-    up = threading.Thread(target=upload)
+    up = threading.Thread(target=upload if upload_rows else lambda: None)
     up.start()
     workers = [
         threading.Thread(target=_suggest_client, args=(url, keys["coach"], seconds, i + 1, many, errors))
@@ -265,6 +265,7 @@ def main() -> None:
         action="store_true",
         help="1 client, then --clients at once, on /suggest, while writes and a 2,000-row upload land",
     )
+    ap.add_argument("--upload-rows", type=int, default=2000, help="rows of the upload during --scaling (0: none)")
     args = ap.parse_args()
     # the clients send far more than people would; the per-key limit is not what is measured here
     env = {**os.environ, "IDESLUSS_RATE_LIMIT_PER_MINUTE": "100000000"}
@@ -278,7 +279,10 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             if args.scaling:
-                report = {"items": args.items, "scaling": scaling(url, keys, args.seconds, args.clients)}
+                report = {
+                    "items": args.items,
+                    "scaling": scaling(url, keys, args.seconds, args.clients, args.upload_rows),
+                }
                 print(json.dumps(report, indent=1), flush=True)
                 return
             report = {"items": args.items, "clients": args.clients, "seconds": args.seconds, "mix": args.mix}

@@ -63,6 +63,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from store.locks import ReadWriteLock
+
 FORMAT_VERSION = 1
 _CONFIG, _VECTORS, _PRESENT, _GRAPH = "config.json", "vectors.npy", "present.npy", "graph.usearch"
 _PLACEHOLDER_KEYS = 1 << 62  # graph keys from here on hold the zeroed slots of removed rows, never a row
@@ -108,8 +110,9 @@ class DenseIndex(ABC):
     """Cosine top-k over rows of unit vectors; the final scores are exact.
 
     Vectors are normalised on ``add`` and queries on ``search``, so scores are cosines. A row added
-    again replaces its vector. Not safe for a write concurrent with searches: the collection's
-    read-write lock keeps them apart (concurrent searches are fine).
+    again replaces its vector. Safe for one writer beside many searches: the
+    index's own read-write lock keeps them apart (concurrent searches are fine; a write waits for
+    running searches, and searches wait for one write, which callers keep short by adding in pieces).
 
     Args:
         dim: vector dimension.
@@ -126,6 +129,7 @@ class DenseIndex(ABC):
         self._span = 0  # rows below this have a slot in _vectors
         self._count = 0
         self._read_only = False
+        self._rw = ReadWriteLock()
 
     def params(self) -> dict[str, Any]:
         """Keyword arguments of the constructor, as set (saved with the index; scikit-learn's get_params)."""
@@ -155,6 +159,10 @@ class DenseIndex(ABC):
             rows: int64 row numbers, unique, >= 0.
             vectors: float32 (len(rows), dim).
         """
+        with self._rw.writing():
+            self._add(rows, vectors)
+
+    def _add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         self._check_writable()
         rows = _as_rows(rows)
         vecs = _unit_rows(vectors, self.dim, "vectors")
@@ -164,7 +172,7 @@ class DenseIndex(ABC):
             return
         if len(np.unique(rows)) != len(rows):
             raise ValueError("rows must be unique within one add")
-        self.remove(rows)
+        self._remove(rows)
         self._grow(int(rows.max()) + 1)
         self._add_extra(rows, vecs)
         self._vectors[rows] = vecs
@@ -177,6 +185,10 @@ class DenseIndex(ABC):
         Returns:
             How many rows were removed.
         """
+        with self._rw.writing():
+            return self._remove(rows)
+
+    def _remove(self, rows: np.ndarray) -> int:
         self._check_writable()
         rows = _as_rows(rows)
         rows = np.unique(rows[rows < self._span])
@@ -195,8 +207,8 @@ class DenseIndex(ABC):
         Args:
             queries: float32 (q, dim).
             k: rows per query.
-            allowed: optional bool mask over rows (at least one entry per row slot, i.e. at least
-                as long as the largest row added + 1); only rows marked True are returned.
+            allowed: optional bool mask over rows; only rows marked True are returned (rows past
+                its end are not allowed: a reader's view may be older than the index).
 
         Returns:
             (rows int64 (q, k'), scores float32 (q, k')), k' = min(k, rows present and allowed).
@@ -204,30 +216,33 @@ class DenseIndex(ABC):
         q = _unit_rows(queries, self.dim, "queries")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        mask = self._check_mask(allowed)
-        # an upper bound when the mask marks removed rows; counting exactly would cost a pass over all rows
-        n_allowed = self._count if mask is None else min(self._count, int(np.count_nonzero(mask)))
-        if k == 0 or self._count == 0 or n_allowed == 0:
-            return _empty(len(q))
-        return self._search(q, k, mask, n_allowed)
+        with self._rw.reading():
+            mask = self._check_mask(allowed)
+            # an upper bound when the mask marks removed rows; counting exactly would cost a pass over all rows
+            n_allowed = self._count if mask is None else min(self._count, int(np.count_nonzero(mask)))
+            if k == 0 or self._count == 0 or n_allowed == 0:
+                return _empty(len(q))
+            return self._search(q, k, mask, n_allowed)
 
     def score_rows(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosines (q, len(rows)) of given rows; -inf for a row that is not present."""
         q = _unit_rows(queries, self.dim, "queries")
         rows = _as_rows(rows)
-        known = rows < self._span
-        known[known] = self._present[rows[known]]
-        out = np.full((len(q), len(rows)), -np.inf, dtype=np.float32)
-        out[:, known] = (self._vectors[rows[known]].astype(np.float32, copy=False) @ q.T).T
+        with self._rw.reading():
+            known = rows < self._span
+            known[known] = self._present[rows[known]]
+            out = np.full((len(q), len(rows)), -np.inf, dtype=np.float32)
+            out[:, known] = (self._vectors[rows[known]].astype(np.float32, copy=False) @ q.T).T
         return out
 
     def save(self, directory: str | Path) -> None:
         """Write the index as .npy arrays, the backend's own file and a JSON config (no pickles)."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        np.save(path / _VECTORS, self._vectors[: self._span], allow_pickle=False)
-        np.save(path / _PRESENT, self._present[: self._span], allow_pickle=False)
-        state = self._save_extra(path)
+        with self._rw.reading():
+            np.save(path / _VECTORS, self._vectors[: self._span], allow_pickle=False)
+            np.save(path / _PRESENT, self._present[: self._span], allow_pickle=False)
+            state = self._save_extra(path)
         config = {"kind": self.kind, "format": FORMAT_VERSION, "dim": self.dim, "params": self.params(), **state}
         (path / _CONFIG).write_text(json.dumps(config, indent=2) + "\n")  # written last: marks a complete save
 
@@ -282,7 +297,7 @@ class DenseIndex(ABC):
         if mask.dtype != bool or mask.ndim != 1:
             raise ValueError("allowed must be a 1-d bool array")
         if len(mask) < self._span:
-            raise ValueError(f"allowed has {len(mask)} entries, the index has row slots up to {self._span}")
+            mask = np.concatenate([mask, np.zeros(self._span - len(mask), dtype=bool)])
         return mask[: self._span]  # may still mark removed rows: each path checks presence itself
 
     def _grow(self, need: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from matcher.collection import Collection, Item
+from matcher.collection import Collection, Item, Snapshot
 from matcher.swedish import shared_words
 from models.encoder import TextEncoder
 
@@ -81,10 +81,24 @@ class Hit:
         }
 
 
-def _zscore(x: np.ndarray, pool_idx: np.ndarray) -> np.ndarray:
-    ref = x[pool_idx]
-    std = float(ref.std())
-    return (x - float(ref.mean())) / (std if std > 1e-9 else 1.0)
+def _zscore(x: np.ndarray) -> np.ndarray:
+    std = float(x.std())
+    return (x - float(x.mean())) / (std if std > 1e-9 else 1.0)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k highest finite scores (unordered)."""
+    rows = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(scores) else np.arange(len(scores))
+    return rows[np.isfinite(scores[rows])].astype(np.int64)
+
+
+def _sparse_part(found: tuple[np.ndarray, np.ndarray], n: int, pool: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sparse ranker's (rows, scores) as a dense array, and its top ``pool`` rows."""
+    rows, vals = found
+    out = np.zeros(n, np.float32)
+    out[rows] = vals
+    top = rows[np.argpartition(-vals, pool - 1)[:pool]] if len(rows) > pool > 0 else rows
+    return out, top.astype(np.int64)
 
 
 def _fmt(x: float) -> str:
@@ -134,71 +148,84 @@ class HybridMatcher:
             return []
         if vectors is None and self.fusion.dense_weight > 0:
             vectors = self.encoder.encode_queries(list(texts))
-        base_mask = collection.filter_mask(filters)
+        snap = collection.snapshot if isinstance(collection, Collection) else collection  # one view throughout
+        base_mask = snap.filter_mask(filters)
         out = []
         for i, text in enumerate(texts):
             mask = base_mask.copy()
             for ex in exclude[i] if exclude else ():
-                row = collection.row_of.get(ex)
+                row = snap.row(ex)
                 if row is not None:
                     mask[row] = False
             qvec = vectors[i] if vectors is not None else None
-            out.append(self._rank(collection, text, qvec, mask, k, pinned[i] if pinned else set(), collapse_duplicates))
+            out.append(self._rank(snap, text, qvec, mask, k, pinned[i] if pinned else set(), collapse_duplicates))
         return out
 
     def scores(
-        self, collection: Collection, text: str, qvec: np.ndarray | None, mask: np.ndarray | None = None
+        self, collection: Collection | Snapshot, text: str, qvec: np.ndarray | None, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, ...]:
         """(fused, dense, lexical) scores of every row for one query.
 
-        "lexical" is the BM25 part; the character n-gram part enters the fused score only. With a
-        dense index on the collection (large collections), dense scores are exact cosines for the
-        pool only (the index's candidates plus the lexical rankers' top rows); every row outside
-        the pool gets a fused score of -inf.
+        "lexical" is the BM25 part; the character n-gram part enters the fused score only. The
+        fusion pool is the top ``pool`` rows of each ranker: by dense cosine among the rows ``mask``
+        allows, by each lexical score among the rows that share a term with the query (read from
+        the query terms' postings). Scores are normalised over the pool, and rows outside it get
+        -inf. With a dense index (large collections) the dense ranker's top rows come from the
+        index and dense cosines are computed for the pool only; otherwise by a scan of all rows.
+        With one ranker alone, its raw scores are returned for every row.
         """
-        n = len(collection)
+        snap = collection.snapshot if isinstance(collection, Collection) else collection
+        n = len(snap)
         f = self.fusion
+        pool = min(f.pool, n)
         zeros = np.zeros(n, np.float32)
-        use_index = collection.dense_index is not None and qvec is not None and f.dense_weight > 0
+        want_dense = qvec is not None and f.dense_weight > 0
+        use_index = want_dense and snap.dense_index is not None
+        tops = []
         if use_index:
+            assert snap.dense_index is not None and qvec is not None
             dense = zeros.copy()
+            tops.append(snap.dense_index.search(qvec[None, :], pool, allowed=mask)[0][0].astype(np.int64))
+        elif want_dense:
+            assert qvec is not None
+            dense = snap.vectors @ qvec
+            tops.append(_top(dense if mask is None else np.where(mask, dense, -np.inf), pool))
         else:
-            dense = collection.vectors @ qvec if qvec is not None and f.dense_weight > 0 else zeros
-        lexical = collection.lexical.scores(text) if f.lexical_weight > 0 else zeros
-        chars = collection.chars.scores(text) if f.char_weight > 0 else zeros
+            dense = zeros
+        lexical, chars = zeros, zeros
+        if f.lexical_weight > 0:
+            lexical, top = _sparse_part(snap.lexical.sparse_scores(text), n, pool)
+            tops.append(top)
+        if f.char_weight > 0:
+            chars, top = _sparse_part(snap.chars.sparse_scores(text), n, pool)
+            tops.append(top)
         parts = [
             (w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars)) if w > 0
         ]
-        pool = min(f.pool, n)
-        if use_index:
-            assert collection.dense_index is not None and qvec is not None
-            found, _ = collection.dense_index.search(qvec[None, :], pool, allowed=mask)
-            tops = [found[0]] + [np.argpartition(-p, pool - 1)[:pool] for w, p in parts[1:] if p is not dense]
-            pool_idx = np.unique(np.concatenate(tops)).astype(np.int64)
-            dense[pool_idx] = np.maximum(collection.dense_index.score_rows(qvec[None, :], pool_idx)[0], -1.0)
-        elif len(parts) == 1:
+        if len(parts) == 1 and not use_index:
             return parts[0][1].astype(np.float64), dense, lexical
-        else:
-            pool_idx = np.unique(np.concatenate([np.argpartition(-p, pool - 1)[:pool] for _, p in parts]))
-        fused = np.zeros(n)
+        pool_idx = np.unique(np.concatenate(tops)).astype(np.int64)
+        fused = np.full(n, -np.inf)
+        if not len(pool_idx):
+            return fused, dense, lexical
+        if use_index:
+            assert snap.dense_index is not None and qvec is not None
+            dense[pool_idx] = np.maximum(snap.dense_index.score_rows(qvec[None, :], pool_idx)[0], -1.0)
+        fused[pool_idx] = 0.0
         if f.method == "zscore":
             for weight, part in parts:
-                fused += weight * _zscore(part, pool_idx)
+                fused[pool_idx] += weight * _zscore(part[pool_idx])
         else:
             for weight, part in parts:
                 order = np.argsort(-part[pool_idx])
                 ranks = np.empty(len(pool_idx))
                 ranks[order] = np.arange(1, len(pool_idx) + 1)
                 fused[pool_idx] += weight / (f.rrf_k + ranks)
-        if use_index:
-            outside = np.ones(n, dtype=bool)
-            outside[pool_idx] = False
-            fused[outside] = -np.inf
         return fused, dense, lexical
 
     def _rank(
         self,
-        collection: Collection,
+        collection: Snapshot,
         text: str,
         qvec: np.ndarray | None,
         mask: np.ndarray,
@@ -211,15 +238,17 @@ class HybridMatcher:
             return []
         fused, dense, lexical = self.scores(collection, text, qvec, mask)
         fused = np.where(mask, fused, -np.inf)
-        pin_rows = [collection.row_of[p] for p in pinned if p in collection.row_of and mask[collection.row_of[p]]]
+        pin_rows = [r for r in (collection.row(p) for p in pinned) if r is not None and mask[r]]
         want = min(n, max(4 * k, k + 20))
         top = np.argpartition(-fused, want - 1)[:want] if want < n else np.arange(n)
         top = top[np.argsort(-fused[top], kind="stable")]
-        for r in pin_rows:  # a confirmed row outside the dense index's pool still needs its evidence
-            if not np.isfinite(fused[r]) and collection.dense_index is not None and qvec is not None:
-                dense[r] = float(collection.dense_index.score_rows(qvec[None, :], np.asarray([r]))[0, 0])
+        for r in pin_rows:  # a confirmed row outside the fusion pool still needs its evidence
+            if not np.isfinite(fused[r]):
+                if collection.dense_index is not None and qvec is not None:
+                    dense[r] = float(collection.dense_index.score_rows(qvec[None, :], np.asarray([r]))[0, 0])
                 fused[r] = 0.0
         ordered = pin_rows + [int(r) for r in top if np.isfinite(fused[r]) and int(r) not in pin_rows]
+        ordered = [r for r in ordered if collection.items[r].id]  # a row erased while this search ran
         query_terms = set(collection.lexical.query_terms(text))
         hits: list[Hit] = []
         seen_groups: set[int] = set()
@@ -236,7 +265,7 @@ class HybridMatcher:
 
     def _hit(
         self,
-        collection: Collection,
+        collection: Snapshot,
         row: int,
         fused: float,
         dense: float,

@@ -1,23 +1,77 @@
 """BM25 over Swedish terms (stems plus compound parts), in memory, with incremental appends.
 
-Documents are kept as a term-frequency matrix in column form for fast scoring of a few query
-terms. New documents go to a small row buffer that is folded into the main matrix once it grows;
-scoring reads both, so an append never rebuilds the index.
+Documents are kept as term-frequency segments (:mod:`matcher.segments`). Every append publishes
+a new immutable :class:`BM25View`; searches read a view and never see a half-done append. A
+query reads the postings of its own terms only.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from matcher import segments as seg
 from matcher.swedish import Analyzer
 
 
+@dataclass(frozen=True)
+class BM25View:
+    """The index as it was after one append (immutable; cheap to make)."""
+
+    analyzer: Analyzer
+    vocab: dict[str, int]  # append-only, shared with the writer; ids past len(df) are newer than the view
+    segments: tuple[seg.Segment, ...]
+    df: np.ndarray
+    lengths: np.ndarray
+    avgdl: float
+    k1: float
+    b: float
+
+    @property
+    def size(self) -> int:
+        """Number of indexed documents."""
+        return len(self.lengths)
+
+    def idf(self, term_ids: np.ndarray) -> np.ndarray:
+        """BM25 idf of the given term ids (never negative)."""
+        n = max(self.size, 1)
+        df = self.df[term_ids]
+        return np.log1p((n - df + 0.5) / (df + 0.5))
+
+    def _ids(self, terms: Sequence[str]) -> list[int]:
+        known = len(self.df)
+        return [i for i in (self.vocab.get(t) for t in terms) if i is not None and i < known]
+
+    def query_terms(self, text: str) -> list[str]:
+        """Analysed terms of a query that exist in the index."""
+        known = len(self.df)
+        terms = dict.fromkeys(self.analyzer.terms(text))
+        return [t for t in terms if self.vocab.get(t, known) < known]
+
+    def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the documents sharing a term with ``text`` (all others score 0)."""
+        ids = np.asarray(self._ids(list(dict.fromkeys(self.analyzer.terms(text)))), dtype=np.int64)
+        if not len(ids) or not self.size:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        weights = self.idf(ids).astype(np.float32)
+        rows, which, tf = seg.postings(self.segments, ids)
+        norm = self.k1 * (1 - self.b + self.b * self.lengths[rows] / self.avgdl)
+        contrib = weights[which] * tf * (self.k1 + 1) / (tf + norm)
+        return seg.sum_by_row(rows, contrib)
+
+    def scores(self, text: str) -> np.ndarray:
+        """BM25 score of every document for ``text`` (zeros where no term is shared)."""
+        out = np.zeros(self.size, dtype=np.float32)
+        rows, vals = self.sparse_scores(text)
+        out[rows] = vals
+        return out
+
+
 class BM25Index:
-    """BM25 (Robertson / Sparck Jones idf, k1, b) over analysed terms.
+    """BM25 (Robertson / Sparck Jones idf, k1, b) over analysed terms; one writer, many readers.
 
     Args:
         analyzer: Swedish analyzer used for documents and queries.
@@ -30,105 +84,101 @@ class BM25Index:
         self.k1 = k1
         self.b = b
         self.vocab: dict[str, int] = {}
-        self._main = sp.csc_matrix((0, 0), dtype=np.float32)
-        self._rows: list[Counter[int]] = []
+        self._n_terms = 0  # term ids are never reused (a restored vocabulary may have gaps)
+        self._segments: tuple[seg.Segment, ...] = ()
         self._lengths = np.zeros(0, dtype=np.float32)
-        self._df = np.zeros(0, dtype=np.float64)
-        self._terms: list[list[str]] = []
+        self._n = 0
+        self._total_length = 0.0
+        self.view = self._make_view(np.zeros(0, dtype=np.float64))
+
+    def _make_view(self, df: np.ndarray) -> BM25View:
+        avgdl = (self._total_length / self._n) if self._n else 1.0
+        return BM25View(
+            self.analyzer, self.vocab, self._segments, df, self._lengths[: self._n], avgdl or 1.0, self.k1, self.b
+        )
 
     @property
     def size(self) -> int:
         """Number of indexed documents."""
-        return len(self._lengths)
+        return self._n
 
-    def doc_terms(self, row: int) -> list[str]:
-        """Analysed terms of an indexed document."""
-        return self._terms[row]
+    def add(self, texts: Sequence[str], dead: np.ndarray | None = None) -> None:
+        """Append documents (rows follow the order of insertion) and publish a new view.
 
-    def add(self, texts: Sequence[str]) -> None:
-        """Append documents (rows follow the order of insertion)."""
-        new_lengths = []
-        for text in texts:
-            terms = self.analyzer.terms(text)
-            self._terms.append(terms)
-            counts: Counter[int] = Counter()
-            for t in terms:
-                idx = self.vocab.setdefault(t, len(self.vocab))
-                counts[idx] += 1
-            self._rows.append(counts)
-            new_lengths.append(len(terms))
-            if len(self._df) < len(self.vocab):
-                self._df = np.concatenate([self._df, np.zeros(len(self.vocab) - len(self._df) + 1024)])
-            for idx in counts:
-                self._df[idx] += 1
-        self._lengths = np.concatenate([self._lengths, np.asarray(new_lengths, dtype=np.float32)])
-        if len(self._rows) > max(1000, self._main.shape[0] // 10):
-            self._fold()
-
-    def _fold(self) -> None:
-        if not self._rows:
+        Args:
+            texts: the documents.
+            dead: optional mask of erased rows; a full merge of the segments drops their postings.
+        """
+        if not texts:
             return
-        data, rows, cols = [], [], []
-        base = self._main.shape[0]
-        for r, counts in enumerate(self._rows):
-            for c, v in counts.items():
-                rows.append(base + r)
-                cols.append(c)
-                data.append(v)
-        n_rows, n_cols = base + len(self._rows), len(self.vocab)
-        extra = sp.csc_matrix((np.asarray(data, np.float32), (rows, cols)), shape=(n_rows, n_cols))
-        main = self._main
-        if main.shape != (n_rows, n_cols):
-            main = (
-                sp.csc_matrix(
-                    (
-                        main.data,
-                        main.indices,
-                        np.concatenate(
-                            [main.indptr, np.full(n_cols - main.shape[1], main.indptr[-1], dtype=main.indptr.dtype)]
-                        ),
-                    ),
-                    shape=(n_rows, n_cols),
-                )
-                if main.shape[1]
-                else sp.csc_matrix((n_rows, n_cols), dtype=np.float32)
-            )
-        self._main = (main + extra).tocsc()
-        self._rows = []
+        rows, cols, lengths = [], [], []
+        for r, text in enumerate(texts):
+            terms = self.analyzer.terms(text)
+            lengths.append(len(terms))
+            for t in terms:
+                idx = self.vocab.get(t)
+                if idx is None:
+                    idx = self.vocab[t] = self._n_terms
+                    self._n_terms += 1
+                rows.append(r)
+                cols.append(idx)
+        shape = (len(texts), self._n_terms)
+        block = sp.csc_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)  # duplicates summed
+        df = np.zeros(self._n_terms, dtype=np.float64)
+        old = self.view.df
+        df[: len(old)] = old
+        df += np.diff(block.indptr)  # documents per term; a new array: views that hold the old one are unchanged
+        self._segments, _ = seg.append(self._segments, block, dead)
+        self._lengths = seg.grown(self._lengths, self._n, np.asarray(lengths, dtype=np.float32))
+        self._n += len(texts)
+        self._total_length += float(sum(lengths))
+        self.view = self._make_view(df)
 
+    # Reading through the index reads its latest view.
     def idf(self, term_ids: np.ndarray) -> np.ndarray:
-        """BM25 idf of the given term ids (never negative)."""
-        n = max(self.size, 1)
-        df = self._df[term_ids]
-        return np.log1p((n - df + 0.5) / (df + 0.5))
+        """See :meth:`BM25View.idf`."""
+        return self.view.idf(term_ids)
 
     def query_terms(self, text: str) -> list[str]:
-        """Analysed terms of a query that exist in the index."""
-        return [t for t in dict.fromkeys(self.analyzer.terms(text)) if t in self.vocab]
+        """See :meth:`BM25View.query_terms`."""
+        return self.view.query_terms(text)
 
     def scores(self, text: str) -> np.ndarray:
-        """BM25 score of every document for ``text`` (zeros where no term is shared)."""
-        out = np.zeros(self.size, dtype=np.float32)
-        terms = self.query_terms(text)
-        if not terms or not self.size:
-            return out
-        ids = np.asarray([self.vocab[t] for t in terms])
-        weights = self.idf(ids).astype(np.float32)
-        avgdl = float(self._lengths.mean()) or 1.0
-        norm = self.k1 * (1 - self.b + self.b * self._lengths / avgdl)
-        main_rows = self._main.shape[0]
-        if main_rows:
-            present = ids[ids < self._main.shape[1]]
-            w = weights[ids < self._main.shape[1]]
-            sub = self._main[:, present].tocoo()
-            tf = sub.data
-            contrib = w[sub.col] * tf * (self.k1 + 1) / (tf + norm[sub.row])
-            np.add.at(out, sub.row, contrib)
-        pos = {int(i): float(w) for i, w in zip(ids, weights)}
-        for r, counts in enumerate(self._rows):
-            row = main_rows + r
-            for i, wgt in pos.items():
-                tf = counts.get(i)
-                if tf:
-                    out[row] += wgt * tf * (self.k1 + 1) / (tf + norm[row])
-        return out
+        """See :meth:`BM25View.scores`."""
+        return self.view.scores(text)
+
+    def export(self, dead: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Arrays and vocabulary to save, without the postings of ``dead`` rows.
+
+        A term that only erased rows held is written as "" (its id stays reserved), so no word of
+        an erased text reaches the file.
+        """
+        m = seg.merge(self._segments, dead).matrix if self._segments else sp.csc_matrix((0, 0), dtype=np.float32)
+        m = seg.widen(m, self._n_terms)
+        df = np.diff(m.indptr).astype(np.float64)
+        terms = [""] * self._n_terms
+        for t, i in self.vocab.items():
+            if df[i] > 0:
+                terms[i] = t
+        lengths = self._lengths[: self._n].copy()
+        lengths[dead[: self._n]] = 0
+        arrays = {"data": m.data, "indices": m.indices, "indptr": m.indptr, "lengths": lengths, "df": df}
+        return arrays, terms
+
+    @classmethod
+    def restore(
+        cls, analyzer: Analyzer, arrays: dict[str, np.ndarray], terms: list[str], k1: float = 1.2, b: float = 0.75
+    ) -> BM25Index:
+        """An index from :meth:`export`'s output (the rows it held, in the same order)."""
+        index = cls(analyzer, k1=k1, b=b)
+        index.vocab.update({t: i for i, t in enumerate(terms) if t})
+        index._n_terms = len(terms)
+        lengths = np.asarray(arrays["lengths"], dtype=np.float32)
+        index._n = len(lengths)
+        shape = (index._n, len(terms))
+        m = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape, dtype=np.float32)
+        index._segments = (seg.Segment(0, m),) if index._n else ()
+        index._lengths = lengths
+        index._total_length = float(lengths.sum())
+        index.view = index._make_view(np.asarray(arrays["df"], dtype=np.float64))
+        return index

@@ -10,16 +10,73 @@ into the main column-ordered matrix, with all norms recomputed, once it has grow
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from matcher import segments as seg
+
 N_FEATURES = 1 << 20
 
 
+def _idf(df: np.ndarray, size: int) -> np.ndarray:
+    return (np.log((1.0 + size) / (1.0 + df)) + 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CharNgramView:
+    """The index as it was after one append (immutable)."""
+
+    hasher: HashingVectorizer
+    segments: tuple[seg.Segment, ...]
+    df: np.ndarray
+    norms: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Number of indexed documents."""
+        return len(self.norms)
+
+    def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosine) of the documents sharing an n-gram with ``text``."""
+        if not self.size:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        q = _tf(self.hasher, [text])
+        cols, qtf = q.indices.astype(np.int64), q.data
+        if not len(cols):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        idf = _idf(self.df[cols], self.size)
+        qw = qtf * idf
+        qnorm = float(np.sqrt((qw**2).sum())) + 1e-9
+        weights = (qw * idf).astype(np.float32)
+        rows, which, tf = seg.postings(self.segments, cols)
+        rows, dots = seg.sum_by_row(rows, tf * weights[which])
+        return rows, dots / (self.norms[rows] * qnorm)
+
+    def scores(self, text: str) -> np.ndarray:
+        """Cosine of every document with ``text``."""
+        out = np.zeros(self.size, dtype=np.float32)
+        rows, vals = self.sparse_scores(text)
+        out[rows] = vals
+        return out
+
+
+def _tf(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    x = hasher.transform(texts).tocsr().astype(np.float32)
+    x.data = 1.0 + np.log(x.data)
+    return x
+
+
+def _row_norms(x: sp.spmatrix, idf: np.ndarray) -> np.ndarray:
+    w = sp.csr_matrix(x, dtype=np.float32, copy=True)
+    w.data = w.data * idf[w.indices]
+    return np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel()).astype(np.float32) + 1e-9
+
+
 class CharNgramIndex:
-    """Cosine over sublinear-tf, idf-weighted character n-grams.
+    """Cosine over sublinear-tf, idf-weighted character n-grams; one writer, many readers.
 
     Args:
         ngram_range: n-gram lengths.
@@ -34,64 +91,52 @@ class CharNgramIndex:
             norm=None,
             lowercase=True,
         )
-        self._df = np.zeros(N_FEATURES, dtype=np.float32)
-        self._main = sp.csc_matrix((0, N_FEATURES), dtype=np.float32)
-        self._delta: list[sp.csr_matrix] = []
+        self._segments: tuple[seg.Segment, ...] = ()
         self._norms = np.zeros(0, dtype=np.float32)
         self.size = 0
+        self.view = CharNgramView(self._hasher, self._segments, np.zeros(N_FEATURES, np.float32), self._norms)
 
-    def _tf(self, texts: Sequence[str]) -> sp.csr_matrix:
-        x = self._hasher.transform(texts).tocsr().astype(np.float32)
-        x.data = 1.0 + np.log(x.data)
-        return x
-
-    def _idf(self) -> np.ndarray:
-        return (np.log((1.0 + self.size) / (1.0 + self._df)) + 1.0).astype(np.float32)
-
-    @staticmethod
-    def _row_norms(x: sp.csr_matrix, idf: np.ndarray) -> np.ndarray:
-        w = x.copy()
-        w.data = w.data * idf[w.indices]
-        return np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel()).astype(np.float32) + 1e-9
-
-    def add(self, texts: Sequence[str]) -> None:
-        """Append documents."""
+    def add(self, texts: Sequence[str], dead: np.ndarray | None = None) -> None:
+        """Append documents and publish a new view (``dead``: erased rows, dropped by a full merge)."""
         if not texts:
             return
-        x = self._tf(texts)
-        np.add.at(self._df, x.indices, 1.0)
-        self.size += x.shape[0]
-        self._norms = np.concatenate([self._norms, self._row_norms(x, self._idf())])
-        self._delta.append(x)
-        if sum(d.shape[0] for d in self._delta) > max(1000, self._main.shape[0] // 10):
-            self._fold()
-
-    def _fold(self) -> None:
-        blocks = [self._main.tocsr(), *self._delta] if self._main.shape[0] else list(self._delta)
-        merged = sp.vstack(blocks).tocsr()
-        self._norms = self._row_norms(merged, self._idf())
-        self._main = merged.tocsc()
-        self._delta = []
+        x = _tf(self._hasher, texts)
+        df = self.view.df.copy()  # views that hold the old array are unchanged
+        np.add.at(df, x.indices, 1.0)
+        size = self.size + x.shape[0]
+        self._segments, merged = seg.append(self._segments, x.tocsc(), dead)
+        if merged:
+            self._norms = _row_norms(self._segments[0].matrix.tocsr(), _idf(df, size))
+        else:
+            self._norms = seg.grown(self._norms, self.size, _row_norms(x, _idf(df, size)))
+        self.size = size
+        self.view = CharNgramView(self._hasher, self._segments, df, self._norms[:size])
 
     def scores(self, text: str) -> np.ndarray:
-        """Cosine of every document with ``text``."""
-        out = np.zeros(self.size, dtype=np.float32)
-        if not self.size:
-            return out
-        idf = self._idf()
-        q = self._tf([text])
-        cols, qtf = q.indices, q.data
-        if not len(cols):
-            return out
-        qw = qtf * idf[cols]
-        qnorm = float(np.sqrt((qw**2).sum())) + 1e-9
-        weights = (qw * idf[cols]).astype(np.float32)
-        n_main = self._main.shape[0]
-        if n_main:
-            sub = self._main[:, cols]
-            out[:n_main] = sub @ weights
-        row = n_main
-        for block in self._delta:
-            out[row : row + block.shape[0]] = block[:, cols] @ weights
-            row += block.shape[0]
-        return out / (self._norms * qnorm)
+        """See :meth:`CharNgramView.scores`."""
+        return self.view.scores(text)
+
+    def export(self, dead: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrays to save, without the n-grams of ``dead`` rows (document frequencies recounted)."""
+        if self._segments:
+            m = seg.widen(seg.merge(self._segments, dead).matrix, N_FEATURES)
+        else:
+            m = sp.csc_matrix((0, N_FEATURES), dtype=np.float32)
+        df = np.diff(m.indptr).astype(np.float32)
+        norms = _row_norms(m.tocsr(), _idf(df, self.size)) if self.size else self._norms[:0]
+        return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "df": df, "norms": norms}
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], ngram_range: tuple[int, int] = (3, 5)) -> CharNgramIndex:
+        """An index from :meth:`export`'s output."""
+        index = cls(ngram_range)
+        norms = np.asarray(arrays["norms"], dtype=np.float32)
+        index.size = len(norms)
+        m = sp.csc_matrix(
+            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES), dtype=np.float32
+        )
+        index._segments = (seg.Segment(0, m),) if index.size else ()
+        index._norms = norms
+        df = np.asarray(arrays["df"], dtype=np.float32)
+        index.view = CharNgramView(index._hasher, index._segments, df, norms)
+        return index

@@ -126,8 +126,11 @@ def test_allowed_mask_is_respected(filled: DenseIndex, data: np.ndarray) -> None
     rows, _ = filled.search(queries, 10, three)
     assert rows.shape == (20, 3) and set(rows.ravel()) == {3, 30, 300}
     assert filled.search(queries, 10, np.zeros(N, bool))[0].shape == (20, 0)
+    short = np.ones(N // 2, bool)  # a reader's view older than the index: later rows are not allowed
+    rows, _ = filled.search(queries, 10, short)
+    assert rows.shape == (20, 10) and (rows < N // 2).all()
     with pytest.raises(ValueError, match="allowed"):
-        filled.search(queries, 10, np.ones(N - 1, bool))
+        filled.search(queries, 10, np.ones((2, N), bool))
 
 
 def test_k_larger_than_the_index_returns_every_row(backend: tuple[str, dict], data: np.ndarray) -> None:

@@ -1,0 +1,116 @@
+"""Append-only, immutable storage for the lexical indexes: term-by-row matrices in segments.
+
+A lexical index is a sparse (rows x terms) matrix that only ever grows by rows. Each append adds
+a small column-ordered segment; segments are merged now and then (a few small ones into one,
+and everything into one once the small ones hold a tenth of the rows). Nothing is changed in
+place: an append or a merge makes a new tuple of segments, so a reader that took the tuple
+before keeps a complete, consistent view while the writer goes on (the writer publishes the new
+tuple by assigning one attribute).
+
+Scoring reads only the columns of the query's terms (their postings): its cost follows the
+query's terms and how common they are, not the number of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+SMALL_SEGMENTS = 8  # more small segments than this are merged into one
+MERGE_SHARE = 10  # everything is merged into one segment once the rest holds 1/10 of the rows
+MIN_MERGE_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Rows ``start .. start + matrix.shape[0]`` of a term-by-row matrix (column-ordered)."""
+
+    start: int
+    matrix: sp.csc_matrix
+
+    @property
+    def rows(self) -> int:
+        return int(self.matrix.shape[0])
+
+
+def widen(m: sp.csc_matrix, cols: int) -> sp.csc_matrix:
+    """The same matrix with ``cols`` columns (new columns empty)."""
+    if m.shape[1] >= cols:
+        return m
+    indptr = np.concatenate([m.indptr, np.full(cols - m.shape[1], m.indptr[-1], dtype=m.indptr.dtype)])
+    return sp.csc_matrix((m.data, m.indices, indptr), shape=(m.shape[0], cols))
+
+
+def merge(segments: Sequence[Segment], dead: np.ndarray | None = None) -> Segment:
+    """One segment holding the rows of consecutive ``segments``; entries of ``dead`` rows are dropped."""
+    cols = max(s.matrix.shape[1] for s in segments)
+    stacked = sp.vstack([widen(s.matrix, cols) for s in segments], format="csc", dtype=np.float32)
+    start = segments[0].start
+    if dead is not None:
+        gone = dead[start : start + stacked.shape[0]]
+        if gone.any():
+            coo = stacked.tocoo()
+            keep = ~gone[coo.row]
+            stacked = sp.csc_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=stacked.shape)
+    return Segment(start, sp.csc_matrix(stacked, dtype=np.float32))
+
+
+def append(
+    segments: tuple[Segment, ...], block: sp.spmatrix, dead: np.ndarray | None = None
+) -> tuple[tuple[Segment, ...], bool]:
+    """Segments with ``block``'s rows appended (merging as the policy says), and whether all were merged.
+
+    ``dead`` marks erased rows; a full merge leaves their entries out.
+    """
+    start = segments[-1].start + segments[-1].rows if segments else 0
+    out = (*segments, Segment(start, sp.csc_matrix(block, dtype=np.float32)))
+    if len(out) == 1:
+        return out, True
+    rest = sum(s.rows for s in out[1:])
+    if rest > max(MIN_MERGE_ROWS, out[0].rows // MERGE_SHARE):
+        return (merge(out, dead),), True
+    if len(out) > SMALL_SEGMENTS + 1:
+        out = (out[0], merge(out[1:]))
+    return out, False
+
+
+def postings(segments: tuple[Segment, ...], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every stored entry in the given columns: (rows, position of the column in ``cols``, values)."""
+    rows, which, values = [], [], []
+    for seg in segments:
+        present = np.nonzero(cols < seg.matrix.shape[1])[0]
+        if not len(present):
+            continue
+        sub = seg.matrix[:, cols[present]].tocoo()
+        rows.append(sub.row.astype(np.int64) + seg.start)
+        which.append(present[sub.col])
+        values.append(sub.data)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(rows), np.concatenate(which), np.concatenate(values).astype(np.float32)
+
+
+def sum_by_row(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique rows, summed values): a sparse score vector from per-posting contributions."""
+    if not len(rows):
+        return rows, values
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return unique, np.bincount(inverse, weights=values, minlength=len(unique)).astype(np.float32)
+
+
+def grown(buffer: np.ndarray, used: int, extra: np.ndarray) -> np.ndarray:
+    """``buffer`` with ``extra`` written after its first ``used`` entries (a new buffer when full).
+
+    Readers hold views of the first ``used`` entries; writing past them never changes a view, and
+    a full buffer is copied into a larger one (old views keep the old one).
+    """
+    need = used + len(extra)
+    if need > len(buffer):
+        bigger = np.zeros((max(need, 2 * len(buffer), 64), *buffer.shape[1:]), dtype=buffer.dtype)
+        bigger[:used] = buffer[:used]
+        buffer = bigger
+    buffer[used:need] = extra
+    return buffer

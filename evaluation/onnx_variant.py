@@ -1,95 +1,28 @@
 """ONNX Runtime variants of the default encoder, for the comparison in ``idesluss bench`` / ``evaluate``.
 
-The transformer is exported once (``torch.onnx.export``, eager attention so the graph is plain
-operators), simplified with ONNX Runtime's transformer optimiser (fused GELU and skip layer norms),
-and quantised with dynamic int8 quantisation (per-channel weights, int8 matrix products on VNNI).
-The files live in ``<cache>/onnx/`` behind a completion marker, so later runs reuse them.
-
-The service does not use these: they were measured slower than the packed bfloat16 engine on this
-machine (the README has the table). ONNX Runtime runs rectangles, so texts are batched by length
-to keep padding small.
+The export, optimisation and int8 quantisation live in :mod:`models.onnx_engine` (the int8 file is
+also the service's optional ``onnx-int8`` engine); this module adds the fp32 file as a variant. The
+service's default does not use them: docs/engines.md has the measured speed and quality.
+ONNX Runtime runs rectangles, so texts are batched by length to keep padding small.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.atomic import building, path_safe
 from models.packed import length_batches
-
-MARKER = "idesluss-onnx.json"
 
 
 def ensure_onnx(encoder: Any, cache_dir: Path) -> Path:
-    """Export, optimise and quantise the encoder's transformer into the cache (once)."""
-    target = Path(cache_dir) / "onnx" / path_safe(encoder.model_id)
-    if (target / MARKER).is_file():
-        return target
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers import optimizer
+    """Export, optimise and quantise the encoder's transformer into the cache (once; models/onnx_engine.py)."""
+    from models.onnx_engine import ensure_onnx as export
 
-    started = time.perf_counter()
-    with building(target) as tmp:
-        hf = encoder._hf_model()
-        previous = hf.config._attn_implementation
-        hf.set_attn_implementation("eager")
-
-        class Hidden(torch.nn.Module):
-            def __init__(self, inner: Any) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
-        axes = {
-            "input_ids": {0: "batch", 1: "length"},
-            "attention_mask": {0: "batch", 1: "length"},
-            "hidden": {0: "batch", 1: "length"},
-        }
-        try:
-            torch.onnx.export(
-                Hidden(hf).eval(),
-                example,
-                str(tmp / "raw.onnx"),
-                input_names=list(axes)[:2],
-                output_names=["hidden"],
-                dynamic_axes=axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        finally:
-            hf.set_attn_implementation(previous)
-        cfg = hf.config
-        opt = optimizer.optimize_model(
-            str(tmp / "raw.onnx"),
-            model_type="bert",
-            num_heads=cfg.num_attention_heads,
-            hidden_size=cfg.hidden_size,
-            opt_level=1,
-        )
-        opt.save_model_to_file(str(tmp / "fp32.onnx"))
-        (tmp / "raw.onnx").unlink()
-        quantize_dynamic(
-            str(tmp / "fp32.onnx"),
-            str(tmp / "int8.onnx"),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},
-        )
-        (tmp / MARKER).write_text(
-            json.dumps({"model": encoder.model_id, "seconds": round(time.perf_counter() - started, 1)})
-        )
-    return target
+    return export(encoder._hf_model(), encoder.base_model_id, cache_dir)
 
 
 class OnnxEncoder:
@@ -104,7 +37,7 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.base = encoder
         self.dim = encoder.dim
-        self.model_id = f"{encoder.model_id}+onnx:{Path(model_path).stem}"
+        self.model_id = f"{encoder.base_model_id}+onnx:{Path(model_path).stem}"
         self.token_budget = token_budget
         self.pad = encoder.model.tokenizer.pad_token_id
 

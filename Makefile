@@ -48,10 +48,11 @@ lint: install
 	$(VENV)/bin/mypy
 
 evaluate: install
+	$(PY) -m pip install --quiet -e '.[eval]'
 	$(IDESLUSS) evaluate --out reports/latest
 
 bench: install
-	$(IDESLUSS) bench --out reports/bench
+	$(IDESLUSS) bench --out reports/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache reports artifacts $(DB) $(DB).wal

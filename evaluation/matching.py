@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.datasets import DemoCorpus
-from evaluation.metrics import calibrate_threshold, ranking_report, spearman
+from evaluation.metrics import (
+    bootstrap_statistic_ci,
+    calibrate_threshold,
+    paired_test,
+    per_query_ranking,
+    precision_recall_at_threshold,
+    spearman,
+    with_intervals,
+)
 from matcher.collection import Collection, Item
 from matcher.hybrid import FusionConfig, HybridMatcher
 from matcher.swedish import Analyzer
@@ -31,6 +39,7 @@ class System:
     fusion: FusionConfig | None = None
     split_compounds: bool = True
     char_ngrams: bool = False
+    compounds: str = "corpus"
 
 
 SERVICE = FusionConfig()
@@ -42,6 +51,7 @@ SYSTEMS = [
     System("dense + n-grams", FusionConfig(lexical_weight=0.0, char_weight=0.3)),
     System("fused, rrf", FusionConfig(method="rrf", lexical_weight=0.5, char_weight=0.5)),
     System("fused, no compound split", SERVICE, split_compounds=False),
+    System("fused, Hunspell compound split", SERVICE, compounds="hunspell"),
     System(
         "BM25 Snowball (anchor)",
         FusionConfig(dense_weight=0.0, lexical_weight=1.0, char_weight=0.0),
@@ -101,7 +111,7 @@ def rank_all(
             out.append([r for r in ranked if not exclude or r not in exclude[i]][:k])
         return out
     assert system.fusion is not None
-    analyzer = Analyzer(split_compounds=system.split_compounds)
+    analyzer = Analyzer(split_compounds=system.split_compounds, compounds=system.compounds)
     analyzer.learn([d.full_text for d in docs] + list(lexicon_texts))
     coll = Collection(encoder.dim, analyzer)
     coll.add(list(docs), emb.get([d.full_text for d in docs], "passage"))
@@ -141,30 +151,65 @@ def demo_matching(
     out = {}
     for system in systems:
         ranked = rank_all(system, encoder, emb, ideas, pair_q, 10, query_kind, pair_ex)
-        para = ranking_report(ranked, pair_rel)
+        para = with_intervals(per_query_ranking(ranked, pair_rel))
         ranked_n = rank_all(
             system, encoder, emb, needs, need_q, 10, query_kind, lexicon_texts=[i.full_text for i in ideas]
         )
-        nd = ranking_report(ranked_n, need_rel)
-        out[system.name] = {
-            "paraphrase_top5": para["recall@5"],
-            "paraphrase_mrr": para["mrr"],
-            "needs_recall@10": nd["recall@10"],
-            "needs_mrr": nd["mrr"],
-            "needs_ndcg@10": nd["ndcg@10"],
-        }
+        nd = with_intervals(per_query_ranking(ranked_n, need_rel))
+        row: dict[str, float] = {}
+        for key, src, metric in (
+            ("paraphrase_top5", para, "recall@5"),
+            ("paraphrase_mrr", para, "mrr"),
+            ("needs_recall@10", nd, "recall@10"),
+            ("needs_mrr", nd, "mrr"),
+            ("needs_ndcg@10", nd, "ndcg@10"),
+        ):
+            row[key], row[f"{key}_ci"] = src[metric], src[f"{metric}_ci"]
+        out[system.name] = row
     return out
 
 
+ANCHORS = ("dense only", "BM25 Snowball (anchor)", "char 3-gram TF-IDF (anchor)")
+
+
 def swefaq(encoder: TextEncoder, path: str, systems: Sequence[System] = SYSTEMS) -> dict[str, dict[str, float]]:
-    """Pooled SweFAQ: every question ranks all gold answers of the file (answers stored as needs)."""
+    """Pooled SweFAQ: every question ranks all gold answers of the file (answers stored as needs).
+
+    Each figure has its bootstrap 95 % interval beside it (``<metric>_ci``, questions resampled).
+    """
+    return {name: with_intervals(pq) for name, pq in swefaq_per_query(encoder, path, systems).items()}
+
+
+def swefaq_per_query(
+    encoder: TextEncoder, path: str, systems: Sequence[System] = SYSTEMS
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-question metric values of each system on pooled SweFAQ."""
     from evaluation.datasets import load_swefaq
 
     questions, answers, gold = load_swefaq(Path(path))
     docs = [Item(id=str(i), text=a) for i, a in enumerate(answers)]
     emb = _Embeddings(encoder)
     relevant = [{str(g)} for g in gold]
-    return {s.name: ranking_report(rank_all(s, encoder, emb, docs, questions, 10), relevant) for s in systems}
+    return {s.name: per_query_ranking(rank_all(s, encoder, emb, docs, questions, 10), relevant) for s in systems}
+
+
+def paired_tests(
+    per_query: dict[str, dict[str, np.ndarray]],
+    service: str = "fused (service)",
+    metrics: Sequence[str] = ("mrr", "recall@1"),
+) -> dict[str, dict[str, float]]:
+    """The service against every other system on the same queries (paired bootstrap + sign-flip test).
+
+    Returns:
+        "<other> / <metric>" -> {"diff", "diff_low", "diff_high", "p"} (diff = service - other).
+    """
+    out = {}
+    for other, vals in per_query.items():
+        if other == service:
+            continue
+        for m in metrics:
+            out[f"{other} / {m}"] = paired_test(per_query[service][m], vals[m])
+    return out
 
 
 def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
@@ -178,10 +223,41 @@ def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
     a, b, y = load_sweparaphrase(Path(path))
     qa, qb = encoder.encode_queries(a), encoder.encode_queries(b)
     pa, pb = encoder.encode_passages(a), encoder.encode_passages(b)
+    qs, ps, gold = (qa * qb).sum(1), (pa * pb).sum(1), np.asarray(y)
     return {
-        "spearman": spearman((qa * qb).sum(1), y),
-        "spearman_passage": spearman((pa * pb).sum(1), y),
+        "spearman": spearman(qs, y),
+        "spearman_ci": list(bootstrap_statistic_ci(lambda i: spearman(qs[i], gold[i]), len(y))),
+        "spearman_passage": spearman(ps, y),
+        "spearman_passage_ci": list(bootstrap_statistic_ci(lambda i: spearman(ps[i], gold[i]), len(y))),
         "pairs": len(y),
+    }
+
+
+def duplicate_holdout(encoder: TextEncoder, path: str, threshold: float, min_gold: float = 4.0) -> dict[str, float]:
+    """The demo-calibrated duplicate threshold applied, unchanged, to SweParaphrase dev (never tuned there).
+
+    A pair counts as a near-duplicate when its gold similarity is at least ``min_gold`` (4 of 5: the same
+    meaning with minor differences); both sides get the passage prompt, as stored ideas do.
+    """
+    from evaluation.datasets import load_sweparaphrase
+
+    a, b, y = load_sweparaphrase(Path(path))
+    scores = (encoder.encode_passages(a) * encoder.encode_passages(b)).sum(1)
+    labels = np.asarray(y) >= min_gold
+
+    def pr(i: np.ndarray) -> tuple[float, float]:
+        return precision_recall_at_threshold(scores[i], labels[i], threshold)
+
+    precision, recall = pr(np.arange(len(y)))
+    return {
+        "threshold": threshold,
+        "precision": precision,
+        "precision_ci": list(bootstrap_statistic_ci(lambda i: pr(i)[0], len(y))),
+        "recall": recall,
+        "recall_ci": list(bootstrap_statistic_ci(lambda i: pr(i)[1], len(y))),
+        "positive_pairs": int(labels.sum()),
+        "pairs_scored": len(y),
+        "min_gold": min_gold,
     }
 
 

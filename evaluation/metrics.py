@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -81,3 +81,102 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray, min_precision: f
     threshold = float(s[last])
     p, r = precision_recall_at_threshold(scores, labels, threshold)
     return threshold, p, r
+
+
+# ----- uncertainty: bootstrap intervals over queries and paired tests between systems -----
+
+N_RESAMPLES = 1000
+SEED = 20240601
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-query ``values`` (queries resampled).
+
+    Returns:
+        (low, high); (nan, nan) for no values.
+    """
+    x = np.asarray(values, dtype=float)
+    if not len(x):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_resamples, len(x)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_statistic_ci(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Bias-corrected percentile bootstrap interval of any statistic of ``n`` items, ``statistic(indices)``.
+
+    Used where the figure is not a mean of per-item values (Spearman, NMI, ARI, precision). A resample
+    repeats items, and repeated items raise NMI by themselves, so the whole bootstrap distribution
+    sits above the estimate; the percentiles are shifted back by the bootstrap bias
+    (mean of the resamples minus the full-sample estimate).
+    """
+    if n < 2:
+        return float("nan"), float("nan")
+    estimate = float(statistic(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_resamples)], dtype=float)
+    stats = stats[np.isfinite(stats)]
+    bias = float(stats.mean()) - estimate
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(stats, [tail, 100 - tail]) - bias
+    return float(lo), float(hi)
+
+
+def paired_test(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> dict[str, float]:
+    """Compare two systems on the same queries: mean of ``a - b``, its bootstrap 95 % interval, and a
+    two-sided paired permutation (sign-flip) p-value.
+
+    Returns:
+        {"diff", "diff_low", "diff_high", "p"}; identical systems give diff 0 and p 1.
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.shape[0] == 0:
+        raise ValueError("paired_test needs at least one query")
+    lo, hi = bootstrap_ci(d, n_resamples, seed)
+    observed = abs(d.mean())
+    rng = np.random.default_rng(seed + 1)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_resamples, len(d)))
+    flipped = np.abs((signs * d).mean(axis=1))
+    # the observed assignment counts as one permutation; a tolerance keeps exact ties as ties
+    p = (1 + int((flipped >= observed - 1e-12).sum())) / (n_resamples + 1)
+    return {"diff": float(d.mean()), "diff_low": lo, "diff_high": hi, "p": float(p)}
+
+
+def per_query_ranking(
+    rankings: Sequence[Sequence[str]], relevants: Sequence[set[str]], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, np.ndarray]:
+    """Per-query values of each ranking metric (their means are ``ranking_report``)."""
+    out = {f"recall@{k}": np.array([recall_at(r, rel, k) for r, rel in zip(rankings, relevants)]) for k in ks}
+    ranks = [first_relevant_rank(r, rel) for r, rel in zip(rankings, relevants)]
+    out["mrr"] = np.array([1 / r if r else 0.0 for r in ranks])
+    out["ndcg@10"] = np.array([ndcg_at(r, rel, 10) for r, rel in zip(rankings, relevants)])
+    return out
+
+
+def with_intervals(per_query: dict[str, np.ndarray], n_resamples: int = N_RESAMPLES, seed: int = SEED) -> dict:
+    """Means of per-query metrics with ``<metric>_ci`` = [low, high] beside each, plus ``queries``."""
+    out: dict = {}
+    for name, vals in per_query.items():
+        out[name] = float(np.mean(vals)) if len(vals) else 0.0
+        out[f"{name}_ci"] = list(bootstrap_ci(vals, n_resamples, seed))
+    out["queries"] = int(len(next(iter(per_query.values())))) if per_query else 0
+    return out

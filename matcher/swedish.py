@@ -1,378 +1,37 @@
 """Swedish text analysis for lexical matching and theme labels.
 
-Tokens are lower-cased words; stop-words are dropped; each word is Snowball-stemmed, and a
-compound ("gatubelysning", "cykelvägar", "hemtjänstpersonal") is also split into its parts
-("gat" + "belysning", "cykel" + "väg", "hemtjänst" + "personal") so that compounds meet their
-parts and each other. Splitting is lexicon-driven: a split point is accepted only where both
-sides are known words (from a small built-in list of municipal vocabulary plus the words seen
-standalone in the indexed texts), with the Swedish linking letters (-s-, -u-, -e-, -a-, -o-)
-allowed between them.
+Tokens are lower-cased words; stop-words (matcher/stopwords.py) are dropped; each word is
+Snowball-stemmed, and a compound ("cykelvägar", "hemtjänstpersonal") may also be split into its
+parts ("cykel" + "väg", "hemtjänst" + "personal") so that compounds meet their parts. Splitting is
+lexicon-driven: a split point is accepted only where both sides are known words, with the Swedish
+linking letters (-s-, -u-, -e-, -a-, -o-) allowed between them. The known words are those seen
+standalone in the indexed texts ("corpus"), optionally with the stems of the Swedish Hunspell
+dictionary ("hunspell"); no word list is built into the code.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import sysconfig
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import snowballstemmer
 
-# Function words of Swedish (pronouns, articles, prepositions, conjunctions, auxiliaries,
-# common adverbs) and the most frequent filler words of submitted ideas.
-STOP_WORDS = frozenset(
-    [
-        "alla",
-        "allt",
-        "alltid",
-        "andra",
-        "annan",
-        "annat",
-        "att",
-        "av",
-        "bara",
-        "bli",
-        "blir",
-        "blev",
-        "blivit",
-        "borde",
-        "bra",
-        "de",
-        "dem",
-        "den",
-        "denna",
-        "deras",
-        "dess",
-        "dessa",
-        "det",
-        "detta",
-        "dig",
-        "din",
-        "dina",
-        "ditt",
-        "du",
-        "där",
-        "då",
-        "efter",
-        "eftersom",
-        "ej",
-        "eller",
-        "en",
-        "ens",
-        "er",
-        "era",
-        "ert",
-        "ett",
-        "fast",
-        "fler",
-        "flera",
-        "finns",
-        "fick",
-        "få",
-        "får",
-        "fått",
-        "för",
-        "före",
-        "från",
-        "genom",
-        "ha",
-        "hade",
-        "har",
-        "hela",
-        "helt",
-        "hen",
-        "henne",
-        "hennes",
-        "hit",
-        "hon",
-        "honom",
-        "hos",
-        "hur",
-        "här",
-        "i",
-        "icke",
-        "igen",
-        "ingen",
-        "inget",
-        "inga",
-        "inom",
-        "inte",
-        "ju",
-        "jag",
-        "kan",
-        "kanske",
-        "kommer",
-        "kunde",
-        "kunna",
-        "man",
-        "med",
-        "mellan",
-        "men",
-        "mer",
-        "mest",
-        "mig",
-        "min",
-        "mina",
-        "mitt",
-        "mot",
-        "mycket",
-        "många",
-        "ni",
-        "nu",
-        "när",
-        "någon",
-        "något",
-        "några",
-        "och",
-        "också",
-        "om",
-        "oss",
-        "samma",
-        "sedan",
-        "sig",
-        "sin",
-        "sina",
-        "sitt",
-        "ska",
-        "skall",
-        "skulle",
-        "som",
-        "så",
-        "sådan",
-        "sådana",
-        "till",
-        "tills",
-        "typ",
-        "under",
-        "upp",
-        "ut",
-        "utan",
-        "vad",
-        "var",
-        "vara",
-        "varför",
-        "varit",
-        "varje",
-        "vart",
-        "vem",
-        "vi",
-        "vid",
-        "vilka",
-        "vilken",
-        "vilket",
-        "vill",
-        "vår",
-        "våra",
-        "vårt",
-        "än",
-        "är",
-        "åt",
-        "över",
-        "även",
-        "ännu",
-        "ha",
-        "sen",
-        "iaf",
-        "dvs",
-        "osv",
-        "bl.a",
-        "t.ex.",
-        "mm",
-        "tex",
-        "pga",
-        "väldigt",
-        "jätte",
-        "jättebra",
-        "lite",
-        "liten",
-        "lilla",
-        "stor",
-        "stora",
-        "tycker",
-        "tror",
-        "behöver",
-        "behövs",
-        "göra",
-        "gör",
-        "gjort",
-        "kommunen",
-        "kommun",
-        "idé",
-        "idéer",
-        "förslag",
-        "föreslår",
-        "förslaget",
-        "tack",
-        "hej",
-        "saknar",
-        "saknas",
-        "svårt",
-        "sätt",
-        "går",
-        "gå",
-        "bort",
-        "fram",
-        "ute",
-        "inne",
-        "direkt",
-        "oftare",
-        "längs",
-        "finns",
-        "fanns",
-        "hjälp",
-        "visar",
-        "håller",
-        "slutar",
-        "bättre",
-        "sämre",
-        "fler",
-        "färre",
-        "nya",
-        "nytt",
-        "ny",
-        "gamla",
-        "gammal",
-        "enkelt",
-        "enkel",
-        "istället",
-        "exempel",
-    ]
-)
+from matcher.stopwords import stop_words
 
-# Word parts common in Swedish municipal texts; the corpus adds its own standalone words.
-BASE_LEXICON = frozenset(
-    [
-        "gata",
-        "gatu",
-        "gat",
-        "väg",
-        "vägar",
-        "cykel",
-        "bana",
-        "banor",
-        "cykelbana",
-        "lampa",
-        "lampor",
-        "belysning",
-        "ljus",
-        "plats",
-        "platser",
-        "skola",
-        "skol",
-        "elev",
-        "elever",
-        "lärare",
-        "förskola",
-        "barn",
-        "ungdom",
-        "ungdomar",
-        "äldre",
-        "omsorg",
-        "boende",
-        "hem",
-        "tjänst",
-        "hemtjänst",
-        "personal",
-        "vård",
-        "vårdare",
-        "snö",
-        "röjning",
-        "plogning",
-        "is",
-        "halka",
-        "sand",
-        "sopning",
-        "buss",
-        "hållplats",
-        "tåg",
-        "trafik",
-        "kollektivtrafik",
-        "resa",
-        "biljett",
-        "app",
-        "tjänst",
-        "tjänster",
-        "digital",
-        "e-tjänst",
-        "webb",
-        "sida",
-        "återvinning",
-        "station",
-        "sopor",
-        "avfall",
-        "miljö",
-        "sortering",
-        "kompost",
-        "bibliotek",
-        "bok",
-        "böcker",
-        "läsning",
-        "idrott",
-        "hall",
-        "plan",
-        "fotboll",
-        "simhall",
-        "bad",
-        "park",
-        "lekplats",
-        "lek",
-        "trygghet",
-        "kamera",
-        "brott",
-        "polis",
-        "natt",
-        "integration",
-        "språk",
-        "nyanlända",
-        "svenska",
-        "praktik",
-        "jobb",
-        "arbete",
-        "arbetsplats",
-        "möte",
-        "rum",
-        "hus",
-        "bostad",
-        "matsal",
-        "mat",
-        "lunch",
-        "kök",
-        "vatten",
-        "ledning",
-        "skylt",
-        "skyltar",
-        "trottoar",
-        "övergång",
-        "ställe",
-        "parkering",
-        "bil",
-        "bilar",
-        "cykelställ",
-        "cykelparkering",
-        "stråk",
-        "motion",
-        "spår",
-        "skid",
-        "skidspår",
-        "fritid",
-        "gård",
-        "center",
-        "centrum",
-        "kultur",
-        "musik",
-        "konst",
-        "museum",
-        "fest",
-        "kvarter",
-        "område",
-        "stad",
-        "by",
-        "bygd",
-        "landsbygd",
-        "information",
-    ]
-)
+# The stop list: the ``stop-words`` package's Swedish list plus a short, documented domain list
+# (matcher/stopwords.py). Kept as a module constant for callers that test membership.
+STOP_WORDS = stop_words()
+
+# Where a compound may be split: "corpus" accepts a split point where both sides occur standalone in
+# the indexed texts; "hunspell" also accepts stems of the Swedish Hunspell dictionary (hunspell-sv,
+# read with spylls); "none" never splits.
+LEXICONS = ("none", "corpus", "hunspell")
 
 _WORD = re.compile(r"[a-zåäöéüæø0-9]+(?:-[a-zåäöéüæø0-9]+)*", re.IGNORECASE)
 _LINKS = ("s", "u", "e", "a", "o")
@@ -405,18 +64,26 @@ class Analyzer:
     """Turns text into stemmed terms with compound parts.
 
     Args:
-        lexicon: known standalone words used to accept compound split points.
-        split_compounds: switch compound splitting off for ablation.
+        lexicon: known standalone words used to accept compound split points (grown by ``learn``).
+        split_compounds: switch compound splitting off (same as ``compounds="none"``).
         split_known_words: also split words that occur on their own (matching wants "cykelbana"
             to meet "cykelväg"; labels do not want "centrum" read as "cent" + "rum").
+        compounds: which words may form a compound's parts: "corpus" (words seen standalone in the
+            indexed texts), "hunspell" (those plus the Swedish Hunspell dictionary's stems) or "none".
     """
 
-    lexicon: set[str] = field(default_factory=lambda: set(BASE_LEXICON))
+    lexicon: set[str] = field(default_factory=set)
     split_compounds: bool = True
     split_known_words: bool = True
+    compounds: str = "corpus"
 
     def __post_init__(self) -> None:
+        if self.compounds not in LEXICONS:
+            raise ValueError(f"unknown compound lexicon {self.compounds!r}; expected one of {LEXICONS}")
+        if self.compounds == "none":
+            self.split_compounds = False
         self._stems = {stem(w) for w in self.lexicon} | set(self.lexicon)
+        self._base: frozenset[str] = hunspell_stems() if self.compounds == "hunspell" else frozenset()
         self._cache: dict[str, tuple[str, ...]] = {}
 
     def learn(self, texts: Iterable[str], min_count: int = 2) -> None:
@@ -429,7 +96,8 @@ class Analyzer:
             self._cache.clear()
 
     def _known(self, part: str) -> bool:
-        return part in self._stems or stem(part) in self._stems
+        s = stem(part)
+        return part in self._stems or s in self._stems or part in self._base or s in self._base
 
     def split(self, word: str, depth: int = 2) -> tuple[str, ...]:
         """Compound parts of ``word`` (empty when it is not a recognised compound)."""
@@ -440,8 +108,10 @@ class Analyzer:
         cached = self._cache.get(word) if depth == 2 else None
         if cached is not None:
             return cached
-        best: tuple[str, ...] = ()
+        best: tuple[str, ...] = self._balanced_split(word) if self._base else ()
         for i in range(len(word) - _MIN_PART, _MIN_PART - 1, -1):
+            if best:
+                break
             left, right = word[:i], word[i:]
             lefts = [left] + [left[:-1] for link in _LINKS if left.endswith(link) and len(left) > _MIN_PART]
             head = next((cand for cand in lefts if self._known(cand)), None)
@@ -456,6 +126,19 @@ class Analyzer:
                 break
         if depth == 2:
             self._cache[word] = best
+        return best
+
+    def _balanced_split(self, word: str) -> tuple[str, ...]:
+        """The two-part split whose shorter part is longest (with a dictionary lexicon, the greedy
+        longest-head rule reads suffix-like tails such as "ning" or "ten" as words)."""
+        best: tuple[str, ...] = ()
+        best_len = 0
+        for i in range(_MIN_PART, len(word) - _MIN_PART + 1):
+            left, right = word[:i], word[i:]
+            lefts = [left] + [left[:-1] for link in _LINKS if left.endswith(link) and len(left) > _MIN_PART]
+            head = next((cand for cand in lefts if self._known(cand)), None)
+            if head is not None and min(len(head), len(right)) > best_len and self._known(right):
+                best, best_len = (head, right), min(len(head), len(right))
         return best
 
     def terms(self, text: str) -> list[str]:
@@ -481,6 +164,36 @@ class Analyzer:
             for part in self.split(w):
                 forms.setdefault(_part_stem(part), Counter())[part] += 1
         return forms
+
+
+def _hunspell_base() -> Path:
+    """sv_SE.dic / sv_SE.aff as the ``hunspell-sv`` package installs them (under the prefix's share/)."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, sysconfig.get_path("data"))):
+        base = Path(prefix) / "share" / "hunspell" / "sv_SE"
+        if base.with_suffix(".dic").is_file():
+            return base
+    raise FileNotFoundError(
+        "the Swedish Hunspell dictionary is missing: pip install hunspell-sv spylls (it installs share/hunspell/sv_SE.dic)"
+    )
+
+
+@lru_cache(maxsize=1)
+def hunspell_stems() -> frozenset[str]:
+    """Lower-cased dictionary words of hunspell-sv (and their Snowball stems), read with spylls."""
+    try:
+        from spylls.hunspell import Dictionary
+    except ImportError as exc:
+        raise ImportError("compound splitting with the Hunspell lexicon needs spylls: pip install spylls") from exc
+    dictionary = Dictionary.from_files(str(_hunspell_base()))
+    forbidden = dictionary.aff.FORBIDDENWORD
+    out: set[str] = set()
+    for entry in dictionary.dic.words:
+        w = entry.stem.lower()
+        if len(w) < _MIN_PART or (forbidden and forbidden in entry.flags) or not w.isalpha():
+            continue
+        out.add(w)
+        out.add(stem(w))
+    return frozenset(out)
 
 
 def _part_stem(part: str) -> str:

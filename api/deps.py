@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from idesluss.service import Service
-from store import keys as keystore
 
 
 def get_service(request: Request) -> Service:
@@ -23,7 +22,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 def key_user(app: Any, token: str) -> dict[str, Any] | None:
     """The live key record for a presented token, or None (used before a body is read, too)."""
-    return keystore.verify_key(app.state.service.store, token)
+    return app.state.service.verify_key(token)
 
 
 def current_user(request: Request) -> dict[str, Any]:

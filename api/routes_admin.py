@@ -14,8 +14,6 @@ from api.errors import PROBLEM_RESPONSES
 from api.schemas import MAX_PAGE_SIZE, CurateIn, IngestOut, JobOut, KeyIn, KeyOut, NewKeyOut, Page, RunOut
 from pipelines.records import FileRejected
 from pipelines.themes.job import ThemeJobRunning
-from store import keys as keystore
-from store import themes as sql
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=PROBLEM_RESPONSES)
 PageNo = Annotated[int, Query(ge=1, le=100_000)]
@@ -68,7 +66,7 @@ def job(job_id: str, request: Request, user: Admin) -> JobOut:
 
 @router.get("/runs", response_model=Page[RunOut], summary="Körhistorik för temajobbet")
 def runs(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize = 20) -> Page[RunOut]:
-    rows = sql.theme_runs(service.store, limit=page_size, offset=(page - 1) * page_size)
+    rows, total = service.theme_runs(page, page_size)
     items = [
         RunOut(
             run_id=r["run_id"],
@@ -81,7 +79,7 @@ def runs(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize
         )
         for r in rows
     ]
-    return Page[RunOut](items=items, page=page, page_size=page_size, total=sql.count_theme_runs(service.store))
+    return Page[RunOut](items=items, page=page, page_size=page_size, total=total)
 
 
 @router.post("/themes/{theme_id}/curate", status_code=201, summary="Byt namn, slå ihop, flytta eller fäst")
@@ -128,7 +126,7 @@ def erase_need(item_id: str, service: ServiceDep, user: Admin) -> Response:
 
 @router.get("/keys", response_model=Page[KeyOut], summary="API-nycklar (utan hemligheter)")
 def list_keys(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: PageSize = 50) -> Page[KeyOut]:
-    rows = keystore.list_keys(service.store)
+    rows = service.list_keys()
     items = [
         KeyOut(
             key_id=r["key_id"],
@@ -145,18 +143,16 @@ def list_keys(service: ServiceDep, user: Admin, page: PageNo = 1, page_size: Pag
 
 @router.post("/keys", response_model=NewKeyOut, status_code=201, summary="Skapa en nyckel (visas en gång)")
 def create_key(body: KeyIn, service: ServiceDep, user: Admin) -> NewKeyOut:
-    key_id, key = keystore.create_key(service.store, body.role, body.name)
-    keystore.audit(service.store, user["name"], "create key", None, key_id)
+    key_id, key = service.create_key(body.role, body.name, actor=user["name"])
     return NewKeyOut(key_id=key_id, role=body.role, name=body.name, key=key)
 
 
 @router.delete("/keys/{key_id}", status_code=204, summary="Återkalla en nyckel")
 def revoke_key(key_id: str, service: ServiceDep, user: Admin) -> None:
-    if not keystore.revoke_key(service.store, key_id):
+    if not service.revoke_key(key_id, actor=user["name"]):
         raise HTTPException(404, f"no live key {key_id!r}")
-    keystore.audit(service.store, user["name"], "revoke key", None, key_id)
 
 
 @router.get("/audit", summary="Granskningslogg (id:n, aldrig innehåll)")
 def audit(service: ServiceDep, user: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-    return [{**r, "at": r["at"].isoformat()} for r in keystore.audit_log(service.store, limit)]
+    return [{**r, "at": r["at"].isoformat()} for r in service.audit_log(limit)]

@@ -111,7 +111,7 @@ def ideas_for_need(need_id: str, service: ServiceDep, user: LimitedCoach, k: K =
 
 @router.get("/ideas/{idea_id:record_id}", response_model=IdeaOut, summary="En idé (maskerad text)")
 def get_idea(idea_id: str, service: ServiceDep, user: Coach) -> IdeaOut:
-    return _idea_out(service._record("ideas", idea_id))
+    return _idea_out(service.record("ideas", idea_id))
 
 
 @router.patch(

@@ -171,9 +171,7 @@ def search_bench(
             top = np.argpartition(-scores, 10)[:10]
             top[np.argsort(-scores[top])]
             base.append(time.perf_counter() - t)
-        memory = coll.vectors.nbytes + sum(
-            m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in (coll.lexical._main, coll.chars._main)
-        )
+        memory = coll.nbytes
         out[n] = {
             "hybrid_ms": _percentiles(ours),
             "dense_numpy_ms": _percentiles(base),
@@ -273,41 +271,108 @@ def theme_bench(sizes: list[int], vectors_path: str) -> dict[int, Any]:
     return {row["n"]: row for row in rows}
 
 
+SECTIONS = ("encoder", "search", "themes", "scale", "load", "routes")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module_json(module: str, args: list[str], out: Path) -> dict[str, Any]:
+    """Run ``python -m module args --out out`` in a fresh process (its own BLAS threads, its own memory)
+    and return the JSON it wrote; its progress goes to this process's stderr."""
+    proc = subprocess.run([sys.executable, "-m", module, *args, "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} failed with exit status {proc.returncode}")
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def scale_bench(sizes: list[int], out: Path) -> dict[str, Any]:
+    """The dense index at each size (``evaluation.bench_scale``, synthetic vectors, default variant only)."""
+    return _module_json("evaluation.bench_scale", ["--sizes", *map(str, sizes), "--variants", "i8/float32"], out)
+
+
+def load_bench(items: int, seconds: float, out: Path, upload_rows: int = 2000) -> dict[str, Any]:
+    """``/suggest`` from 1 client, then 8, on a live server (``evaluation.load --scaling``)."""
+    args = ["--items", str(items), "--seconds", str(seconds), "--scaling", "--upload-rows", str(upload_rows)]
+    return _module_json("evaluation.load", args, out)
+
+
+def routes_bench(sizes: list[int], requests: int, out: Path) -> dict[str, Any]:
+    """Every route's p95 at each size on a live server (``evaluation.bench_routes``)."""
+    args = ["--sizes", ",".join(map(str, sizes)), "--requests", str(requests)]
+    return _module_json("evaluation.bench_routes", args, out)
+
+
 def run_bench(
     settings: Any,
     out_dir: str = "reports/bench",
     sizes: list[int] | None = None,
     theme_sizes: list[int] | None = None,
     quick: bool = False,
+    sections: list[str] | None = None,
+    scale_sizes: list[int] | None = None,
+    load_items: int | None = None,
+    load_seconds: float | None = None,
+    route_sizes: list[int] | None = None,
+    route_requests: int | None = None,
 ) -> dict[str, Any]:
-    """Run everything, print the figures, write bench.json and bench.md."""
-    from models.registry import load_encoder
+    """Run the chosen sections (all by default), print the figures, write bench.json and bench.md.
 
-    sizes = [2_000] if quick else (sizes or [10_000, 100_000])
-    theme_sizes = [2_000] if quick else (theme_sizes or [10_000, 50_000, 100_000])
+    Args:
+        sections: any of :data:`SECTIONS`; an unknown name is an error.
+        quick: small sizes everywhere, for a smoke run; explicit sizes still win.
+    """
+    chosen = list(SECTIONS) if sections is None else sections
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    sizes = sizes or ([2_000] if quick else [10_000, 100_000])
+    theme_sizes = theme_sizes or ([2_000] if quick else [10_000, 50_000, 100_000])
+    scale_sizes = scale_sizes or ([10_000] if quick else [10_000, 100_000])
+    load_items = load_items or (1_000 if quick else 10_000)
+    load_seconds = load_seconds or (3.0 if quick else 20.0)
+    route_sizes = route_sizes or ([500, 2_000] if quick else [10_000, 100_000])
+    route_requests = route_requests or (10 if quick else 100)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
-    texts = _texts()
-    sections: dict[str, float] = {}
+    sections_s: dict[str, float] = {}
     started = time.perf_counter()
-    report: dict[str, Any] = {"matmul_peak_gflops": matmul_peak()}
-    report["encoder"] = encoder_bench(
-        encoder, texts[:200] if quick else texts, report["matmul_peak_gflops"], Path(settings.cache_dir)
-    )
-    sections["encoder"] = time.perf_counter() - started
-    vectors = encoder.encode_queries(texts)
-    t = time.perf_counter()
-    report["search"] = search_bench(encoder, texts, vectors, sizes, queries=50 if quick else 200)
-    sections["search"] = time.perf_counter() - t
-    vpath = out / "demo_query_vectors.npy"
-    np.save(vpath, vectors)
-    t = time.perf_counter()
-    report["themes"] = theme_bench(theme_sizes, str(vpath))
-    sections["themes"] = time.perf_counter() - t
-    vpath.unlink()
-    sections["total"] = time.perf_counter() - started
-    report["sections_s"] = sections
+    report: dict[str, Any] = {"sections": chosen}
+    if {"encoder", "search", "themes"} & set(chosen):
+        from models.registry import load_encoder
+
+        encoder = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
+        texts = _texts()
+        if "encoder" in chosen:
+            t = time.perf_counter()
+            report["matmul_peak_gflops"] = matmul_peak()
+            report["encoder"] = encoder_bench(
+                encoder, texts[:200] if quick else texts, report["matmul_peak_gflops"], Path(settings.cache_dir)
+            )
+            sections_s["encoder"] = time.perf_counter() - t
+        vectors = encoder.encode_queries(texts)
+        if "search" in chosen:
+            t = time.perf_counter()
+            report["search"] = search_bench(encoder, texts, vectors, sizes, queries=50 if quick else 200)
+            sections_s["search"] = time.perf_counter() - t
+        if "themes" in chosen:
+            vpath = out / "demo_query_vectors.npy"
+            np.save(vpath, vectors)
+            t = time.perf_counter()
+            try:
+                report["themes"] = theme_bench(theme_sizes, str(vpath))
+            finally:
+                vpath.unlink()
+            sections_s["themes"] = time.perf_counter() - t
+    for name, run in (
+        ("scale", lambda: scale_bench(scale_sizes, out / "scale.json")),
+        ("load", lambda: load_bench(load_items, load_seconds, out / "load.json", upload_rows=200 if quick else 2000)),
+        ("routes", lambda: routes_bench(route_sizes, route_requests, out / "routes.json")),
+    ):
+        if name in chosen:
+            t = time.perf_counter()
+            report[name] = run()
+            sections_s[name] = time.perf_counter() - t
+    sections_s["total"] = time.perf_counter() - started
+    report["sections_s"] = sections_s
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
     md = _markdown(report)
     (out / "bench.md").write_text(md, encoding="utf-8")
@@ -316,9 +381,24 @@ def run_bench(
 
 
 def _markdown(r: dict[str, Any]) -> str:
+    lines = ["# Benchmarks", ""]
+    for name, part in (
+        ("encoder", _encoder_md),
+        ("search", _search_md),
+        ("themes", _themes_md),
+        ("scale", _scale_md),
+        ("load", _load_md),
+        ("routes", _routes_md),
+    ):
+        if name in r:
+            lines += part(r) + [""]
+    if "sections_s" in r:
+        lines.append("Wall time by section (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["sections_s"].items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _encoder_md(r: dict[str, Any]) -> list[str]:
     lines = [
-        "# Benchmarks",
-        "",
         f"numpy float32 matmul peak: **{r['matmul_peak_gflops']:.0f} GFLOP/s**; model "
         f"{r['encoder']['flops_per_token'] / 1e6:.1f} MFLOP per token at the mean length "
         f"{r['encoder']['mean_tokens']:.0f} tokens.",
@@ -336,8 +416,11 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| {name} | {v['texts_per_s']:.1f} | {v['useful_tokens_per_s']:.0f} | "
             f"{share} | {v['speed_vs_baseline']:.2f}x | {cos} |"
         )
-    lines += [
-        "",
+    return lines
+
+
+def _search_md(r: dict[str, Any]) -> list[str]:
+    lines = [
         "| items | hybrid p50 / p95 / p99 ms | numpy dense p50 / p95 / p99 ms | p95 ratio | index MB | index build s |",
         "|---|---|---|---|---|---|",
     ]
@@ -348,8 +431,11 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{d['p99']:.1f} | {v['p95_ratio_vs_numpy']:.2f} | {v['index_mb']:.0f} | "
             f"{v['index_build_s']:.1f} |"
         )
-    lines += [
-        "",
+    return lines
+
+
+def _themes_md(r: dict[str, Any]) -> list[str]:
+    lines = [
         "| items | job s | reduce | cluster | assign | label | map | write | themes | unassigned | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -360,9 +446,33 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{t['label']:.1f} | {t['map']:.1f} | {t['write']:.1f} | {v['themes']} | "
             f"{v['share_unassigned']:.1%} | {v['peak_rss_mb']:.0f} |"
         )
-    if "sections_s" in r:
-        lines += [
-            "",
-            "Wall time by section (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["sections_s"].items()) + ".",
-        ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _scale_md(r: dict[str, Any]) -> list[str]:
+    """The dense index at scale: bench_scale's main table (its first block)."""
+    main = r["scale"]["markdown"].split("\n\nPrecision")[0]
+    return ["## Dense index at scale (`python -m evaluation.bench_scale`)", "", main]
+
+
+def _load_md(r: dict[str, Any]) -> list[str]:
+    s = r["load"]["scaling"]
+    return [
+        f"## Load: 1 vs {s['clients']} clients on `POST /suggest` (`python -m evaluation.load --scaling`, "
+        f"{r['load']['items']:,} items, {r['load']['seconds']:g} s per phase, a write every second, "
+        f"a {r['load']['upload_rows']:,}-row upload in the second phase)",
+        "",
+        "| measure | figure |",
+        "|---|---|",
+        f"| 1 client | {s['rps_1']:.1f} requests/s, p50 {s['p50_1_ms']:.0f} ms |",
+        f"| {s['clients']} clients | {s['rps_n']:.1f} requests/s (**{s['throughput_ratio']:.2f}x** the 1-client rate), "
+        f"p95 {s['p95_n_ms']:.0f} ms (**{s['p95_n_over_p50_1']:.1f}x** the 1-client p50) |",
+        f"| errors | {s['errors']} |",
+        f"| `/health` during both phases | p99 {s['health_p99_ms']:.0f} ms, max {s['health_max_ms']:.0f} ms |",
+    ]
+
+
+def _routes_md(r: dict[str, Any]) -> list[str]:
+    from evaluation.bench_routes import table
+
+    return ["## Every route as the corpus grows (`python -m evaluation.bench_routes`)", "", table(r["routes"])]

@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         help="graph/re-scoring dtypes, comma-separated; the first is the default one, used for the main table",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="also write the rows and the Markdown tables to this JSON file")
     args = parser.parse_args(argv)
     variants = [tuple(v.split("/")) for v in args.variants.split(",") if v]
     sizes, precision, filters = [], [], []
@@ -303,8 +304,22 @@ def main(argv: list[str] | None = None) -> None:
         precision += p
         filters += f
         gc.collect()
+    md = tables(sizes, precision, filters, args.queries)
     print()
-    print(tables(sizes, precision, filters, args.queries))
+    print(md)
+    if args.out:
+        import json
+        from dataclasses import asdict
+
+        report = {
+            "sizes": [asdict(r) for r in sizes],
+            "precision": [asdict(r) for r in precision],
+            "filters": [asdict(r) for r in filters],
+            "queries": args.queries,
+            "markdown": md,
+        }
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -222,26 +222,37 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
     }
 
 
-def start_server(db: Path, env: dict[str, str], port: int) -> subprocess.Popen:
-    """``idesluss serve`` on loopback, once /health answers."""
+def start_server(
+    db: Path, env: dict[str, str], port: int, log: Path | None = None, poll_s: float = 0.5, wait_s: float = 3600
+) -> subprocess.Popen:
+    """``idesluss serve`` on loopback, once /health answers.
+
+    Args:
+        log: a file for the server's output (discarded when omitted).
+        poll_s: seconds between /health probes while it starts.
+        wait_s: how long start-up may take (the index is built before the first answer).
+    """
+    out = log.open("w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
+            tail = log.read_text()[-2000:] if log is not None else ""
+            raise RuntimeError(f"the server exited during start-up {tail}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return proc
         except httpx.HTTPError:
-            time.sleep(0.5)
+            time.sleep(poll_s)
     proc.kill()
-    raise RuntimeError("the server did not answer within 10 minutes")
+    raise RuntimeError(f"the server did not answer within {wait_s:.0f} s")
 
 
 def free_port() -> int:
@@ -253,7 +264,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=8)
@@ -266,14 +277,16 @@ def main() -> None:
         help="1 client, then --clients at once, on /suggest, while writes and a 2,000-row upload land",
     )
     ap.add_argument("--upload-rows", type=int, default=2000, help="rows of the upload during --scaling (0: none)")
-    args = ap.parse_args()
+    ap.add_argument("--out", help="also write the report to this JSON file")
+    args = ap.parse_args(argv)
     # the clients send far more than people would; the per-key limit is not what is measured here
     env = {**os.environ, "IDESLUSS_RATE_LIMIT_PER_MINUTE": "100000000"}
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "load.duckdb"
         t = time.perf_counter()
         keys = build_db(db, args.items, env)
-        print(f"built {args.items} items in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        build_s = time.perf_counter() - t
+        print(f"built {args.items} items in {build_s:.0f} s", file=sys.stderr)
         port = free_port()
         proc = start_server(db, env, port)
         url = f"http://127.0.0.1:{port}"
@@ -281,9 +294,13 @@ def main() -> None:
             if args.scaling:
                 report = {
                     "items": args.items,
+                    "seconds": args.seconds,
+                    "upload_rows": args.upload_rows,
+                    "build_s": build_s,
                     "scaling": scaling(url, keys, args.seconds, args.clients, args.upload_rows),
                 }
                 print(json.dumps(report, indent=1), flush=True)
+                _write(args.out, report)
                 return
             report = {"items": args.items, "clients": args.clients, "seconds": args.seconds, "mix": args.mix}
             report["idle"] = run_clients(url, keys, args.clients, args.seconds, args.mix)
@@ -315,6 +332,13 @@ def main() -> None:
         report["feedback_rows_sent"], report["feedback_rows_stored"] = sent, stored
         report["feedback_rows_lost"] = sent - stored
     print(json.dumps(report, indent=1))
+    _write(args.out, report)
+
+
+def _write(path: str | None, report: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

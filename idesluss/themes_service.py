@@ -2,43 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from idesluss.errors import NotFound
-from models.encoder import TextEncoder
+from idesluss.resources import Resources
 from pipelines.masking import mask
 from store import Store
-from store.keys import audit
 
 
-class ThemeMixin:
-    """Theme functions shared by the CLI and the API (mixed into :class:`idesluss.service.Service`)."""
+class ThemeService:
+    """Theme functions shared by the CLI and the API (the service delegates to one of these).
 
-    store: Store
+    Args:
+        store: the open store (theme runs, memberships, trends, curation).
+        resources: the service's encoders (the theme encoder for the job and provisional themes).
+        changed: called after every write (cached answers are stale).
+    """
 
-    @property
-    def encoder(self) -> TextEncoder:  # provided by the service
-        raise NotImplementedError
-
-    @property
-    def theme_encoder(self) -> TextEncoder:  # provided by the service
-        raise NotImplementedError
+    def __init__(self, store: Store, resources: Resources, changed: Callable[[], None]) -> None:
+        self.store = store
+        self._resources = resources
+        self._changed = changed
 
     def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
         """Run the nightly theme job now."""
         from pipelines.themes.job import run_theme_job
 
-        return run_theme_job(self.store, self.theme_encoder, progress=progress, show_bar=show_bar)
+        return run_theme_job(self.store, self._resources.theme_encoder, progress=progress, show_bar=show_bar)
+
+    def theme_runs(self, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of theme-run records, newest first, and how many runs there are."""
+        rows = self.store.themes.theme_runs(limit=page_size, offset=(page - 1) * page_size)
+        return rows, self.store.themes.count_theme_runs()
 
     def themes(self, with_members: bool = False) -> list[dict[str, Any]]:
         """The current themes, largest first (DESIGN.md shape), with trend summaries."""
-        from store import themes as sql
-        from store.trends import theme_trends
-
-        members = sql.current_members(self.store) if with_members else {}
-        trends = theme_trends(self.store)
+        members = self.store.themes.current_members() if with_members else {}
+        trends = self.store.trends.theme_trends()
         out = []
-        for t in sql.current_themes(self.store):
+        for t in self.store.themes.current_themes():
             tr = trends.get(t.theme_id, {})
             row: dict[str, Any] = {
                 "id": t.theme_id,
@@ -63,10 +66,7 @@ class ThemeMixin:
 
     def theme_detail(self, theme_id: str) -> dict[str, Any]:
         """One theme: keywords, representatives (masked texts), trend and members."""
-        from store import themes as sql
-        from store.trends import theme_trends
-
-        found = [t for t in sql.current_themes(self.store) if t.theme_id == theme_id]
+        found = [t for t in self.store.themes.current_themes() if t.theme_id == theme_id]
         if not found:
             raise NotFound(f"no theme with id {theme_id!r} in the current run")
         t = found[0]
@@ -75,14 +75,14 @@ class ThemeMixin:
             rec = self.store.get_record(r["kind"], r["id"])
             if rec:
                 reps.append({"kind": r["kind"], "id": rec.id, "title": rec.title, "text": rec.text})
-        members = sql.memberships(self.store, theme_id)
+        members = self.store.themes.memberships(theme_id)
         return {
             "id": t.theme_id,
             "label": t.label,
             "keywords": t.keywords,
             "size": t.size,
             "representatives": reps,
-            "trend": theme_trends(self.store).get(theme_id, {}),
+            "trend": self.store.trends.theme_trends().get(theme_id, {}),
             "members": [m["item_id"] for m in members if m["kind"] == "ideas"],
             "need_members": [m["item_id"] for m in members if m["kind"] == "needs"],
         }
@@ -98,9 +98,7 @@ class ThemeMixin:
         name: str | None = None,
     ) -> str:
         """Rename, merge, move or pin; applied now and respected by every later run."""
-        from store import themes as sql
-
-        current = {t.theme_id for t in sql.current_themes(self.store)}
+        current = {t.theme_id for t in self.store.themes.current_themes()}
         for tid in (theme_id, other_theme_id):
             if tid is not None and tid not in current:
                 raise NotFound(f"no theme with id {tid!r} in the current run")
@@ -114,23 +112,17 @@ class ThemeMixin:
         if action == "merge" and (not other_theme_id or other_theme_id == theme_id):
             raise ValueError("merge needs other_theme_id, a different theme")
         shown = mask(name.strip()).text if name else None  # a theme name is shown to leadership
-        cid = sql.add_curation(self.store, action, actor, theme_id, other_theme_id, kind, item_id, shown)
-        audit(self.store, actor, f"curate {action}", "themes", theme_id)
+        cid = self.store.themes.add_curation(action, actor, theme_id, other_theme_id, kind, item_id, shown)
+        self.store.audit.record(actor, f"curate {action}", "themes", theme_id)
         self._changed()
         return cid
 
-    def _changed(self) -> None:  # provided by the service
-        raise NotImplementedError
-
     def overview(self) -> dict[str, Any]:
         """Everything the leadership overview draws, for the current run (aggregates and titles only)."""
-        from store import themes as sql
-        from store.trends import theme_trends
-
         rows = self.themes()
-        runs = sql.theme_runs(self.store, limit=1)
-        trends = theme_trends(self.store)
-        members = [m for m in sql.memberships(self.store) if m["x"] is not None and m["theme_id"]]
+        runs = self.store.themes.theme_runs(limit=1)
+        trends = self.store.trends.theme_trends()
+        members = [m for m in self.store.themes.memberships() if m["x"] is not None and m["theme_id"]]
         titles = {}
         for kind in ("ideas", "needs"):
             wanted = {m["item_id"] for m in members if m["kind"] == kind}
@@ -164,10 +156,8 @@ class ThemeMixin:
         """Nearest current theme for a new text, when it clears that theme's threshold."""
         import numpy as np
 
-        from store import themes as sql
-
-        enc = self.theme_encoder
-        themes = [t for t in sql.current_themes(self.store) if len(t.centroid) == enc.dim]
+        enc = self._resources.theme_encoder
+        themes = [t for t in self.store.themes.current_themes() if len(t.centroid) == enc.dim]
         if not themes:
             return None
         if vector is None:

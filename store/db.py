@@ -3,6 +3,14 @@
 DuckDB admits one read-write process per file. Callers open a :class:`Store`, do their work in
 short transactions (:meth:`Store.transaction`), and close it. Vectors live in a plain table keyed
 by (model id, hash of the embedded text); search happens in memory, outside this module.
+
+The one way to run SQL is through the store: :meth:`Store.read` / :meth:`Store.read_one` for a query
+(this thread's connection, under the read gate), :meth:`Store.write` for one statement in its own
+transaction, and :meth:`Store.transaction` for several statements that commit together. The SQL of
+each area lives in a repository reached as an attribute of the store: ``store.themes``
+(:class:`~store.themes.ThemeRepository`), ``store.feedback``, ``store.keys``, ``store.audit``,
+``store.trends`` and ``store.erasure``. Nothing outside this module touches the connection or the
+locks.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +31,17 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store.base import KINDS, now
+from store.base import check_kind as _kind
+from store.erase import ErasureRepository
+from store.feedback import FeedbackRepository
+from store.keys import AuditRepository, KeyRepository
 from store.locks import ReadWriteLock
 from store.migrations import LATEST, MIGRATIONS, SCRUBBING
+from store.themes import ThemeRepository
+from store.trends import TrendRepository
 
-KINDS = ("ideas", "needs")
+__all__ = ["KINDS", "Record", "Store", "StoreLockedError", "UpsertResult", "now", "private_files"]
 RECORD_FIELDS = ("id", "title", "text", "created_at", "department", "status", "outcome", "source")
 
 
@@ -63,17 +78,6 @@ def private_files() -> None:
 
 class StoreLockedError(RuntimeError):
     """Another process holds the database read-write (for example a running ``idesluss serve``)."""
-
-
-def now() -> datetime:
-    """Current UTC time without tzinfo (DuckDB TIMESTAMP)."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
-    return kind
 
 
 _ARROW_TYPES = {"created_at": pa.timestamp("us")}
@@ -160,6 +164,13 @@ class Store:
         self._cursor_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # the SQL of each area, run through read / read_one / write / transaction below
+        self.themes = ThemeRepository(self)
+        self.feedback = FeedbackRepository(self)
+        self.keys = KeyRepository(self)
+        self.audit = AuditRepository(self)
+        self.trends = TrendRepository(self)
+        self.erasure = ErasureRepository(self)
         private_files()
         try:
             self._root = duckdb.connect(str(self.path), read_only=read_only)
@@ -177,7 +188,7 @@ class Store:
             self.migrate()
 
     @property
-    def con(self) -> duckdb.DuckDBPyConnection:
+    def _con(self) -> duckdb.DuckDBPyConnection:
         """This thread's connection to the database (a DuckDB connection must not be shared by threads)."""
         cur = getattr(self._local, "cursor", None)
         if cur is None:
@@ -190,6 +201,29 @@ class Store:
     def reading(self) -> AbstractContextManager[None]:
         """Hold for the duration of a read: a compaction or restore waits for it, and it for them."""
         return self._gate.reading()
+
+    def read(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of one query, run on this thread's connection under the read gate.
+
+        Args:
+            sql: the statement (values as ``?`` parameters, never formatted in).
+            params: its parameters.
+
+        Returns:
+            The rows, as tuples.
+        """
+        with self.reading():
+            return self._con.execute(sql, params).fetchall()
+
+    def read_one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+        """The first row of one query (or None), run like :meth:`read`."""
+        with self.reading():
+            return self._con.execute(sql, params).fetchone()
+
+    def write(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement in its own transaction (see :meth:`transaction`); returns its rows (``RETURNING``)."""
+        with self.transaction() as con:
+            return con.execute(sql, params).fetchall()
 
     def close(self) -> None:
         """Close every connection (the last one checkpoints the WAL)."""
@@ -206,18 +240,18 @@ class Store:
     # -- schema -----------------------------------------------------------------------------
     def schema_version(self) -> int:
         """The applied schema version (0 for an empty file)."""
-        exists = self.con.execute(
+        exists = self._con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
         ).fetchone()
         if not exists or not exists[0]:
             return 0
-        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0] or 0) if row else 0
 
     def migrate(self, target: int = LATEST) -> int:
         """Apply pending migrations up to ``target``, each in its own transaction."""
         with self._lock:
-            self.con.execute(
+            self._con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
                 "name VARCHAR, applied_at TIMESTAMP)"
             )
@@ -228,8 +262,8 @@ class Store:
                     continue
                 with self.transaction():
                     for step in statements:
-                        step(self.con) if callable(step) else self.con.execute(step)
-                    self.con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, now()])
+                        step(self._con) if callable(step) else self._con.execute(step)
+                    self._con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, now()])
                 scrubbed |= current > 0 and version in SCRUBBING
             if scrubbed:
                 self.compact()
@@ -237,15 +271,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction: committed on success, rolled back on any error."""
+        """One transaction: committed on success, rolled back on any error.
+
+        Holds the store's write lock (one writer at a time) and the read side of the gate (so a
+        compaction or restore waits for it). The yielded connection is for the statements of this
+        transaction only; it must not be kept past the block.
+        """
         with self._lock, self._gate.reading():
-            self.con.execute("BEGIN TRANSACTION")
+            self._con.execute("BEGIN TRANSACTION")
             try:
-                yield self.con
+                yield self._con
             except BaseException:
-                self.con.execute("ROLLBACK")
+                self._con.execute("ROLLBACK")
                 raise
-            self.con.execute("COMMIT")
+            self._con.execute("COMMIT")
 
     def compact(self) -> None:
         """Rewrite the database into a fresh file and swap it in (erasure's last step).
@@ -296,12 +335,12 @@ class Store:
             leftover.unlink(missing_ok=True)
         quoted = str(partial).replace("'", "''")
         with self._lock, self._gate.reading():
-            alias = self.con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-            self.con.execute(f"ATTACH '{quoted}' AS idesluss_backup")
+            alias = self._con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            self._con.execute(f"ATTACH '{quoted}' AS idesluss_backup")
             try:
-                self.con.execute(f'COPY FROM DATABASE "{alias}" TO idesluss_backup')
+                self._con.execute(f'COPY FROM DATABASE "{alias}" TO idesluss_backup')
             finally:
-                self.con.execute("DETACH idesluss_backup")
+                self._con.execute("DETACH idesluss_backup")
         os.replace(partial, dest)
         return dest
 
@@ -336,7 +375,7 @@ class Store:
     def checkpoint(self) -> None:
         """Fold the WAL into the database file."""
         with self._lock, self._gate.reading():
-            self.con.execute("CHECKPOINT")
+            self._con.execute("CHECKPOINT")
 
     # -- records ----------------------------------------------------------------------------
     def upsert_records(self, kind: str, records: Sequence[Record]) -> UpsertResult:
@@ -448,31 +487,27 @@ class Store:
 
     def get_record(self, kind: str, record_id: str) -> Record | None:
         """One record by id, or None."""
-        with self.reading():
-            row = self.con.execute(_SELECT_RECORD.format(kind=_kind(kind)) + " WHERE id = ?", [record_id]).fetchone()
+        row = self.read_one(_SELECT_RECORD.format(kind=_kind(kind)) + " WHERE id = ?", [record_id])
         return _row_to_record(row) if row else None
 
     def records(self, kind: str, ids: Iterable[str] | None = None) -> list[Record]:
         """All records of a kind (or those with the given ids), ordered by id."""
         sql = _SELECT_RECORD.format(kind=_kind(kind))
-        with self.reading():
-            if ids is None:
-                rows = self.con.execute(sql + " ORDER BY id").fetchall()
-            else:
-                rows = self.con.execute(sql + " WHERE list_contains(?, id) ORDER BY id", [list(ids)]).fetchall()
+        if ids is None:
+            rows = self.read(sql + " ORDER BY id")
+        else:
+            rows = self.read(sql + " WHERE list_contains(?, id) ORDER BY id", [list(ids)])
         return [_row_to_record(r) for r in rows]
 
     def page(self, kind: str, limit: int, offset: int) -> list[Record]:
         """Records ordered by id, ``limit`` of them after ``offset`` (the database cuts the page)."""
         sql = _SELECT_RECORD.format(kind=_kind(kind)) + " ORDER BY id LIMIT ? OFFSET ?"
-        with self.reading():
-            rows = self.con.execute(sql, [limit, offset]).fetchall()
+        rows = self.read(sql, [limit, offset])
         return [_row_to_record(r) for r in rows]
 
     def count(self, kind: str) -> int:
         """Number of records of a kind."""
-        with self.reading():
-            row = self.con.execute(f"SELECT count(*) FROM {_kind(kind)}").fetchone()
+        row = self.read_one(f"SELECT count(*) FROM {_kind(kind)}")
         return int(row[0]) if row else 0
 
     # -- embeddings -------------------------------------------------------------------------
@@ -481,11 +516,10 @@ class Store:
         wanted = list(dict.fromkeys(hashes))
         if not wanted:
             return []
-        with self.reading():
-            rows = self.con.execute(
-                "SELECT text_hash FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
-                [model_id, wanted],
-            ).fetchall()
+        rows = self.read(
+            "SELECT text_hash FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
+            [model_id, wanted],
+        )
         have = {r[0] for r in rows}
         return [h for h in wanted if h not in have]
 
@@ -522,11 +556,10 @@ class Store:
         """Stored vectors of the given text hashes (those that have one), by hash."""
         if not hashes:
             return {}
-        with self.reading():
-            rows = self.con.execute(
-                "SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
-                [model_id, list(dict.fromkeys(hashes))],
-            ).fetchall()
+        rows = self.read(
+            "SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
+            [model_id, list(dict.fromkeys(hashes))],
+        )
         return {h: np.asarray(v, dtype=np.float32) for h, v in rows}
 
     def vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:
@@ -535,7 +568,7 @@ class Store:
             # execute(), not sql(): a relation refuses to run while an earlier fetchone() result is
             # open on this connection; the extra Arrow copy DuckDB warns about is accepted
             warnings.simplefilter("ignore")
-            tbl = self.con.execute(
+            tbl = self._con.execute(
                 f"SELECT r.id, e.vector, e.dim FROM {_kind(kind)} r JOIN embeddings e "
                 "ON e.text_hash = r.embed_hash AND e.model_id = ? ORDER BY r.id",
                 [model_id],
@@ -575,8 +608,7 @@ class Store:
             sql += " WHERE kind = ?"
             params.append(kind)
         sql += " ORDER BY run_id DESC LIMIT ?"
-        with self.reading():
-            rows = self.con.execute(sql, [*params, limit]).fetchall()
+        rows = self.read(sql, [*params, limit])
         return [
             {
                 "run_id": r[0],

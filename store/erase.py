@@ -4,42 +4,47 @@ from __future__ import annotations
 
 import json
 
-from store.db import Store, _kind, now
+from store.base import Repository, check_kind, now
 
 
-def erase_record(store: Store, kind: str, item_id: str, actor: str) -> bool:
-    """Delete everything the store holds about one record; audit the deletion (id only).
+class ErasureRepository(Repository):
+    """Erasure (``store.erasure``): every row about one record goes in one transaction."""
 
-    Returns:
-        False when there is no such record.
-    """
-    table = _kind(kind)
-    with store.transaction() as con:
-        row = con.execute(f"SELECT embed_hash FROM {table} WHERE id = ?", [item_id]).fetchone()
-        if row is None:
-            return False
-        con.execute(f"DELETE FROM {table} WHERE id = ?", [item_id])
-        shared = con.execute(
-            "SELECT count(*) FROM ideas WHERE embed_hash = ? UNION ALL SELECT count(*) FROM needs WHERE embed_hash = ?",
-            [row[0], row[0]],
-        ).fetchall()
-        if not sum(r[0] for r in shared):
-            con.execute("DELETE FROM embeddings WHERE text_hash = ?", [row[0]])
-        con.execute(
-            "DELETE FROM feedback WHERE (query_kind = ? AND query_id = ?) OR (target_kind = ? AND target_id = ?)",
-            [kind, item_id, kind, item_id],
-        )
-        column = "idea_id" if kind == "ideas" else "need_id"
-        con.execute(f"DELETE FROM need_links WHERE {column} = ?", [item_id])
-        con.execute("DELETE FROM memberships WHERE kind = ? AND item_id = ?", [kind, item_id])
-        con.execute("DELETE FROM theme_curation WHERE kind = ? AND item_id = ?", [kind, item_id])
-        for run_id, theme_id, reps in con.execute("SELECT run_id, theme_id, representatives FROM themes").fetchall():
-            items = json.loads(reps or "[]")
-            kept = [r for r in items if not (r.get("kind") == kind and r.get("id") == item_id)]
-            if len(kept) != len(items):
-                con.execute(
-                    "UPDATE themes SET representatives = ? WHERE run_id = ? AND theme_id = ?",
-                    [json.dumps(kept, ensure_ascii=False), run_id, theme_id],
-                )
-        con.execute("INSERT INTO audit VALUES (?, ?, 'delete', ?, ?)", [now(), actor, kind, item_id])
-    return True
+    def erase_record(self, kind: str, item_id: str, actor: str) -> bool:
+        """Delete everything the store holds about one record; audit the deletion (id only).
+
+        Returns:
+            False when there is no such record.
+        """
+        table = check_kind(kind)
+        with self._store.transaction() as con:
+            row = con.execute(f"SELECT embed_hash FROM {table} WHERE id = ?", [item_id]).fetchone()
+            if row is None:
+                return False
+            con.execute(f"DELETE FROM {table} WHERE id = ?", [item_id])
+            shared = con.execute(
+                "SELECT count(*) FROM ideas WHERE embed_hash = ? UNION ALL SELECT count(*) FROM needs WHERE embed_hash = ?",
+                [row[0], row[0]],
+            ).fetchall()
+            if not sum(r[0] for r in shared):
+                con.execute("DELETE FROM embeddings WHERE text_hash = ?", [row[0]])
+            con.execute(
+                "DELETE FROM feedback WHERE (query_kind = ? AND query_id = ?) OR (target_kind = ? AND target_id = ?)",
+                [kind, item_id, kind, item_id],
+            )
+            column = "idea_id" if kind == "ideas" else "need_id"
+            con.execute(f"DELETE FROM need_links WHERE {column} = ?", [item_id])
+            con.execute("DELETE FROM memberships WHERE kind = ? AND item_id = ?", [kind, item_id])
+            con.execute("DELETE FROM theme_curation WHERE kind = ? AND item_id = ?", [kind, item_id])
+            for run_id, theme_id, reps in con.execute(
+                "SELECT run_id, theme_id, representatives FROM themes"
+            ).fetchall():
+                items = json.loads(reps or "[]")
+                kept = [r for r in items if not (r.get("kind") == kind and r.get("id") == item_id)]
+                if len(kept) != len(items):
+                    con.execute(
+                        "UPDATE themes SET representatives = ? WHERE run_id = ? AND theme_id = ?",
+                        [json.dumps(kept, ensure_ascii=False), run_id, theme_id],
+                    )
+            con.execute("INSERT INTO audit VALUES (?, ?, 'delete', ?, ?)", [now(), actor, kind, item_id])
+        return True

@@ -1,13 +1,17 @@
-"""SQL for API keys (stored hashed) and the audit log (who did what to which id, never content)."""
+"""SQL for API keys (stored hashed, ``store.keys``) and the audit log (who did what to which id, never
+content, ``store.audit``)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from store.db import Store, now
+from store.base import Repository, now
+
+if TYPE_CHECKING:
+    from store.db import Store
 
 ROLES = ("coach", "leadership", "admin")
 PREFIX = "idk"
@@ -17,70 +21,69 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_key(store: Store, role: str, name: str) -> tuple[str, str]:
-    """Create a key; returns (key id, the full key). Only a hash of the secret is stored."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-    if not name.strip():
-        raise ValueError("a key needs a name (who or what uses it)")
-    from pipelines.masking import mask  # a key's name is shown in the audit log: no e-mail address there
+class KeyRepository(Repository):
+    """API keys: created with a secret shown once, verified in constant time, revoked."""
 
-    key_id = secrets.token_hex(4)
-    secret = secrets.token_urlsafe(24)
-    with store.transaction() as con:
-        con.execute(
+    def create_key(self, role: str, name: str) -> tuple[str, str]:
+        """Create a key; returns (key id, the full key). Only a hash of the secret is stored."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+        if not name.strip():
+            raise ValueError("a key needs a name (who or what uses it)")
+        from pipelines.masking import mask  # a key's name is shown in the audit log: no e-mail address there
+
+        key_id = secrets.token_hex(4)
+        secret = secrets.token_urlsafe(24)
+        self._store.write(
             "INSERT INTO api_keys (key_id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
             [key_id, mask(name.strip()).text, role, _hash(secret), now()],
         )
-    return key_id, f"{PREFIX}_{key_id}_{secret}"
+        return key_id, f"{PREFIX}_{key_id}_{secret}"
 
-
-def verify_key(store: Store, presented: str) -> dict[str, Any] | None:
-    """The key's id, name and role when ``presented`` is a live key, else None (constant-time compare)."""
-    parts = presented.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX:
-        return None
-    _, key_id, secret = parts
-    with store.reading():
-        row = store.con.execute(
+    def verify_key(self, presented: str) -> dict[str, Any] | None:
+        """The key's id, name and role when ``presented`` is a live key, else None (constant-time compare)."""
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != PREFIX:
+            return None
+        _, key_id, secret = parts
+        row = self._store.read_one(
             "SELECT key_id, name, role, key_hash FROM api_keys WHERE key_id = ? AND revoked_at IS NULL", [key_id]
-        ).fetchone()
-    expected = row[3] if row else _hash("no such key")
-    ok = hmac.compare_digest(expected, _hash(secret))
-    if not row or not ok:
-        return None
-    return {"key_id": row[0], "name": row[1], "role": row[2]}
+        )
+        expected = row[3] if row else _hash("no such key")
+        ok = hmac.compare_digest(expected, _hash(secret))
+        if not row or not ok:
+            return None
+        return {"key_id": row[0], "name": row[1], "role": row[2]}
 
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Keys without secrets or hashes."""
+        rows = self._store.read("SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at")
+        return [{"key_id": r[0], "name": r[1], "role": r[2], "created_at": r[3], "revoked_at": r[4]} for r in rows]
 
-def list_keys(store: Store) -> list[dict[str, Any]]:
-    """Keys without secrets or hashes."""
-    with store.reading():
-        rows = store.con.execute(
-            "SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
-        ).fetchall()
-    return [{"key_id": r[0], "name": r[1], "role": r[2], "created_at": r[3], "revoked_at": r[4]} for r in rows]
-
-
-def revoke_key(store: Store, key_id: str) -> bool:
-    """Revoke a key; False when there is no live key with that id."""
-    with store.transaction() as con:
-        row = con.execute(
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key; False when there is no live key with that id."""
+        rows = self._store.write(
             "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
             [now(), key_id],
-        ).fetchone()
-    return row is not None
+        )
+        return bool(rows)
 
 
-def audit(store: Store, actor: str, action: str, kind: str | None = None, item_id: str | None = None) -> None:
-    """Record an action without any content."""
-    with store.transaction() as con:
-        con.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", [now(), actor, action, kind, item_id])
+class AuditRepository(Repository):
+    """The audit log: actor, action, kind and id, never any content."""
 
+    def record(self, actor: str, action: str, kind: str | None = None, item_id: str | None = None) -> None:
+        """Record an action without any content."""
+        self._store.write("INSERT INTO audit VALUES (?, ?, ?, ?, ?)", [now(), actor, action, kind, item_id])
 
-def audit_log(store: Store, limit: int = 100) -> list[dict[str, Any]]:
-    """Latest audit entries."""
-    with store.reading():
-        rows = store.con.execute(
+    def log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Latest audit entries."""
+        rows = self._store.read(
             "SELECT happened_at, actor, action, kind, item_id FROM audit ORDER BY happened_at DESC LIMIT ?", [limit]
-        ).fetchall()
-    return [{"at": r[0], "actor": r[1], "action": r[2], "kind": r[3], "item_id": r[4]} for r in rows]
+        )
+        return [{"at": r[0], "actor": r[1], "action": r[2], "kind": r[3], "item_id": r[4]} for r in rows]
+
+
+def create_key(store: Store, role: str, name: str) -> tuple[str, str]:
+    """Deprecated: use ``store.keys.create_key(role, name)`` (kept for ``evaluation/``)."""
+    return store.keys.create_key(role, name)

@@ -1,15 +1,18 @@
-"""SQL for theme runs, themes, memberships, staff curation and trend aggregates."""
+"""SQL for theme runs, themes, memberships, staff curation and trend aggregates (``store.themes``)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from store.db import Store, now
+from store.base import Repository, now
+
+if TYPE_CHECKING:
+    from store.db import Store
 
 KEEP_MEMBERSHIP_RUNS = 7
 CURATION_ACTIONS = ("rename", "merge", "move", "pin")
@@ -40,240 +43,226 @@ class MemberRow:
     y: float | None = None
 
 
-def current_run_id(store: Store) -> int | None:
-    """The run the service shows now."""
-    with store.reading():
-        row = store.con.execute("SELECT run_id FROM current_theme_run WHERE singleton = 1").fetchone()
-    return int(row[0]) if row else None
+class ThemeRepository(Repository):
+    """Theme runs, their themes and memberships, the current run, and staff curation."""
 
+    def current_run_id(self) -> int | None:
+        """The run the service shows now."""
+        row = self._store.read_one("SELECT run_id FROM current_theme_run WHERE singleton = 1")
+        return int(row[0]) if row else None
 
-def current_themes(store: Store) -> list[ThemeRow]:
-    """Themes of the current run with their centroids (for alignment and provisional themes)."""
-    run = current_run_id(store)
-    if run is None:
-        return []
-    with store.reading():
-        rows = store.con.execute(
+    def current_themes(self) -> list[ThemeRow]:
+        """Themes of the current run with their centroids (for alignment and provisional themes)."""
+        run = self.current_run_id()
+        if run is None:
+            return []
+        rows = self._store.read(
             "SELECT theme_id, label, keywords, representatives, size, centroid, "
             "assign_threshold FROM themes WHERE run_id = ? ORDER BY size DESC, theme_id",
             [run],
-        ).fetchall()
-    return [
-        ThemeRow(
-            r[0],
-            r[1],
-            json.loads(r[2] or "[]"),
-            json.loads(r[3] or "[]"),
-            r[4],
-            np.asarray(r[5], dtype=np.float32),
-            float(r[6] or 1.0),
         )
-        for r in rows
-    ]
+        return [
+            ThemeRow(
+                r[0],
+                r[1],
+                json.loads(r[2] or "[]"),
+                json.loads(r[3] or "[]"),
+                r[4],
+                np.asarray(r[5], dtype=np.float32),
+                float(r[6] or 1.0),
+            )
+            for r in rows
+        ]
 
-
-def current_members(store: Store) -> dict[str, set[str]]:
-    """theme id -> member keys ("ideas:ID" / "needs:ID") of the current run."""
-    run = current_run_id(store)
-    out: dict[str, set[str]] = {}
-    if run is None:
-        return out
-    with store.reading():
-        rows = store.con.execute(
+    def current_members(self) -> dict[str, set[str]]:
+        """theme id -> member keys ("ideas:ID" / "needs:ID") of the current run."""
+        run = self.current_run_id()
+        out: dict[str, set[str]] = {}
+        if run is None:
+            return out
+        rows = self._store.read(
             "SELECT theme_id, kind, item_id FROM memberships WHERE run_id = ? AND theme_id <> ''", [run]
-        ).fetchall()
-    for theme_id, kind, item_id in rows:
-        out.setdefault(theme_id, set()).add(f"{kind}:{item_id}")
-    return out
-
-
-def next_run_id(store: Store) -> int:
-    """An id for a new theme run."""
-    with store.reading():
-        row = store.con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM theme_runs").fetchone()
-    return int(row[0]) if row else 1
-
-
-def write_run(
-    store: Store, run_id: int, record: dict[str, Any], themes: list[ThemeRow], members: list[MemberRow]
-) -> None:
-    """Write a finished run and switch it in, all in one transaction."""
-    import pyarrow as pa
-
-    mem = pa.table(
-        {
-            "run_id": pa.array([run_id] * len(members), pa.int64()),
-            "kind": [m.kind for m in members],
-            "item_id": [m.item_id for m in members],
-            "theme_id": [m.theme_id for m in members],
-            "how": [m.how for m in members],
-            "x": pa.array([m.x for m in members], pa.float64()),
-            "y": pa.array([m.y for m in members], pa.float64()),
-        }
-    )
-    with store.transaction() as con:
-        con.execute(
-            "INSERT INTO theme_runs (run_id, created_at, params, timings, n_themes, share_unassigned, "
-            "quality, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                now(),
-                json.dumps(record["params"]),
-                json.dumps(record["timings"]),
-                len(themes),
-                record["share_unassigned"],
-                record["quality"],
-                json.dumps(record["events"], ensure_ascii=False),
-            ],
         )
-        for t in themes:
+        for theme_id, kind, item_id in rows:
+            out.setdefault(theme_id, set()).add(f"{kind}:{item_id}")
+        return out
+
+    def next_run_id(self) -> int:
+        """An id for a new theme run."""
+        row = self._store.read_one("SELECT coalesce(max(run_id), 0) + 1 FROM theme_runs")
+        return int(row[0]) if row else 1
+
+    def write_run(self, run_id: int, record: dict[str, Any], themes: list[ThemeRow], members: list[MemberRow]) -> None:
+        """Write a finished run and switch it in, all in one transaction."""
+        import pyarrow as pa
+
+        mem = pa.table(
+            {
+                "run_id": pa.array([run_id] * len(members), pa.int64()),
+                "kind": [m.kind for m in members],
+                "item_id": [m.item_id for m in members],
+                "theme_id": [m.theme_id for m in members],
+                "how": [m.how for m in members],
+                "x": pa.array([m.x for m in members], pa.float64()),
+                "y": pa.array([m.y for m in members], pa.float64()),
+            }
+        )
+        with self._store.transaction() as con:
             con.execute(
-                "INSERT INTO themes (run_id, theme_id, label, keywords, representatives, size, centroid, "
-                "assign_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO theme_runs (run_id, created_at, params, timings, n_themes, share_unassigned, "
+                "quality, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     run_id,
-                    t.theme_id,
-                    t.label,
-                    json.dumps(t.keywords, ensure_ascii=False),
-                    json.dumps(t.representatives, ensure_ascii=False),
-                    t.size,
-                    t.centroid.astype(float).tolist(),
-                    t.assign_threshold,
+                    now(),
+                    json.dumps(record["params"]),
+                    json.dumps(record["timings"]),
+                    len(themes),
+                    record["share_unassigned"],
+                    record["quality"],
+                    json.dumps(record["events"], ensure_ascii=False),
                 ],
             )
-        con.register("_members", mem)
-        try:
-            con.execute("INSERT INTO memberships SELECT run_id, kind, item_id, theme_id, how, x, y FROM _members")
-        finally:
-            con.unregister("_members")
-        con.execute("INSERT OR REPLACE INTO current_theme_run VALUES (1, ?)", [run_id])
-        con.execute("DELETE FROM memberships WHERE run_id <= ?", [run_id - KEEP_MEMBERSHIP_RUNS])
+            for t in themes:
+                con.execute(
+                    "INSERT INTO themes (run_id, theme_id, label, keywords, representatives, size, centroid, "
+                    "assign_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        run_id,
+                        t.theme_id,
+                        t.label,
+                        json.dumps(t.keywords, ensure_ascii=False),
+                        json.dumps(t.representatives, ensure_ascii=False),
+                        t.size,
+                        t.centroid.astype(float).tolist(),
+                        t.assign_threshold,
+                    ],
+                )
+            con.register("_members", mem)
+            try:
+                con.execute("INSERT INTO memberships SELECT run_id, kind, item_id, theme_id, how, x, y FROM _members")
+            finally:
+                con.unregister("_members")
+            con.execute("INSERT OR REPLACE INTO current_theme_run VALUES (1, ?)", [run_id])
+            con.execute("DELETE FROM memberships WHERE run_id <= ?", [run_id - KEEP_MEMBERSHIP_RUNS])
 
+    def add_curation(
+        self,
+        action: str,
+        actor: str,
+        theme_id: str | None = None,
+        other_theme_id: str | None = None,
+        kind: str | None = None,
+        item_id: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Record a staff correction; it applies now (where it can) and to every later run."""
+        import uuid
 
-def add_curation(
-    store: Store,
-    action: str,
-    actor: str,
-    theme_id: str | None = None,
-    other_theme_id: str | None = None,
-    kind: str | None = None,
-    item_id: str | None = None,
-    name: str | None = None,
-) -> str:
-    """Record a staff correction; it applies now (where it can) and to every later run."""
-    import uuid
-
-    if action not in CURATION_ACTIONS:
-        raise ValueError(f"unknown curation {action!r}; expected one of {CURATION_ACTIONS}")
-    cid = uuid.uuid4().hex[:12]
-    run = current_run_id(store)
-    with store.transaction() as con:
-        con.execute(
-            "INSERT INTO theme_curation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [cid, action, theme_id, other_theme_id, kind, item_id, name, actor, now()],
-        )
-        if run is None:
-            return cid
-        if action == "rename":
-            con.execute("UPDATE themes SET label = ? WHERE run_id = ? AND theme_id = ?", [name, run, theme_id])
-        elif action == "merge":
+        if action not in CURATION_ACTIONS:
+            raise ValueError(f"unknown curation {action!r}; expected one of {CURATION_ACTIONS}")
+        cid = uuid.uuid4().hex[:12]
+        run = self.current_run_id()
+        with self._store.transaction() as con:
             con.execute(
-                "UPDATE memberships SET theme_id = ?, how = 'moved' WHERE run_id = ? AND theme_id = ?",
-                [other_theme_id, run, theme_id],
+                "INSERT INTO theme_curation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [cid, action, theme_id, other_theme_id, kind, item_id, name, actor, now()],
             )
-            con.execute(
-                "UPDATE themes SET size = size + coalesce((SELECT size FROM themes WHERE run_id = ? AND "
-                "theme_id = ?), 0) WHERE run_id = ? AND theme_id = ?",
-                [run, theme_id, run, other_theme_id],
-            )
-            con.execute("DELETE FROM themes WHERE run_id = ? AND theme_id = ?", [run, theme_id])
-        else:
-            con.execute(
-                "INSERT OR REPLACE INTO memberships (run_id, kind, item_id, theme_id, how) VALUES (?, ?, ?, ?, ?)",
-                [run, kind, item_id, theme_id, "pinned" if action == "pin" else "moved"],
-            )
-    return cid
+            if run is None:
+                return cid
+            if action == "rename":
+                con.execute("UPDATE themes SET label = ? WHERE run_id = ? AND theme_id = ?", [name, run, theme_id])
+            elif action == "merge":
+                con.execute(
+                    "UPDATE memberships SET theme_id = ?, how = 'moved' WHERE run_id = ? AND theme_id = ?",
+                    [other_theme_id, run, theme_id],
+                )
+                con.execute(
+                    "UPDATE themes SET size = size + coalesce((SELECT size FROM themes WHERE run_id = ? AND "
+                    "theme_id = ?), 0) WHERE run_id = ? AND theme_id = ?",
+                    [run, theme_id, run, other_theme_id],
+                )
+                con.execute("DELETE FROM themes WHERE run_id = ? AND theme_id = ?", [run, theme_id])
+            else:
+                con.execute(
+                    "INSERT OR REPLACE INTO memberships (run_id, kind, item_id, theme_id, how) VALUES (?, ?, ?, ?, ?)",
+                    [run, kind, item_id, theme_id, "pinned" if action == "pin" else "moved"],
+                )
+        return cid
 
-
-def curations(store: Store) -> list[dict[str, Any]]:
-    """All staff corrections, oldest first."""
-    with store.reading():
-        rows = store.con.execute(
+    def curations(self) -> list[dict[str, Any]]:
+        """All staff corrections, oldest first."""
+        rows = self._store.read(
             "SELECT curation_id, action, theme_id, other_theme_id, kind, item_id, name, actor, "
             "created_at FROM theme_curation ORDER BY created_at, curation_id"
-        ).fetchall()
-    keys = ("curation_id", "action", "theme_id", "other_theme_id", "kind", "item_id", "name", "actor", "created_at")
-    return [dict(zip(keys, r)) for r in rows]
+        )
+        keys = ("curation_id", "action", "theme_id", "other_theme_id", "kind", "item_id", "name", "actor", "created_at")
+        return [dict(zip(keys, r)) for r in rows]
 
+    def count_theme_runs(self) -> int:
+        """How many theme runs are stored (a count in SQL, not a fetch)."""
+        row = self._store.read_one("SELECT count(*) FROM theme_runs")
+        return int(row[0]) if row else 0
 
-def count_theme_runs(store: Store) -> int:
-    """How many theme runs are stored (a count in SQL, not a fetch)."""
-    with store.reading():
-        row = store.con.execute("SELECT count(*) FROM theme_runs").fetchone()
-    return int(row[0]) if row else 0
-
-
-def theme_runs(store: Store, limit: int = 30, offset: int = 0) -> list[dict[str, Any]]:
-    """Run records, newest first (``limit`` rows after skipping ``offset``)."""
-    with store.reading():
-        rows = store.con.execute(
+    def theme_runs(self, limit: int = 30, offset: int = 0) -> list[dict[str, Any]]:
+        """Run records, newest first (``limit`` rows after skipping ``offset``)."""
+        rows = self._store.read(
             "SELECT run_id, created_at, params, timings, n_themes, share_unassigned, quality, "
             "events FROM theme_runs ORDER BY run_id DESC LIMIT ? OFFSET ?",
             [limit, offset],
-        ).fetchall()
-    return [
-        {
-            "run_id": r[0],
-            "created_at": r[1],
-            "params": json.loads(r[2] or "{}"),
-            "timings": json.loads(r[3] or "{}"),
-            "n_themes": r[4],
-            "share_unassigned": r[5],
-            "quality": r[6],
-            "events": json.loads(r[7] or "[]"),
-        }
-        for r in rows
-    ]
+        )
+        return [
+            {
+                "run_id": r[0],
+                "created_at": r[1],
+                "params": json.loads(r[2] or "{}"),
+                "timings": json.loads(r[3] or "{}"),
+                "n_themes": r[4],
+                "share_unassigned": r[5],
+                "quality": r[6],
+                "events": json.loads(r[7] or "[]"),
+            }
+            for r in rows
+        ]
 
+    def memberships(self, theme_id: str | None = None) -> list[dict[str, Any]]:
+        """Members of the current run (one theme, or all), with map coordinates."""
+        run = self.current_run_id()
+        if run is None:
+            return []
+        sql = "SELECT kind, item_id, theme_id, how, x, y FROM memberships WHERE run_id = ?"
+        params: list[Any] = [run]
+        if theme_id is not None:
+            sql += " AND theme_id = ?"
+            params.append(theme_id)
+        rows = self._store.read(sql + " ORDER BY kind, item_id", params)
+        return [{"kind": r[0], "item_id": r[1], "theme_id": r[2], "how": r[3], "x": r[4], "y": r[5]} for r in rows]
 
-def memberships(store: Store, theme_id: str | None = None) -> list[dict[str, Any]]:
-    """Members of the current run (one theme, or all), with map coordinates."""
-    run = current_run_id(store)
-    if run is None:
-        return []
-    sql = "SELECT kind, item_id, theme_id, how, x, y FROM memberships WHERE run_id = ?"
-    params: list[Any] = [run]
-    if theme_id is not None:
-        sql += " AND theme_id = ?"
-        params.append(theme_id)
-    with store.reading():
-        rows = store.con.execute(sql + " ORDER BY kind, item_id", params).fetchall()
-    return [{"kind": r[0], "item_id": r[1], "theme_id": r[2], "how": r[3], "x": r[4], "y": r[5]} for r in rows]
-
-
-def theme_of(store: Store, kind: str, item_id: str) -> str | None:
-    """The current theme of one item, if any."""
-    run = current_run_id(store)
-    if run is None:
-        return None
-    with store.reading():
-        row = store.con.execute(
+    def theme_of(self, kind: str, item_id: str) -> str | None:
+        """The current theme of one item, if any."""
+        run = self.current_run_id()
+        if run is None:
+            return None
+        row = self._store.read_one(
             "SELECT theme_id FROM memberships WHERE run_id = ? AND kind = ? AND item_id = ? AND theme_id <> ''",
             [run, kind, item_id],
-        ).fetchone()
-    return row[0] if row else None
+        )
+        return row[0] if row else None
 
-
-def trend_rows(store: Store) -> list[tuple[str, str, datetime | None, str | None]]:
-    """(theme id, kind, created_at, department) for every member of the current run."""
-    run = current_run_id(store)
-    if run is None:
-        return []
-    with store.reading():
-        return store.con.execute(
+    def trend_rows(self) -> list[tuple[str, str, datetime | None, str | None]]:
+        """(theme id, kind, created_at, department) for every member of the current run."""
+        run = self.current_run_id()
+        if run is None:
+            return []
+        rows = self._store.read(
             "SELECT m.theme_id, m.kind, coalesce(i.created_at, n.created_at), coalesce(i.department, n.department) "
             "FROM memberships m LEFT JOIN ideas i ON m.kind = 'ideas' AND i.id = m.item_id "
             "LEFT JOIN needs n ON m.kind = 'needs' AND n.id = m.item_id "
             "WHERE m.run_id = ? AND m.theme_id <> ''",
             [run],
-        ).fetchall()
+        )
+        return rows  # type: ignore[return-value]
+
+
+def memberships(store: Store, theme_id: str | None = None) -> list[dict[str, Any]]:
+    """Deprecated: use ``store.themes.memberships(theme_id)`` (kept for ``evaluation/``)."""
+    return store.themes.memberships(theme_id)

@@ -12,7 +12,6 @@ from api.app import create_app
 from idesluss.service import Service
 from idesluss.settings import Settings
 from pipelines.themes.job import run_theme_job
-from store import keys as keystore
 from tests.fakes import KeywordEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +25,7 @@ def env(tmp_path_factory):
     svc.ingest("ideas", REPO / "demo" / "ideas.csv")
     svc.ingest("needs", REPO / "demo" / "needs.jsonl")
     run_theme_job(svc.store, svc.encoder, show_bar=False)
-    keys = {role: keystore.create_key(svc.store, role, f"test-{role}")[1] for role in ("coach", "leadership", "admin")}
+    keys = {role: svc.store.keys.create_key(role, f"test-{role}")[1] for role in ("coach", "leadership", "admin")}
     with TestClient(create_app(settings, service=svc)) as client:
         yield client, keys, svc
     svc.close()
@@ -206,7 +205,7 @@ def test_admin_upload_curate_job_erase_and_keys(env) -> None:
 def test_rate_limit_per_key(tmp_path: Path) -> None:
     settings = Settings(db=tmp_path / "r.duckdb", rate_limit_per_minute=3)
     svc = Service(settings, encoder=KeywordEncoder())
-    key = keystore.create_key(svc.store, "coach", "fast")[1]
+    key = svc.store.keys.create_key("coach", "fast")[1]
     with TestClient(create_app(settings, service=svc)) as client:
         codes = [client.post("/suggest", json={"text": "hej"}, headers=H(key)).status_code for _ in range(5)]
     svc.close()

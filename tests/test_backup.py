@@ -10,7 +10,6 @@ import pytest
 from idesluss.service import Query, Service
 from idesluss.settings import Settings
 from pipelines.themes.job import run_theme_job
-from store import themes as sql
 from tests.fakes import KeywordEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +59,10 @@ def test_backup_under_writes_restores_the_same_answers_and_theme_run(tmp_path: P
     svc.restore(dest)
     assert {r.id for r in svc.store.records("ideas")} == ids
     assert _answers(svc) == _answers(other)
-    assert sql.current_run_id(other.store) == sql.current_run_id(svc.store) is not None
-    assert [t.label for t in sql.current_themes(other.store)] == [t.label for t in sql.current_themes(svc.store)]
+    assert other.store.themes.current_run_id() == svc.store.themes.current_run_id() is not None
+    assert [t.label for t in other.store.themes.current_themes()] == [
+        t.label for t in svc.store.themes.current_themes()
+    ]
     with pytest.raises(ValueError, match="no such file"):
         svc.restore(tmp_path / "nothing.duckdb")
     (tmp_path / "not.duckdb").write_text("hej")

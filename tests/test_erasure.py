@@ -7,9 +7,6 @@ from pathlib import Path
 from idesluss.service import Query, Service
 from idesluss.settings import Settings
 from pipelines.themes.job import run_theme_job
-from store import feedback as fb
-from store import keys as keystore
-from store import themes as sql
 from tests.fakes import KeywordEncoder
 
 MARKER = "Zyxwvutsmarkör"
@@ -36,17 +33,17 @@ def test_delete_removes_text_vectors_links_feedback_and_memberships(tmp_path: Pa
     run_theme_job(svc.store, svc.encoder, show_bar=False)
     svc.feedback("ideas", "E1", "ideas", "SECRET", "useful", "coach")
     svc.feedback("ideas", "SECRET", "ideas", "E1", "duplicate", "coach")
-    before_fb = fb.count_feedback(svc.store)
+    before_fb = svc.store.feedback.count_feedback()
     svc.store.checkpoint()
     assert _bytes_in_db(db, MARKER)
     svc.collections()
     svc.erase("ideas", "SECRET", actor="admin")
     assert svc.store.get_record("ideas", "SECRET") is None
-    assert fb.count_feedback(svc.store) == before_fb - 2
-    assert all(m["item_id"] != "SECRET" for m in sql.memberships(svc.store))
+    assert svc.store.feedback.count_feedback() == before_fb - 2
+    assert all(m["item_id"] != "SECRET" for m in svc.store.themes.memberships())
     hits = svc.similar([Query(text=f"{MARKER} cykelbana")], k=50)[0]
     assert "SECRET" not in {h.id for h in hits}
-    log = keystore.audit_log(svc.store)
+    log = svc.store.audit.log()
     assert log[0]["action"] == "delete" and log[0]["item_id"] == "SECRET" and MARKER not in str(log)
     # the store is usable after compaction: sequences continue, nothing collides
     assert svc.feedback("ideas", "E1", "ideas", "E2", "useful", "coach") > 0

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from pipelines.records import embed_text, text_hash
 from store import Store
-from store import feedback as fb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,11 +28,10 @@ print("done", flush=True)
 FEEDBACK = """
 import sys
 from store import Store
-from store import feedback as fb
 with Store(sys.argv[1]) as s:
     n = 0
     while True:
-        fb.add_feedback(s, "ideas", "A", "ideas", "B", "useful", "burst")
+        s.feedback.add_feedback("ideas", "A", "ideas", "B", "useful", "burst")
         n += 1
         print(n, flush=True)
 """
@@ -85,6 +83,6 @@ def test_kill_9_during_feedback_burst_loses_nothing_committed(tmp_path: Path) ->
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with Store(db) as store:
-        stored = fb.count_feedback(store)
+        stored = store.feedback.count_feedback()
     assert reported >= 300
     assert reported <= stored <= reported + 1, (reported, stored)  # at most the one in flight

@@ -15,7 +15,6 @@ from api.app import create_app  # noqa: E402
 from idesluss.service import Service  # noqa: E402
 from idesluss.settings import Settings  # noqa: E402
 from pipelines.themes.job import run_theme_job  # noqa: E402
-from store import keys as keystore  # noqa: E402
 from tests.fakes import KeywordEncoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ def _app():
     svc.ingest("ideas", REPO / "demo" / "ideas.csv")
     svc.ingest("needs", REPO / "demo" / "needs.jsonl")
     run_theme_job(svc.store, svc.encoder, show_bar=False)
-    key = keystore.create_key(svc.store, "admin", "fuzzer")[1]
+    key = svc.store.keys.create_key("admin", "fuzzer")[1]
     return create_app(cfg, service=svc), key
 
 

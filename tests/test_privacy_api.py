@@ -17,7 +17,6 @@ from idesluss.service import Service
 from idesluss.settings import Settings
 from pipelines.themes.job import run_theme_job
 from store import Store
-from store import keys as keystore
 from store.db import now
 from tests.fakes import KeywordEncoder
 
@@ -37,7 +36,7 @@ def app_env(tmp_path: Path):
     )
     svc.ingest("ideas", REPO / "demo" / "ideas.csv")
     svc.ingest("needs", REPO / "demo" / "needs.jsonl")
-    keys = {r: keystore.create_key(svc.store, r, f"t-{r}")[1] for r in ("coach", "leadership", "admin")}
+    keys = {r: svc.store.keys.create_key(r, f"t-{r}")[1] for r in ("coach", "leadership", "admin")}
     with TestClient(create_app(settings, service=svc)) as client:
         yield client, keys, svc
     svc.close()
@@ -146,7 +145,7 @@ def test_every_model_or_scan_route_is_rate_limited_per_key(tmp_path: Path) -> No
     ]
     with TestClient(create_app(settings, service=svc)) as client:
         for role, method, path in routes:
-            key = keystore.create_key(svc.store, role, f"fresh-{path}")[1]  # a fresh bucket per route
+            key = svc.store.keys.create_key(role, f"fresh-{path}")[1]  # a fresh bucket per route
             codes = [client.request(method, path, headers=H(key)) for _ in range(3)]
             assert [c.status_code for c in codes[:2]] == [200, 200], path
             assert codes[2].status_code == 429 and int(codes[2].headers["Retry-After"]) >= 1, path
@@ -157,7 +156,7 @@ def test_database_made_by_the_previous_schema_is_scrubbed(tmp_path: Path) -> Non
     db = tmp_path / "old.duckdb"
     old = Store(db, migrate=False)
     old.migrate(target=4)
-    old.con.execute(
+    old.write(
         "INSERT INTO ideas (id, title, text, original_text, department, attributes, embed_hash, ingested_at, "
         "updated_at) VALUES ('A', 'Rubrik', 'Ring [telefonnummer]', 'Ring 070-555 12 34', 'anna.gammal@exempel.se', "
         "'{\"personnummer\": \"19811228-9874\"}', 'h', ?, ?)",
@@ -185,7 +184,7 @@ def test_compaction_is_not_refused_by_a_reader_holding_a_result(tmp_path: Path) 
     ready, done = threading.Event(), threading.Event()
 
     def reader() -> None:  # a thread that left a half-read result (and its transaction) open
-        cur = svc.store.con
+        cur = svc.store._con  # this thread's own cursor, left mid-result on purpose
         cur.execute("SELECT * FROM ideas")
         cur.fetchone()
         ready.set()

@@ -13,7 +13,6 @@ from api import security
 from api.app import create_app, plotly_js
 from idesluss.service import Service
 from idesluss.settings import Settings
-from store import keys as keystore
 from tests.fakes import KeywordEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +26,7 @@ def env(tmp_path_factory):
     settings = Settings(db=tmp_path_factory.mktemp("sec") / "sec.duckdb", max_body_bytes=1024)
     svc = Service(settings, encoder=KeywordEncoder())
     svc.ingest("ideas", REPO / "demo" / "ideas.csv")
-    key = keystore.create_key(svc.store, "coach", "test-coach")[1]
+    key = svc.store.keys.create_key("coach", "test-coach")[1]
     app = create_app(settings, service=svc)
 
     @app.get("/boom", include_in_schema=False)

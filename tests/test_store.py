@@ -22,15 +22,15 @@ def test_migrations_from_empty_and_from_an_older_version(tmp_path: Path) -> None
     old = tmp_path / "v1.duckdb"
     with Store(old, migrate=False) as v1:  # a file as the first released version wrote it
         assert v1.migrate(target=1) == 1
-        v1.con.execute(
+        v1.write(
             "INSERT INTO ideas (id, text, embed_hash, ingested_at, updated_at) VALUES ('x', 'kvar', 'h', now(), now())"
         )
-        tables = {r[0] for r in v1.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {r[0] for r in v1.read("SELECT table_name FROM information_schema.tables")}
         assert "feedback" not in tables
     with Store(old) as migrated:
         assert migrated.schema_version() == LATEST
         assert migrated.get_record("ideas", "x").text == "kvar"
-        assert migrated.con.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+        assert migrated.read_one("SELECT count(*) FROM feedback") == (0,)
 
 
 def test_unchanged_text_is_never_reembedded_and_a_change_reembeds_one(tmp_path: Path, fake_encoder) -> None:

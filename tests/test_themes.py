@@ -17,7 +17,6 @@ from matcher.swedish import STOP_WORDS, Analyzer
 from pipelines.themes import stages
 from pipelines.themes.job import ThemeJobRunning, job_lock, run_theme_job
 from pipelines.themes.labels import label_themes
-from store import themes as sql
 from tests.fakes import KeywordEncoder
 from tests.helpers import blob_records, store_with_vectors
 
@@ -34,7 +33,7 @@ def blobs(tmp_path: Path):
 
 
 def _partition(store) -> dict[str, str]:
-    return {m["item_id"]: m["theme_id"] for m in sql.memberships(store)}
+    return {m["item_id"]: m["theme_id"] for m in store.themes.memberships()}
 
 
 def test_finds_the_blobs_with_few_unassigned(blobs) -> None:
@@ -83,21 +82,21 @@ def test_ids_survive_five_percent_more_data(blobs) -> None:
 def test_curation_survives_the_next_run(blobs) -> None:
     store, enc, records, *_ = blobs
     run_theme_job(store, enc, show_bar=False)
-    themes = sql.current_themes(store)
+    themes = store.themes.current_themes()
     a, b, c = themes[0].theme_id, themes[1].theme_id, themes[2].theme_id
-    sql.add_curation(store, "rename", "coach", theme_id=a, name="Vinterväghållning")
-    sql.add_curation(store, "merge", "coach", theme_id=b, other_theme_id=c)
+    store.themes.add_curation("rename", "coach", theme_id=a, name="Vinterväghållning")
+    store.themes.add_curation("merge", "coach", theme_id=b, other_theme_id=c)
     moved = next(k for k, v in _partition(store).items() if v == a)
-    sql.add_curation(store, "move", "coach", theme_id=c, kind="ideas", item_id=moved)
+    store.themes.add_curation("move", "coach", theme_id=c, kind="ideas", item_id=moved)
     run_theme_job(store, enc, show_bar=False)
-    now = {t.theme_id: t for t in sql.current_themes(store)}
+    now = {t.theme_id: t for t in store.themes.current_themes()}
     assert now[a].label == "Vinterväghållning"
     assert b not in now and c in now
     assert _partition(store)[moved] == c
     pinned = next(k for k, v in _partition(store).items() if v == a)
-    sql.add_curation(store, "pin", "coach", theme_id=a, kind="ideas", item_id=pinned)
+    store.themes.add_curation("pin", "coach", theme_id=a, kind="ideas", item_id=pinned)
     run_theme_job(store, enc, show_bar=False)
-    top = {t.theme_id: t for t in sql.current_themes(store)}[a].representatives[0]
+    top = {t.theme_id: t for t in store.themes.current_themes()}[a].representatives[0]
     assert top == {"kind": "ideas", "id": pinned}
 
 
@@ -162,7 +161,7 @@ with Store(sys.argv[1]) as s:
 def test_kill_9_mid_run_keeps_the_last_good_themes(blobs, tmp_path: Path) -> None:
     store, enc, *_ = blobs
     run_theme_job(store, enc, show_bar=False)
-    good_run = sql.current_run_id(store)
+    good_run = store.themes.current_run_id()
     good = _partition(store)
     db = store.path
     store.close()
@@ -179,8 +178,8 @@ def test_kill_9_mid_run_keeps_the_last_good_themes(blobs, tmp_path: Path) -> Non
     from store import Store
 
     with Store(db) as reopened:
-        assert sql.current_run_id(reopened) == good_run
+        assert reopened.themes.current_run_id() == good_run
         assert _partition(reopened) == good
         record = run_theme_job(reopened, enc, show_bar=False)  # the lock died with the process
         assert record["run_id"] == good_run + 1
-        assert sql.current_run_id(reopened) == good_run + 1
+        assert reopened.themes.current_run_id() == good_run + 1

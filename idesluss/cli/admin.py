@@ -25,34 +25,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _print_demo_keys(args: argparse.Namespace) -> None:
-    from store import keys as keystore
-
     svc = service_for(args)
     try:
         for role in ("coach", "leadership", "admin"):
-            _, key = keystore.create_key(svc.store, role, f"demo-{role}")
+            _, key = svc.create_key(role, f"demo-{role}")
             print(f"demo key ({role}): {key}")
     finally:
         svc.close()
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from store import keys as keystore
-
     svc = service_for(args)
     try:
         if args.action == "create":
             if not args.role or not args.name:
                 raise CliError("keys create needs --role and --name", EXIT_USAGE)
-            key_id, key = keystore.create_key(svc.store, args.role, args.name)
-            keystore.audit(svc.store, "cli", "create key", None, key_id)
+            key_id, key = svc.create_key(args.role, args.name, actor="cli")
             print(f"created key {key_id} for {args.name} ({args.role}); it is shown only now:")
             print(key)
         elif args.action == "list":
-            for k in keystore.list_keys(svc.store):
+            for k in svc.list_keys():
                 print(f"{k['key_id']}  {k['role']:<10} {k['name']}  {'revoked' if k['revoked_at'] else 'active'}")
         else:
-            if not args.key_id or not keystore.revoke_key(svc.store, args.key_id):
+            if not args.key_id or not svc.revoke_key(args.key_id):
                 raise CliError(f"no live key {args.key_id!r}", EXIT_USAGE)
             print(f"revoked {args.key_id}")
     finally:
@@ -65,7 +60,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     svc = service_for(args)
     try:
         svc.erase(args.kind, args.id, actor=args.actor)
-        svc.store.checkpoint()
+        svc.checkpoint()
     except NotFound as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     finally:

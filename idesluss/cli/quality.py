@@ -55,11 +55,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from evaluation.bench import run_bench
 
     report = run_bench(
-        settings_for(args), out_dir=args.out, sizes=args.sizes, theme_sizes=args.theme_sizes, quick=args.quick
+        settings_for(args),
+        out_dir=args.out,
+        sizes=args.sizes,
+        theme_sizes=args.theme_sizes,
+        quick=args.quick,
+        sections=_csv(args.only, str),
+        scale_sizes=_csv(args.scale_sizes, int),
+        load_items=args.load_items,
+        load_seconds=args.load_seconds,
+        route_sizes=_csv(args.route_sizes, int),
+        route_requests=args.route_requests,
     )
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))
     return EXIT_OK
+
+
+def _csv(value: str | None, kind: Any) -> list[Any] | None:
+    """'a,b' as a list (None when not given); sizes may be written 1_000_000."""
+    if value is None:
+        return None
+    return [kind(v.strip().replace("_", "")) for v in value.split(",") if v.strip()]
 
 
 def register(sub: Any) -> None:
@@ -91,7 +108,19 @@ def register(sub: Any) -> None:
 
     p = add_command(sub, "bench", "speed and memory against baselines measured in the same run", cmd_bench)
     p.add_argument("--out", default="reports/bench")
-    p.add_argument("--sizes", nargs="*", type=int, default=[10_000, 100_000])
-    p.add_argument("--theme-sizes", nargs="*", type=int, default=[10_000, 50_000, 100_000])
+    p.add_argument(
+        "--only",
+        help="comma-separated sections to run: encoder, search, themes, scale (dense index at scale), "
+        "load (1 vs 8 clients), routes (every route as the corpus grows); default: all",
+    )
+    p.add_argument("--sizes", nargs="*", type=int, default=None, help="search items (default 10000 100000)")
+    p.add_argument(
+        "--theme-sizes", nargs="*", type=int, default=None, help="theme-job items (default 10000 50000 100000)"
+    )
+    p.add_argument("--scale-sizes", help="dense-index rows, e.g. 10000,100000,1000000 (default 10000,100000)")
+    p.add_argument("--load-items", type=int, default=None, help="ideas for the load section (default 10000)")
+    p.add_argument("--load-seconds", type=float, default=None, help="seconds per load phase (default 20)")
+    p.add_argument("--route-sizes", help="ideas for the route section, e.g. 10000,100000 (the default)")
+    p.add_argument("--route-requests", type=int, default=None, help="timed requests per route (default 100)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--json", action="store_true")

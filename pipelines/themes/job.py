@@ -32,7 +32,6 @@ from pipelines.themes.compute import Items, cluster_reduced, reduce_vectors, the
 from pipelines.themes.config import ThemeJobConfig
 from pipelines.themes.history import History
 from store import KINDS, Store
-from store import themes as sql
 
 __all__ = [
     "Progress",
@@ -158,14 +157,14 @@ def _load(store: Store, encoder: TextEncoder) -> tuple[Items, History]:
             texts.append(embed_text(rec.title, rec.text))
             vecs.append(v[i])
     matrix = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, encoder.dim), np.float32)
-    members = sql.current_members(store)
-    previous = [Previous(t.theme_id, members.get(t.theme_id, set()), t.centroid) for t in sql.current_themes(store)]
-    return Items(keys, kinds, ids, texts, matrix), History(previous, sql.curations(store))
+    members = store.themes.current_members()
+    previous = [Previous(t.theme_id, members.get(t.theme_id, set()), t.centroid) for t in store.themes.current_themes()]
+    return Items(keys, kinds, ids, texts, matrix), History(previous, store.themes.curations())
 
 
 def _write(store: Store, params: dict[str, Any], out: compute.Outcome, timings: dict[str, float]) -> dict[str, Any]:
     """Stage "write": store the run and switch it in, in one transaction. Returns the run record."""
-    run_id = sql.next_run_id(store)
+    run_id = store.themes.next_run_id()
     record = {
         "run_id": run_id,
         "params": params,
@@ -175,5 +174,5 @@ def _write(store: Store, params: dict[str, Any], out: compute.Outcome, timings: 
         "quality": out.quality,
         "events": out.events,
     }
-    sql.write_run(store, run_id, record, out.themes, out.members)
+    store.themes.write_run(run_id, record, out.themes, out.members)
     return record

@@ -1,0 +1,71 @@
+"""The service's models: the encoder (loaded once, on first use), the theme encoder and the matcher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idesluss.settings import Settings
+from matcher.hybrid import FusionConfig, HybridMatcher
+from models.encoder import TextEncoder
+
+
+class Resources:
+    """The encoders and the fusion the service's parts share.
+
+    Args:
+        settings: the service settings (model, cache, batching, fusion weights).
+        encoder: an encoder (loaded from ``settings.model`` on first use when omitted).
+    """
+
+    def __init__(self, settings: Settings, encoder: TextEncoder | None = None) -> None:
+        self.settings = settings
+        self._encoder: Any = encoder
+        self._owns_encoder = False
+        self._theme_encoder: TextEncoder | None = None
+        self.matcher_config = FusionConfig(
+            method=settings.fusion_method,
+            dense_weight=settings.dense_weight,
+            lexical_weight=settings.lexical_weight,
+            char_weight=settings.char_weight,
+        )
+
+    @property
+    def encoder(self) -> TextEncoder:
+        """The encoder, loaded once."""
+        if self._encoder is None:
+            from models.batching import MicroBatcher
+            from models.registry import load_encoder
+
+            # concurrent requests' query encodings share forward passes (a wait of at most 2 ms)
+            self._owns_encoder = True
+            self._encoder = MicroBatcher(
+                load_encoder(
+                    self.settings.model,
+                    self.settings.cache_dir,
+                    batch_size=self.settings.batch_size,
+                    threads=self.settings.threads,
+                    precision=self.settings.precision,
+                    engine=self.settings.engine,
+                )
+            )
+        return self._encoder
+
+    @property
+    def theme_encoder(self) -> TextEncoder:
+        """The encoder whose vectors the nightly themes use: the service's, or its static model."""
+        if self.settings.theme_model == "same":
+            return self.encoder
+        if self._theme_encoder is None:
+            from models.registry import load_static_encoder
+
+            self._theme_encoder = load_static_encoder(self.encoder, self.settings.cache_dir)  # type: ignore[arg-type]
+        return self._theme_encoder
+
+    def matcher(self, fusion: FusionConfig | None = None) -> HybridMatcher:
+        """A hybrid matcher with the configured (or the given) fusion."""
+        return HybridMatcher(self.encoder, fusion or self.matcher_config)
+
+    def close(self) -> None:
+        """Stop the encoder's batching thread, when this object started one."""
+        if self._owns_encoder and self._encoder is not None:
+            self._encoder.close()

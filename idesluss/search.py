@@ -1,0 +1,154 @@
+"""Searches for coaches: similar ideas, needs an idea answers, ideas for a need, and suggestions for a text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from idesluss.index import Index
+from idesluss.records import stored_record
+from idesluss.resources import Resources
+from idesluss.settings import Settings
+from idesluss.themes_service import ThemeService
+from matcher.collection import Item
+from matcher.hybrid import Hit
+from pipelines.masking import mask
+from store import Store
+
+
+@dataclass
+class Query:
+    """A search: a free text or a stored record id."""
+
+    text: str | None = None
+    id: str | None = None
+
+
+class Search:
+    """Read-only searches over the in-memory index, with coaches' verdicts applied.
+
+    Args:
+        settings: the service settings (duplicate threshold, theme model).
+        store: the open store (query records, verdicts, current themes).
+        resources: the service's encoders and fusion.
+        index: the in-memory index searched.
+        themes: the theme part (provisional themes of a new text).
+    """
+
+    def __init__(
+        self, settings: Settings, store: Store, resources: Resources, index: Index, themes: ThemeService
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._resources = resources
+        self._index = index
+        self._themes = themes
+
+    def similar(
+        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None, all_duplicates: bool = False
+    ) -> list[list[Hit]]:
+        """Similar earlier ideas for each query (never the query idea itself)."""
+        return self._search("ideas", "ideas", queries, k, filters, collapse=not all_duplicates)
+
+    def needs_for(
+        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """Citizen needs each idea (or draft) answers; confirmed links first, rejected ones never."""
+        return self._search("ideas", "needs", queries, k, filters, collapse=False)
+
+    def ideas_for_need(
+        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """Ideas that answer each need."""
+        return self._search("needs", "ideas", queries, k, filters, collapse=True)
+
+    def _search(
+        self,
+        query_kind: str,
+        target_kind: str,
+        queries: Sequence[Query],
+        k: int,
+        filters: dict[str, Any] | None,
+        collapse: bool,
+    ) -> list[list[Hit]]:
+        texts, excludes, pins = [], [], []
+        for q in queries:
+            if q.id is not None:
+                rec = stored_record(self.store, query_kind, q.id)
+                texts.append(Item(id=rec.id, text=rec.text, title=rec.title).full_text)
+                exclude = {rec.id} if query_kind == target_kind else set()
+                exclude |= self.store.feedback.rejected_targets(query_kind, rec.id, target_kind)
+                pin: set[str] = set()
+                if {query_kind, target_kind} == {"ideas", "needs"}:
+                    key = (lambda pair: pair[1]) if query_kind == "ideas" else (lambda pair: pair[0])
+                    found = (
+                        self.store.feedback.links(idea_id=rec.id)
+                        if query_kind == "ideas"
+                        else self.store.feedback.links(need_id=rec.id)
+                    )
+                    exclude |= {key(p) for p, s in found.items() if s == "rejected"}
+                    pin = {key(p) for p, s in found.items() if s == "confirmed"}
+                excludes.append(exclude)
+                pins.append(pin)
+            else:
+                text = (q.text or "").strip()
+                if not text:
+                    raise ValueError("the search text is empty")
+                texts.append(mask(text).text)
+                excludes.append(set())
+                pins.append(set())
+        coll = self._index.collections()[target_kind]
+        # encoded outside the lock: a write never waits for the model
+        res = self._resources
+        vectors = res.encoder.encode_queries(texts) if res.matcher_config.dense_weight > 0 else None
+        with coll.lock.reading():
+            return self._resources.matcher().search_batch(
+                coll,
+                texts,
+                k=k,
+                vectors=vectors,
+                filters=filters,
+                exclude=excludes,
+                pinned=pins,
+                collapse_duplicates=collapse,
+            )
+
+    def suggest(
+        self,
+        text: str,
+        title: str | None = None,
+        k: int = 5,
+        filters: dict[str, Any] | None = None,
+        exclude_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once."""
+        masked = mask(text.strip()).text
+        if not masked:
+            raise ValueError("text: the idea text is empty")
+        full = Item(id="", text=masked, title=mask(title).text if title else None).full_text
+        vec = self._resources.encoder.encode_queries([full])
+        matcher = self._resources.matcher()
+        colls = self._index.collections()
+        exclude = [{exclude_id}] if exclude_id else None
+        with colls["ideas"].lock.reading():
+            similar = matcher.search_batch(
+                colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
+            )[0]
+            near = matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec, exclude=exclude)[0]
+        with colls["needs"].lock.reading():
+            needs = matcher.search_batch(colls["needs"], [full], k=k, vectors=vec)[0]
+        threshold = self.settings.duplicate_threshold
+        duplicates = [h.id for h in near if h.dense >= threshold]
+        theme = None
+        if exclude_id:
+            tid = self.store.themes.theme_of("ideas", exclude_id)
+            if tid:
+                label = next((t.label for t in self.store.themes.current_themes() if t.theme_id == tid), tid)
+                theme = {"id": tid, "label": label, "provisional": False, "similarity": None}
+        if theme is None:
+            same_space = self.settings.theme_model == "same"
+            theme = self._themes.provisional_theme(
+                text=None if same_space else full, vector=vec[0] if same_space else None
+            )
+        return {"similar": similar, "needs": needs, "duplicates": duplicates, "theme": theme}

@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
             "queries": args.queries,
             "markdown": md,
         }
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+        with open(args.out, "w", encoding="utf-8") as out_file:
+            json.dump(report, out_file, indent=1)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from store import Store
 class AnswerCache:
     """Cached answers keyed by (current theme run, write generation).
 
-    Every write path of the service calls :meth:`changed`; a cached answer is computed again
-    once the generation or the current theme run has moved on.
+    Every write that changes what a cached answer shows calls :meth:`changed` (erasure,
+    restore, curation, links, changed records; a new idea does not, as it joins a theme at the
+    next run); a cached answer is computed again once the generation or the current theme run
+    has moved on.
 
     Args:
         store: the store whose current theme run is part of the key.

@@ -2,22 +2,38 @@
 
 Built on first use (every record that has a stored vector), then appended to by ingest and new
 ideas, pruned by erasure and rebuilt by a restore. These are the only places that change the
-collections.
+collections, and they run on the service's single writer; searches read the collections'
+snapshots and take no lock.
+
+The index is saved beside the database (``<db>.index/<key>/<kind>``: ids, vectors, postings,
+duplicate groups, the HNSW graph; no text) when the service closes and after a fresh build, and
+loaded at the next start: rows whose id and text are unchanged are taken from the save, the
+rest are added as new. An erasure deletes the saved index at once (its bytes held the erased
+row), and a restore does too; the next close saves it again. The key names the model and the
+analyzer's code, so a change of either builds afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import shutil
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from idesluss.resources import Resources
 from idesluss.settings import Settings
+from matcher import collection as collection_module
+from matcher import swedish
 from matcher.collection import Collection, Item
 from matcher.swedish import Analyzer
-from pipelines.embed import embed_missing
+from pipelines.embed import Write, _direct, embed_missing
 from store import Record, Store
+
+log = logging.getLogger(__name__)
 
 
 def record_to_item(rec: Record) -> Item:
@@ -31,6 +47,7 @@ def record_to_item(rec: Record) -> Item:
         status=rec.status,
         outcome=rec.outcome,
         source=rec.source,
+        embed_hash=rec.embed_hash,
     )
 
 
@@ -44,6 +61,7 @@ class Index:
         lock: the service's lock; it guards the collections dict (and, in the admin part, the
             compaction flag), so erasure can change both under one hold.
         changed: called after every change (cached answers are stale).
+        write: runs a write on the service's single writer (the start-up build's embedding).
     """
 
     def __init__(
@@ -53,64 +71,130 @@ class Index:
         resources: Resources,
         lock: threading.RLock,
         changed: Callable[[], None],
+        write: Write = _direct,
     ) -> None:
         self.settings = settings
         self.store = store
         self._resources = resources
         self._lock = lock
         self._changed = changed
+        self._write = write
         self._collections: dict[str, Collection] | None = None
+        self._unsaved = False  # changes since the last save (or load)
 
     def collections(self) -> dict[str, Collection]:
-        """The in-memory index, built from the store on first use."""
+        """The in-memory index, built (or loaded) on first use; afterwards read without a lock."""
+        built = self._collections
+        if built is not None:
+            return built
         with self._lock:
             if self._collections is None:
                 self._collections = self._build_index()
             return self._collections
 
-    def add_stored(self, kind: str, ids: Sequence[str]) -> None:
-        """Add the stored records ``ids`` to a built index (nothing to do before it is built)."""
-        with self._lock:
-            if self._collections is not None and ids:
-                self._add_to(self._collections[kind], kind, self.store.records(kind, ids))
+    @property
+    def built(self) -> bool:
+        """Whether the collections are in memory."""
+        return self._collections is not None
+
+    # -- the saved index ------------------------------------------------------------------
+    def saved_root(self) -> Path | None:
+        """``<db>.index`` beside a database file (None for an in-memory database)."""
+        path = getattr(self.store, "path", None)
+        if path is None or str(path) == ":memory:":
+            return None
+        return Path(f"{path}.index")
+
+    def _saved_dir(self) -> Path | None:
+        root = self.saved_root()
+        if root is None:
+            return None
+        code = hashlib.sha1()
+        for module in (swedish, collection_module):
+            code.update(Path(module.__file__ or "").read_bytes())
+        for sibling in ("stopwords.py", "lexical.py", "ngrams.py", "segments.py"):
+            part = Path(swedish.__file__ or "").with_name(sibling)
+            if part.exists():
+                code.update(part.read_bytes())
+        code.update(f"{self._resources.encoder.model_id}|{self.settings.dense_index}".encode())
+        return root / code.hexdigest()[:16]
+
+    def save(self) -> bool:
+        """Save the built collections when they changed since the last save; True when saved."""
+        target = self._saved_dir() if self._collections is not None and self._unsaved else None
+        if target is None or self._collections is None:
+            return False
+        try:
+            for kind, coll in self._collections.items():
+                coll.save(target / kind)
+        except OSError:
+            log.exception("saving the index failed; the next start builds it from the database")
+            shutil.rmtree(target, ignore_errors=True)
+            return False
+        for old in target.parent.iterdir():  # saves under other keys are stale
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
+        self._unsaved = False
+        return True
+
+    def forget_saved(self) -> None:
+        """Delete the saved index (an erasure or a restore made it wrong); the next save writes it anew."""
+        root = self.saved_root()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+        self._unsaved = True
 
     def add_records(self, kind: str, records: Sequence[Record]) -> None:
-        """Add records (already stored and embedded) to a built index."""
+        """Add records (already stored and embedded) to a built index (on the writer)."""
         with self._lock:
             if self._collections is not None:
                 self._add_to(self._collections[kind], kind, records)
 
     def remove(self, kind: str, item_id: str) -> None:
-        """Take one record out of a built index (erasure)."""
+        """Take one record out of a built index and delete the saved index (erasure, on the writer)."""
         with self._lock:
+            self.forget_saved()
             if self._collections is not None:
-                coll = self._collections[kind]
-                with coll.lock.writing():
-                    coll.remove(item_id)
+                self._collections[kind].remove(item_id)
 
     def rebuild_if_built(self) -> None:
         """Build a built index again from the store (after a restore replaced the database)."""
         with self._lock:
+            self.forget_saved()
             if self._collections is not None:
                 self._collections = self._build_index()
 
     def _build_index(self) -> dict[str, Collection]:
         encoder = self._resources.encoder
-        embed_missing(self.store, encoder)
-        texts = [r.text for kind in ("ideas", "needs") for r in self.store.records(kind)]
+        embed_missing(self.store, encoder, write=self._write)
+        records = {kind: self.store.records(kind) for kind in ("ideas", "needs")}
         analyzer = Analyzer()
-        analyzer.learn(texts)
+        analyzer.learn([r.text for rows in records.values() for r in rows])
+        saved = self._saved_dir()
         out = {}
-        for kind in ("ideas", "needs"):
+        fresh = False
+        for kind, rows in records.items():
             threshold = self.settings.duplicate_threshold if kind == "ideas" else None
-            coll = Collection(encoder.dim, analyzer, duplicate_threshold=threshold)
-            self._add_to(coll, kind, self.store.records(kind), whole_kind=True)
+            items = {r.id: record_to_item(r) for r in rows}
+            loaded = Collection.load(saved / kind, analyzer, items, threshold) if saved is not None else None
+            if loaded is not None:
+                coll, missing = loaded
+                ids = {it.id for it in missing}
+                todo = [r for r in rows if r.id in ids]
+                fresh |= bool(todo)
+            else:
+                coll, todo, fresh = Collection(encoder.dim, analyzer, duplicate_threshold=threshold), list(rows), True
             mode = self.settings.dense_index
-            if mode == "hnsw" or (mode == "auto" and len(coll) >= self.settings.ann_min_items):
+            if coll.dense_index is None and (
+                mode == "hnsw" or (mode == "auto" and len(rows) >= self.settings.ann_min_items)
+            ):
                 from matcher.ann import make_index
 
+                # before the rows go in: duplicates are then linked through the index, not all pairs
                 coll.use_dense_index(make_index("hnsw", encoder.dim))
+            self._add_to(coll, kind, todo, whole_kind=loaded is None)
             out[kind] = coll
+        self._unsaved = fresh
         return out
 
     def _add_to(self, coll: Collection, kind: str, records: Sequence[Record], whole_kind: bool = False) -> None:
@@ -130,7 +214,6 @@ class Index:
             have = [r for r in records if r.embed_hash in by_hash]
             vectors = np.stack([by_hash[r.embed_hash] for r in have]) if have else None
         if have and vectors is not None:
-            items = [record_to_item(r) for r in have]
-            with coll.lock.writing():
-                coll.add(items, vectors)
+            coll.add([record_to_item(r) for r in have], vectors)
+            self._unsaved = True
         self._changed()

@@ -1,12 +1,13 @@
 """Records and coaches' verdicts: ingest, new and changed ideas, pages, feedback, idea-need links.
 
 Every write here is audited, tells the answer cache (``changed``) and, where it adds records,
-updates a built index.
+updates a built index. The store-and-index half of each write runs on the service's single
+writer (``write``); parsing, masking and encoding happen before, on the caller's thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from idesluss.errors import Conflict, NotFound
 from idesluss.index import Index
 from idesluss.resources import Resources
 from idesluss.settings import Settings
-from pipelines.embed import embed_missing
+from pipelines.embed import Write, encode_missing, vector_key
 from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
@@ -38,6 +39,7 @@ class RecordService:
         index: the in-memory index, updated in place.
         compact_if_due: the admin part's compaction retry, run after a new or changed idea.
         changed: called after every write (cached answers are stale).
+        write: runs a write on the service's single writer.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class RecordService:
         index: Index,
         compact_if_due: Callable[[], bool],
         changed: Callable[[], None],
+        write: Write,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -55,6 +58,8 @@ class RecordService:
         self._index = index
         self._compact_if_due = compact_if_due
         self._changed = changed
+        self._write = write
+        self.on_new_ideas: list[Callable[[list[str]], None]] = []  # run on the writer after new ideas land
 
     def record(self, kind: str, record_id: str) -> Record:
         """One stored idea or need.
@@ -65,20 +70,38 @@ class RecordService:
         return stored_record(self.store, kind, record_id)
 
     def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
-        """Ingest a file, embed what is new, and update a built index in place (audited: counts only)."""
+        """Ingest a file batch by batch; each batch is stored and indexed as one write (audited: counts only)."""
+        encoder = self._resources.encoder
         report = ingest_file(
             self.store,
             kind,
             path,
-            encoder=self._resources.encoder,
+            encoder=encoder,
             max_bytes=self.settings.max_file_bytes,
             allowed_attributes=self.settings.allowed_attributes,
             shown_path=shown_path,
+            write=self._write,
+            on_stored=lambda records: self._stored(kind, records),
         )
-        self.store.audit.record(actor, f"ingest ({report.stored} stored, {len(report.errors)} rejected)", kind)
-        self._changed()
-        self._index.add_stored(kind, report.ids)
+        self._write(self._audit_ingest, report, actor)
         return report
+
+    def _stored(self, kind: str, records: Sequence[Record], new: bool = False) -> None:
+        """On the writer, inside a batch's write: index the batch and tell whoever waits for new ideas.
+
+        Cached answers (themes, overview: one theme run's members) are kept when the records are
+        new: a new idea joins a theme at the next run. A changed record (title, department) or a
+        file (which may change stored rows) makes them stale.
+        """
+        if not new:
+            self._changed()
+        self._index.add_records(kind, records)
+        if kind == "ideas":
+            for hook in self.on_new_ideas:
+                hook([r.id for r in records])
+
+    def _audit_ingest(self, report: IngestReport, actor: str) -> None:
+        self.store.audit.record(actor, f"ingest ({report.stored} stored, {len(report.errors)} rejected)", report.kind)
 
     def add_idea(self, row: dict[str, Any], actor: str) -> Record:
         """Validate, mask, store and index one new idea (audited).
@@ -89,28 +112,54 @@ class RecordService:
         from pipelines.records import validate_row
 
         rec = validate_row(row, allowed_attributes=self.settings.allowed_attributes)
+        if self.store.get_record("ideas", rec.id) is not None:  # early answer; checked again on the writer
+            raise Conflict(f"an idea with id {rec.id!r} exists; send PATCH /ideas/{{id}} to change it")
+        vectors = encode_missing(self.store, self._resources.encoder, [rec])
+        return self._write(self._commit_new, rec, vectors, actor)
+
+    def _commit_new(self, rec: Record, vectors: tuple[list[str], Any], actor: str) -> Record:
         if self.store.get_record("ideas", rec.id) is not None:
             raise Conflict(f"an idea with id {rec.id!r} exists; send PATCH /ideas/{{id}} to change it")
-        return self._store_idea(rec, actor, "create")
+        return self._commit("ideas", rec, vectors, actor, "create")
 
     def update_idea(self, idea_id: str, changes: dict[str, Any], actor: str) -> Record:
         """Change the given fields of a stored idea (the rest are kept); masked and audited.
 
+        The fields are merged with the stored idea on the writer, so two changes of different
+        fields sent at the same time both hold.
+
         Raises:
             NotFound: no such idea.
         """
+        draft = self._merged(idea_id, changes)
+        vectors = encode_missing(self.store, self._resources.encoder, [draft])
+        return self._write(self._commit_update, idea_id, changes, vectors, actor)
+
+    def _merged(self, idea_id: str, changes: dict[str, Any]) -> Record:
         from pipelines.records import validate_row
 
         old = self.record("ideas", idea_id)
         row = {**old.public(), **old.attributes, "contact_ref": old.contact_ref, **changes, "id": idea_id}
-        rec = validate_row(row, allowed_attributes=self.settings.allowed_attributes)
-        return self._store_idea(rec, actor, f"update {','.join(sorted(changes))}")
+        return validate_row(row, allowed_attributes=self.settings.allowed_attributes)
 
-    def _store_idea(self, rec: Record, actor: str, action: str) -> Record:
-        self.store.upsert_records("ideas", [rec])
-        self.store.audit.record(actor, action, "ideas", rec.id)
-        embed_missing(self.store, self._resources.encoder, records=[rec])
-        self._index.add_records("ideas", [rec])
+    def _commit_update(
+        self, idea_id: str, changes: dict[str, Any], vectors: tuple[list[str], Any], actor: str
+    ) -> Record:
+        rec = self._merged(idea_id, changes)
+        if rec.embed_hash not in vectors[0] and self.store.missing_hashes(
+            vector_key(self._resources.encoder.model_id), [rec.embed_hash]
+        ):  # the text changed again since it was encoded: encode here (rare)
+            vectors = encode_missing(self.store, self._resources.encoder, [rec])
+        return self._commit("ideas", rec, vectors, actor, f"update {','.join(sorted(changes))}")
+
+    def _commit(self, kind: str, rec: Record, vectors: tuple[list[str], Any], actor: str, action: str) -> Record:
+        """On the writer: store the record and its vector, audit, index, and compact if an erasure asked."""
+        self.store.upsert_records(kind, [rec])
+        hashes, matrix = vectors
+        if hashes:
+            self.store.put_embeddings(vector_key(self._resources.encoder.model_id), hashes, matrix)
+        self.store.audit.record(actor, action, kind, rec.id)
+        self._stored(kind, [rec], new=action == "create")
         self._compact_if_due()
         return rec
 
@@ -127,8 +176,12 @@ class RecordService:
         else:  # a draft's id is whatever the client sent: masked like any free text
             query_id = mask(query_id).text
         self.record(target_kind, target_id)
+        return self._write(self._commit_feedback, query_kind, query_id, target_kind, target_id, verdict, actor)
+
+    def _commit_feedback(
+        self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str, actor: str
+    ) -> int:
         fid = self.store.feedback.add_feedback(query_kind, query_id, target_kind, target_id, verdict, actor)
-        self._changed()
         self.store.audit.record(actor, f"feedback {verdict}", target_kind, target_id)
         return fid
 
@@ -136,6 +189,9 @@ class RecordService:
         """Confirm or reject an idea-need link (audited)."""
         self.record("ideas", idea_id)
         self.record("needs", need_id)
+        self._write(self._commit_link, idea_id, need_id, state, actor)
+
+    def _commit_link(self, idea_id: str, need_id: str, state: str, actor: str) -> None:
         self.store.feedback.set_need_link(idea_id, need_id, state, actor)
         self._changed()
         self.store.audit.record(actor, f"link {state} need {need_id}", "ideas", idea_id)

@@ -99,20 +99,19 @@ class Search:
                 excludes.append(set())
                 pins.append(set())
         coll = self._index.collections()[target_kind]
-        # encoded outside the lock: a write never waits for the model
         res = self._resources
         vectors = res.encoder.encode_queries(texts) if res.matcher_config.dense_weight > 0 else None
-        with coll.lock.reading():
-            return self._resources.matcher().search_batch(
-                coll,
-                texts,
-                k=k,
-                vectors=vectors,
-                filters=filters,
-                exclude=excludes,
-                pinned=pins,
-                collapse_duplicates=collapse,
-            )
+        # the snapshot published last: no lock, and no write can change it under the search
+        return self._resources.matcher().search_batch(
+            coll.snapshot,
+            texts,
+            k=k,
+            vectors=vectors,
+            filters=filters,
+            exclude=excludes,
+            pinned=pins,
+            collapse_duplicates=collapse,
+        )
 
     def suggest(
         self,
@@ -131,13 +130,12 @@ class Search:
         matcher = self._resources.matcher()
         colls = self._index.collections()
         exclude = [{exclude_id}] if exclude_id else None
-        with colls["ideas"].lock.reading():
-            similar = matcher.search_batch(
-                colls["ideas"], [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
-            )[0]
-            near = matcher.search_batch(colls["ideas"], [full], k=10, vectors=vec, exclude=exclude)[0]
-        with colls["needs"].lock.reading():
-            needs = matcher.search_batch(colls["needs"], [full], k=k, vectors=vec)[0]
+        ideas = colls["ideas"].snapshot  # both idea searches read the same moment
+        similar = matcher.search_batch(
+            ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
+        )[0]
+        near = matcher.search_batch(ideas, [full], k=10, vectors=vec, exclude=exclude)[0]
+        needs = matcher.search_batch(colls["needs"].snapshot, [full], k=k, vectors=vec)[0]
         threshold = self.settings.duplicate_threshold
         duplicates = [h.id for h in near if h.dense >= threshold]
         theme = None

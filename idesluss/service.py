@@ -18,7 +18,10 @@ part (module)                   does
 ==============================  ============================================================
 
 The writes all go through ``RecordService`` (ingest, add / update idea, feedback, set link),
-``Admin`` (erase, restore, keys) and ``ThemeService`` (cluster, curate).
+``Admin`` (erase, restore, keys) and ``ThemeService`` (cluster, curate), and each of them hands
+its store-and-index step to the one :class:`~idesluss.writer.Writer`: writes are applied one at
+a time, in order, on one thread, while searches read the collections' last published snapshots
+and never wait for a write.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from idesluss.resources import Resources
 from idesluss.search import Query, Search
 from idesluss.settings import Settings
 from idesluss.themes_service import ThemeService
+from idesluss.writer import Writer
 from matcher.collection import Collection
 from matcher.hybrid import FusionConfig, Hit, HybridMatcher
 from models.encoder import TextEncoder
@@ -62,12 +66,14 @@ class Service:
         self._lock = threading.RLock()
         self._resources = Resources(settings, encoder)
         self._answers = AnswerCache(self.store)
+        self._writer = Writer()
+        write = self._writer.run
         changed = self._answers.changed
-        self._index = Index(settings, self.store, self._resources, self._lock, changed)
+        self._index = Index(settings, self.store, self._resources, self._lock, changed, write)
         self._admin = Admin(self.store, self._index, self._lock, changed)
         self._themes = ThemeService(self.store, self._resources, changed)
         self._records = RecordService(
-            settings, self.store, self._resources, self._index, self._admin.compact_if_due, changed
+            settings, self.store, self._resources, self._index, self._admin.compact_if_due, changed, write
         )
         self._search = Search(settings, self.store, self._resources, self._index, self._themes)
 
@@ -95,19 +101,34 @@ class Service:
         """A hybrid matcher with the configured (or the given) fusion."""
         return self._resources.matcher(fusion)
 
+    @property
+    def writer(self) -> Writer:
+        """The single writer every change goes through."""
+        return self._writer
+
     def close(self) -> None:
-        """Close the store (and stop the encoder's batching thread, when there is one)."""
-        self._resources.close()
-        self.store.close()
+        """Finish queued writes, save the index when it changed, close the store and the encoder."""
+        self._writer.close()
+        try:
+            self._index.save()
+        finally:
+            self._resources.close()
+            self.store.close()
+
 
     def collections(self) -> dict[str, Collection]:
-        """The in-memory index, built from the store on first use."""
+        """The in-memory index, built (or loaded from its save) on first use."""
         return self._index.collections()
+
+    def save_index(self) -> bool:
+        """Save the index now when it changed since the last save (on the writer); True when saved."""
+        return self._writer.run(self._index.save)
 
     # -- records (writes: ingest, add_idea, update_idea, feedback, set_link) ----------------
     def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
         """Ingest a file, embed what is new, and update a built index in place (audited: counts only)."""
-        return self._records.ingest(kind, path, actor=actor, shown_path=shown_path)
+        report = self._records.ingest(kind, path, actor=actor, shown_path=shown_path)
+        return report
 
     def record(self, kind: str, record_id: str) -> Record:
         """One stored idea or need (:class:`NotFound` when there is none)."""
@@ -115,7 +136,8 @@ class Service:
 
     def add_idea(self, row: dict[str, Any], actor: str) -> Record:
         """Validate, mask, store and index one new idea (audited); :class:`Conflict` when the id exists."""
-        return self._records.add_idea(row, actor)
+        rec = self._records.add_idea(row, actor)
+        return rec
 
     def update_idea(self, idea_id: str, changes: dict[str, Any], actor: str) -> Record:
         """Change the given fields of a stored idea (the rest are kept); masked and audited."""
@@ -189,7 +211,7 @@ class Service:
         name: str | None = None,
     ) -> str:
         """Rename, merge, move or pin; applied now and respected by every later run."""
-        return self._themes.curate(action, actor, theme_id, other_theme_id, kind, item_id, name)
+        return self._writer.run(self._themes.curate, action, actor, theme_id, other_theme_id, kind, item_id, name)
 
     def overview(self) -> dict[str, Any]:
         """Everything the leadership overview draws, for the current run (aggregates and titles only)."""
@@ -205,12 +227,12 @@ class Service:
 
     # -- administration (writes: erase, restore, keys) ------------------------------------
     def erase(self, kind: str, item_id: str, actor: str) -> None:
-        """Erase one record everywhere (store, vectors, links, index, file bytes); :class:`NotFound` if none."""
-        self._admin.erase(kind, item_id, actor)
+        """Erase one record everywhere (store, vectors, links, index, saved index, file bytes); :class:`NotFound` if none."""
+        self._writer.run(self._admin.erase, kind, item_id, actor)
 
     def compact_if_due(self) -> bool:
         """Compact the database when an erasure asked for it; True when nothing is left to do."""
-        return self._admin.compact_if_due()
+        return self._writer.run(self._admin.compact_if_due)
 
     def checkpoint(self) -> None:
         """Fold the database's WAL into its file."""
@@ -218,15 +240,15 @@ class Service:
 
     def backup(self, target: str | Path, actor: str = "cli") -> Path:
         """A consistent copy of the database, taken while the service keeps serving (audited)."""
-        return self._admin.backup(target, actor=actor)
+        return self._writer.run(self._admin.backup, target, actor=actor)
 
     def restore(self, source: str | Path, actor: str = "cli") -> None:
         """Bring back a backup: the database is replaced and the index rebuilt from it (audited)."""
-        self._admin.restore(source, actor=actor)
+        self._writer.run(self._admin.restore, source, actor=actor)
 
     def create_key(self, role: str, name: str, actor: str | None = None) -> tuple[str, str]:
         """Create an API key; returns (key id, the full key). Audited when ``actor`` is given."""
-        return self._admin.create_key(role, name, actor=actor)
+        return self._writer.run(self._admin.create_key, role, name, actor=actor)
 
     def list_keys(self) -> list[dict[str, Any]]:
         """Every key, oldest first, without secrets or hashes."""
@@ -234,7 +256,7 @@ class Service:
 
     def revoke_key(self, key_id: str, actor: str | None = None) -> bool:
         """Revoke a key; False when there is no live key with that id. Audited when ``actor`` is given."""
-        return self._admin.revoke_key(key_id, actor=actor)
+        return self._writer.run(self._admin.revoke_key, key_id, actor=actor)
 
     def verify_key(self, presented: str) -> dict[str, Any] | None:
         """The key's id, name and role when ``presented`` is a live key, else None."""

@@ -345,10 +345,10 @@ class Collection:
         for a in range(start, stop, block):
             b = min(a + block, stop)
             sims = vecs[a:b] @ vecs[:b].T
-            rows, cols = np.nonzero(sims >= self.duplicate_threshold)
-            for r, c in zip(rows + a, cols):
+            hits_r, hits_c = np.nonzero(sims >= self.duplicate_threshold)
+            for r, c in zip((hits_r + a).tolist(), hits_c.tolist()):
                 if c < r and self._alive[c]:
-                    self._union(int(r), int(c))
+                    self._union(r, c)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
@@ -369,8 +369,8 @@ class Collection:
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
         np.save(tmp / "groups.npy", self._group_of[:n], allow_pickle=False)
         bm25, terms = self.lexical.export(dead)
-        np.savez(tmp / "bm25.npz", **bm25)
-        np.savez(tmp / "chars.npz", **self.chars.export(dead))
+        np.savez(tmp / "bm25.npz", allow_pickle=False, **bm25)
+        np.savez(tmp / "chars.npz", allow_pickle=False, **self.chars.export(dead))
         if self.dense_index is not None:
             self.dense_index.save(tmp / "dense")
         meta = {

@@ -117,13 +117,13 @@ class HybridMatcher:
         self.encoder = encoder
         self.fusion = fusion or FusionConfig()
 
-    def search(self, collection: Collection, text: str, k: int = 10, **kw: Any) -> list[Hit]:
+    def search(self, collection: Collection | Snapshot, text: str, k: int = 10, **kw: Any) -> list[Hit]:
         """Top-k hits for one text (see :meth:`search_batch`)."""
         return self.search_batch(collection, [text], k=k, **kw)[0]
 
     def search_batch(
         self,
-        collection: Collection,
+        collection: Collection | Snapshot,
         texts: Sequence[str],
         k: int = 10,
         vectors: np.ndarray | None = None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from models.encoder import TextEncoder
 from pipelines.records import embed_text
@@ -12,6 +14,25 @@ from store import KINDS, Record, Store
 
 Progress = Callable[[int, int], None]
 Prompt = Literal["document", "query"]
+Write = Callable[..., Any]  # runs a function that writes (the service's writer, or a direct call)
+
+
+def _direct(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+def encode_missing(store: Store, encoder: TextEncoder, records: Sequence[Record]) -> tuple[list[str], np.ndarray]:
+    """(hashes, vectors) of the records' texts that have no stored document vector yet; writes nothing.
+
+    The CPU-heavy half of embedding, done before a write is handed to the writer.
+    """
+    todo: dict[str, str] = {}
+    for rec in records:
+        todo.setdefault(rec.embed_hash, embed_text(rec.title, rec.text))
+    missing = store.missing_hashes(vector_key(encoder.model_id), todo)
+    if not missing:
+        return [], np.zeros((0, encoder.dim), dtype=np.float32)
+    return missing, encoder.encode_passages([todo[h] for h in missing])
 
 
 def vector_key(model_id: str, prompt: Prompt = "document") -> str:
@@ -32,6 +53,7 @@ def embed_missing(
     show_bar: bool | None = None,
     prompt: Prompt = "document",
     records: Sequence[Record] | None = None,
+    write: Write = _direct,
 ) -> int:
     """Encode and store vectors for records that have none for ``encoder.model_id`` (and ``prompt``).
 
@@ -41,6 +63,7 @@ def embed_missing(
     Args:
         records: only these records (a new idea: the work follows the write, not the corpus);
             every record of ``kinds`` when omitted.
+        write: runs each batch's store write (the service passes its writer; encoding stays here).
 
     Returns:
         The number of texts encoded.
@@ -63,7 +86,7 @@ def embed_missing(
     for start in range(0, len(missing), batch):
         hashes = missing[start : start + batch]
         vectors = encode([todo[h] for h in hashes])
-        store.put_embeddings(key, hashes, vectors)
+        write(store.put_embeddings, key, hashes, vectors)
         done += len(hashes)
         if bar is not None:
             bar.update(len(hashes))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from models.encoder import TextEncoder
-from pipelines.embed import embed_missing
+from pipelines.embed import Write, _direct, encode_missing, vector_key
 from pipelines.masking import mask
 from pipelines.records import DEFAULT_MAX_FILE_BYTES, RowError, parse_file
 from store import Record, Store
+from store.db import UpsertResult
 
 
 @dataclass
@@ -54,18 +57,43 @@ class IngestReport:
         }
 
 
+def _store_batch(
+    store: Store,
+    kind: str,
+    records: Sequence[Record],
+    key: str,
+    vectors: tuple[list[str], np.ndarray],
+    on_stored: Callable[[Sequence[Record]], None] | None,
+) -> UpsertResult:
+    """One batch's write step: its rows, its new vectors, and the index told."""
+    res = store.upsert_records(kind, records)
+    hashes, matrix = vectors
+    if hashes:
+        store.put_embeddings(key, hashes, matrix)
+    if on_stored is not None:
+        on_stored(records)
+    return res
+
+
 def ingest_file(
     store: Store,
     kind: str,
     path: str | Path,
     encoder: TextEncoder | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 256,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
     today: date | None = None,
     allowed_attributes: Collection[str] = (),
     shown_path: str | None = None,
+    write: Write = _direct,
+    on_stored: Callable[[Sequence[Record]], None] | None = None,
 ) -> IngestReport:
-    """Store the valid rows of a file (one transaction per batch) and embed new or changed texts.
+    """Store the valid rows of a file batch by batch, each with the vectors of its new or changed texts.
+
+    Each batch is parsed, masked and encoded here, then handed to ``write`` as one short step:
+    its rows and vectors stored (one transaction each) and ``on_stored`` told (the service adds
+    them to its index there, so a batch shows in searches whole or not at all). A file
+    interrupted midway keeps the batches it finished.
 
     Args:
         store: the open store.
@@ -77,6 +105,8 @@ def ingest_file(
         today: the date after which created_at is "in the future" (tests).
         allowed_attributes: extra columns to keep (masked); every other unknown column is dropped.
         shown_path: the name reported and recorded for the file (an upload's own name, not a temp path).
+        write: runs each batch's store step (the service's single writer; a direct call by default).
+        on_stored: called with each stored batch, inside its write step.
 
     Raises:
         pipelines.records.FileRejected: when the file as a whole cannot be read.
@@ -84,9 +114,14 @@ def ingest_file(
     report = IngestReport(kind=kind, path=mask(shown_path or str(path)).text)
     pending: list[Record] = []
 
+    key = vector_key(encoder.model_id) if encoder is not None else ""
+    no_vectors: tuple[list[str], np.ndarray] = ([], np.zeros((0, 0), np.float32))
+
     def flush() -> None:
         if pending:
-            res = store.upsert_records(kind, pending)
+            vectors = encode_missing(store, encoder, pending) if encoder is not None else no_vectors
+            res = write(_store_batch, store, kind, list(pending), key, vectors, on_stored)
+            report.embedded += len(vectors[0])
             report.inserted += res.inserted
             report.updated += res.updated
             report.unchanged += res.unchanged
@@ -101,8 +136,6 @@ def ingest_file(
         if len(pending) >= batch_size:
             flush()
     flush()
-    run_id = store.start_run("ingest", {"kind": kind, "path": report.path})
-    if encoder is not None:
-        report.embedded = embed_missing(store, encoder, kinds=[kind])
-    store.finish_run(run_id, "ok" if not report.errors else "partial", report.as_dict())
+    run_id = write(store.start_run, "ingest", {"kind": kind, "path": report.path})
+    write(store.finish_run, run_id, "ok" if not report.errors else "partial", report.as_dict())
     return report

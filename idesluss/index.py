@@ -81,6 +81,7 @@ class Index:
         self._write = write
         self._collections: dict[str, Collection] | None = None
         self._unsaved = False  # changes since the last save (or load)
+        self.loaded_rows: dict[str, int] = {}  # per kind, rows the last build took from the saved index
 
     def collections(self) -> dict[str, Collection]:
         """The in-memory index, built (or loaded) on first use; afterwards read without a lock."""
@@ -90,7 +91,16 @@ class Index:
         with self._lock:
             if self._collections is None:
                 self._collections = self._build_index()
+                if self._unsaved and self.saved_root() is not None:
+                    threading.Thread(target=self._save_soon, name="idesluss-index-save", daemon=True).start()
             return self._collections
+
+    def _save_soon(self) -> None:
+        """Save a fresh build on the writer, so a crash before a clean stop still starts fast."""
+        try:
+            self._write(self.save)
+        except RuntimeError:  # the service closed first: its close saved
+            pass
 
     @property
     def built(self) -> bool:
@@ -177,6 +187,7 @@ class Index:
             threshold = self.settings.duplicate_threshold if kind == "ideas" else None
             items = {r.id: record_to_item(r) for r in rows}
             loaded = Collection.load(saved / kind, analyzer, items, threshold) if saved is not None else None
+            self.loaded_rows[kind] = len(loaded[0].row_of) if loaded is not None else 0
             if loaded is not None:
                 coll, missing = loaded
                 ids = {it.id for it in missing}

@@ -1,0 +1,138 @@
+"""The single writer and the saved index, on a real DuckDB file (fake encoder: unit tests).
+
+* every write runs on the writer's one thread, in order, and its exception reaches the caller;
+* two changes of different fields of one idea, sent at once, both hold (merged on the writer);
+* the same new id sent twice at once: one is stored, the other is a Conflict;
+* the index is saved beside the database, loaded at the next start (only the change since is
+  added), and an erasure deletes the save at once (its bytes held the erased row).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from idesluss.errors import Conflict
+from idesluss.service import Query, Service
+from idesluss.settings import Settings
+from idesluss.writer import Writer
+from tests.fakes import KeywordEncoder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _service(path: Path, encoder: KeywordEncoder | None = None) -> Service:
+    return Service(Settings(db=path), encoder=encoder or KeywordEncoder())
+
+
+def test_the_writer_applies_writes_in_order_on_one_thread() -> None:
+    writer = Writer()
+    seen: list[tuple[int, int]] = []
+
+    def step(i: int) -> int:
+        seen.append((i, threading.get_ident()))
+        if i == 3:
+            raise ValueError("bad step 3")
+        return i * 2
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(writer.run, step, i) for i in range(8)]
+            results = []
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except ValueError as exc:
+                    results.append(str(exc))
+        assert results == [0, 2, 4, "bad step 3", 8, 10, 12, 14]
+        assert len({t for _, t in seen}) == 1 and seen[0][1] != threading.get_ident()
+        assert writer.run(lambda: writer.run(lambda: 7)) == 7  # a write may call the writer again
+        assert writer.applied == 9
+    finally:
+        writer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.run(lambda: 1)
+
+
+def test_changes_of_different_fields_sent_at_once_both_hold(tmp_path: Path) -> None:
+    svc = _service(tmp_path / "w.duckdb")
+    try:
+        svc.add_idea({"id": "A1", "text": "Belysning längs cykelbanan"}, actor="t")
+        barrier = threading.Barrier(2)
+
+        def change(field: str, value: str) -> None:
+            barrier.wait()
+            svc.update_idea("A1", {field: value}, actor="t")
+
+        threads = [
+            threading.Thread(target=change, args=("status", "under arbete")),
+            threading.Thread(target=change, args=("outcome", "genomförd")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rec = svc.record("ideas", "A1")
+        assert (rec.status, rec.outcome) == ("under arbete", "genomförd")
+    finally:
+        svc.close()
+
+
+def test_one_new_id_sent_twice_at_once_is_stored_once(tmp_path: Path) -> None:
+    svc = _service(tmp_path / "w.duckdb")
+    try:
+        barrier = threading.Barrier(4)
+
+        def create(i: int) -> str:
+            barrier.wait()
+            try:
+                svc.add_idea({"id": "SAME", "text": f"Idé nummer {i} om lekplatser"}, actor="t")
+                return "stored"
+            except Conflict:
+                return "conflict"
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = sorted(pool.map(create, range(4)))
+        assert outcomes == ["conflict", "conflict", "conflict", "stored"]
+        assert svc.page("ideas", 1, 10)[1] == 1
+        assert [h.id for h in svc.similar([Query(text="lekplatser")], k=5)[0]] == ["SAME"]
+    finally:
+        svc.close()
+
+
+def test_the_saved_index_loads_at_start_and_erasure_deletes_it(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    enc = KeywordEncoder()
+    svc = _service(db, enc)
+    svc.ingest("ideas", REPO / "demo" / "ideas.csv")
+    svc.ingest("needs", REPO / "demo" / "needs.jsonl")
+    before = [h.id for h in svc.similar([Query(text="snöröjning cykelbana")], k=8)[0]]
+    svc.close()
+    saved = Path(f"{db}.index")
+    assert any(saved.rglob("meta.json")), "a clean stop saves the index"
+
+    svc = _service(db, enc)
+    try:
+        coll = svc.collections()["ideas"]
+        assert svc._index.loaded_rows == {"ideas": len(coll), "needs": len(svc.collections()["needs"])}
+        assert [h.id for h in svc.similar([Query(text="snöröjning cykelbana")], k=8)[0]] == before
+        svc.add_idea({"id": "NY1", "text": "Snöröjning av cykelbanan före sju"}, actor="t")
+        assert coll.snapshot.row("NY1") is not None
+        victim = before[0]
+        svc.erase("ideas", victim, actor="t")
+        assert not saved.exists(), "an erasure deletes the saved index with the erased row in it"
+        assert victim not in [h.id for h in svc.similar([Query(text="snöröjning cykelbana")], k=9)[0]]
+    finally:
+        svc.close()
+    assert any(saved.rglob("meta.json"))
+    svc = _service(db, enc)
+    try:
+        size = len(svc.collections()["ideas"])
+        assert svc._index.loaded_rows["ideas"] == size - 1  # the erased row is a hole in the saved rows
+        after = [h.id for h in svc.similar([Query(text="snöröjning cykelbana")], k=9)[0]]
+        assert victim not in after and "NY1" in after
+    finally:
+        svc.close()

@@ -15,6 +15,7 @@ analyzer's code, so a change of either builds afresh.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -97,10 +98,8 @@ class Index:
 
     def _save_soon(self) -> None:
         """Save a fresh build on the writer, so a crash before a clean stop still starts fast."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the service closed first: its close saved
             self._write(self.save)
-        except RuntimeError:  # the service closed first: its close saved
-            pass
 
     @property
     def built(self) -> bool:

@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -354,16 +355,32 @@ def run_size(n: int, requests: int, workdir: Path, env: dict[str, str], seed: in
                     f"[{n}] {route.name}: p50 {r['p50_ms']:.1f} p95 {r['p95_ms']:.1f} ms", file=sys.stderr, flush=True
                 )
         result["memory_end_mb"] = process_memory_mb(proc.pid)
+        _stop(proc)
+        # a second start: the index saved by the first (at its build, and at its clean stop) is loaded
+        t = time.perf_counter()
+        proc = start_server(db, env, port, log=workdir / f"serve-{n}-again.log", poll_s=0.1)
+        result["restart_s"] = time.perf_counter() - t
+        print(f"[{n}] second start (saved index) in {result['restart_s']:.1f} s", file=sys.stderr, flush=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         for path in workdir.glob(f"routes-{n}.duckdb*"):
-            path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     return result
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """A clean stop (SIGTERM: the server saves its index), killed after two minutes."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def ratios(results: list[dict]) -> dict[str, float]:
@@ -390,13 +407,15 @@ def table(report: dict) -> str:
         lines.append(f"| {name} | {cells} | {ratio:.2f} | {mark} |")
     lines += [
         "",
-        "| size | build s | DB MB | server start s | theme job s | RSS after start MB | RSS end MB | peak RSS MB |",
+        "| size | build s | DB MB | first start s | start with saved index s | theme job s "
+        "| RSS after start MB | RSS end MB | peak RSS MB |",
     ]
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         job = f"{r['theme_job_s']:.1f}" if r.get("theme_job_s") is not None else "-"
         lines.append(
-            f"| {r['n']:,} | {r['build_s']:.1f} | {r['db_mb']:.0f} | {r['start_s']:.1f} | {job} "
+            f"| {r['n']:,} | {r['build_s']:.1f} | {r['db_mb']:.0f} | {r['start_s']:.1f} "
+            f"| {r.get('restart_s', math.nan):.1f} | {job} "
             f"| {r['memory_after_start_mb']['VmRSS']:.0f} | {r['memory_end_mb']['VmRSS']:.0f} "
             f"| {r['memory_end_mb']['VmHWM']:.0f} |"
         )

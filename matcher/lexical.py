@@ -60,7 +60,7 @@ class BM25View:
         rows, which, tf = seg.postings(self.segments, ids)
         norm = self.k1 * (1 - self.b + self.b * self.lengths[rows] / self.avgdl)
         contrib = weights[which] * tf * (self.k1 + 1) / (tf + norm)
-        return seg.sum_by_row(rows, contrib)
+        return seg.sum_by_row(rows, contrib, self.size)
 
     def scores(self, text: str) -> np.ndarray:
         """BM25 score of every document for ``text`` (zeros where no term is shared)."""

@@ -41,26 +41,23 @@ class CharNgramView:
 
     def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosine) of the documents sharing an n-gram with ``text``."""
+        dense = self.scores(text)
+        rows = np.flatnonzero(dense)
+        return rows, dense[rows]
+
+    def scores(self, text: str) -> np.ndarray:
+        """Cosine of every document with ``text`` (a sparse product over the query's n-gram columns)."""
         if not self.size:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return np.zeros(0, np.float32)
         q = _tf(self.hasher, [text])
         cols, qtf = q.indices.astype(np.int64), q.data
         if not len(cols):
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return np.zeros(self.size, np.float32)
         idf = _idf(self.df[cols], self.size)
         qw = qtf * idf
         qnorm = float(np.sqrt((qw**2).sum())) + 1e-9
-        weights = (qw * idf).astype(np.float32)
-        rows, which, tf = seg.postings(self.segments, cols)
-        rows, dots = seg.sum_by_row(rows, tf * weights[which])
-        return rows, dots / (self.norms[rows] * qnorm)
-
-    def scores(self, text: str) -> np.ndarray:
-        """Cosine of every document with ``text``."""
-        out = np.zeros(self.size, dtype=np.float32)
-        rows, vals = self.sparse_scores(text)
-        out[rows] = vals
-        return out
+        dots = seg.dot_columns(self.segments, cols, (qw * idf).astype(np.float32), self.size)
+        return dots / (self.norms * qnorm)
 
 
 def _tf(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:

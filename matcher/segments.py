@@ -93,12 +93,30 @@ def postings(segments: tuple[Segment, ...], cols: np.ndarray) -> tuple[np.ndarra
     return np.concatenate(rows), np.concatenate(which), np.concatenate(values).astype(np.float32)
 
 
-def sum_by_row(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique rows, summed values): a sparse score vector from per-posting contributions."""
+def sum_by_row(rows: np.ndarray, values: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(unique rows, summed values): a sparse score vector from per-posting contributions.
+
+    Few postings are grouped by sorting them; many (a tenth of the rows or more) are added into
+    a dense array, which costs less than the sort.
+    """
     if not len(rows):
         return rows, values
+    if len(rows) * 10 >= n_rows:
+        dense = np.bincount(rows, weights=values, minlength=n_rows)
+        hit = np.flatnonzero(dense)
+        return hit, dense[hit].astype(np.float32)
     unique, inverse = np.unique(rows, return_inverse=True)
     return unique, np.bincount(inverse, weights=values, minlength=len(unique)).astype(np.float32)
+
+
+def dot_columns(segments: tuple[Segment, ...], cols: np.ndarray, weights: np.ndarray, n_rows: int) -> np.ndarray:
+    """Every row's weighted sum over the given columns (a sparse product per segment; dense result)."""
+    out = np.zeros(n_rows, dtype=np.float32)
+    for seg in segments:
+        present = np.nonzero(cols < seg.matrix.shape[1])[0]
+        if len(present):
+            out[seg.start : seg.start + seg.rows] += seg.matrix[:, cols[present]] @ weights[present]
+    return out
 
 
 def grown(buffer: np.ndarray, used: int, extra: np.ndarray) -> np.ndarray:

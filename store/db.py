@@ -364,6 +364,7 @@ class Store:
                 _wal(self.path).unlink(missing_ok=True)
             finally:
                 self._root = duckdb.connect(str(self.path))
+                self.themes.forget_current()
             self.migrate()
 
     def _drop_cursors(self) -> None:

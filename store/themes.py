@@ -44,12 +44,29 @@ class MemberRow:
 
 
 class ThemeRepository(Repository):
-    """Theme runs, their themes and memberships, the current run, and staff curation."""
+    """Theme runs, their themes and memberships, the current run, and staff curation.
+
+    The current run's id is remembered in memory (it is read by every suggestion and cached
+    answer): :meth:`write_run` sets it, and the store forgets it when a restore replaces the file.
+    """
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._current: tuple[int | None] | None = None
 
     def current_run_id(self) -> int | None:
         """The run the service shows now."""
+        known = self._current
+        if known is not None:
+            return known[0]
         row = self._store.read_one("SELECT run_id FROM current_theme_run WHERE singleton = 1")
-        return int(row[0]) if row else None
+        run = int(row[0]) if row else None
+        self._current = (run,)
+        return run
+
+    def forget_current(self) -> None:
+        """Read the current run from the database next time (the file was replaced)."""
+        self._current = None
 
     def current_themes(self) -> list[ThemeRow]:
         """Themes of the current run with their centroids (for alignment and provisional themes)."""
@@ -144,6 +161,7 @@ class ThemeRepository(Repository):
                 con.unregister("_members")
             con.execute("INSERT OR REPLACE INTO current_theme_run VALUES (1, ?)", [run_id])
             con.execute("DELETE FROM memberships WHERE run_id <= ?", [run_id - KEEP_MEMBERSHIP_RUNS])
+        self._current = (run_id,)  # after the commit: readers see the new run once it is whole
 
     def add_curation(
         self,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
 from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import Coach, LimitedCoach, ServiceDep
@@ -12,6 +15,7 @@ from api.errors import PROBLEM_RESPONSES
 from api.schemas import (
     MAX_K,
     MAX_PAGE_SIZE,
+    AssignIn,
     FeedbackIn,
     FeedbackOut,
     Filters,
@@ -19,8 +23,12 @@ from api.schemas import (
     IdeaIn,
     IdeaOut,
     IdeaPatch,
+    IdeaView,
+    InboxPage,
     LinkIn,
+    NeedsOut,
     Page,
+    ReviewIn,
     SubmitOut,
     SuggestIn,
     SuggestOut,
@@ -34,7 +42,7 @@ class RecordId(Convertor[str]):
     """A record id in a path: any id the service accepts, '/' included, except one that ends in a
     sub-resource name (so ``/ideas/X/similar`` is never read as the idea ``X/similar``)."""
 
-    regex = r"(?:(?!/(?:similar|needs|ideas)$)[^\n])+"
+    regex = r"(?:(?!/(?:similar|needs|ideas|review|assign)$)[^\n])+"
 
     def convert(self, value: str) -> str:
         return value
@@ -155,3 +163,72 @@ def feedback(body: FeedbackIn, service: ServiceDep, user: Coach) -> FeedbackOut:
 @router.post("/links", status_code=204, summary="Bekräfta eller avvisa en koppling idé–behov")
 def set_link(body: LinkIn, service: ServiceDep, user: Coach) -> None:
     service.set_link(body.idea_id, body.need_id, body.state, actor=user["name"])
+
+
+# -- the coach's working day: inbox, one idea, needs -----------------------------------------------
+@router.get(
+    "/inbox",
+    response_model=InboxPage,
+    summary="Inkorgen: idéer som väntar på granskning, nyast först, med förslag beräknade när de kom in",
+)
+def inbox(
+    service: ServiceDep,
+    user: LimitedCoach,
+    page: PageNo = 1,
+    page_size: PageSize = 20,
+    department: Annotated[str | None, Query(max_length=200)] = None,
+    source: Annotated[str | None, Query(max_length=100)] = None,
+    date_from: IsoDate = None,
+    date_to: IsoDate = None,
+    theme: Annotated[str | None, Query(max_length=200)] = None,
+) -> InboxPage:
+    filters = Filters(department=department, source=source, date_from=date_from, date_to=date_to)
+    wanted: dict[str, Any] = {**filters.model_dump(exclude={"status"}), "theme": theme}
+    return InboxPage(**service.inbox.page(wanted, page, page_size))
+
+
+@router.get("/inbox/{idea_id:record_id}", response_model=IdeaView, summary="En idé: text, förslag med varför, historik")
+def idea_view(idea_id: str, service: ServiceDep, user: LimitedCoach) -> IdeaView:
+    return IdeaView(**service.inbox.view(idea_id))
+
+
+@router.post(
+    "/ideas/{idea_id:record_id}/review",
+    status_code=204,
+    summary="Markera som granskad (lämnar inkorgen) eller skicka tillbaka (loggas)",
+)
+def review(idea_id: str, body: ReviewIn, service: ServiceDep, user: LimitedCoach) -> None:
+    service.inbox.mark_reviewed(idea_id, actor=user["name"], reviewed=body.reviewed)
+
+
+@router.post("/ideas/{idea_id:record_id}/assign", status_code=204, summary="Tilldela idén en coach (loggas)")
+def assign(idea_id: str, body: AssignIn, service: ServiceDep, user: LimitedCoach) -> None:
+    service.inbox.assign(idea_id, body.coach, actor=user["name"])
+
+
+@router.get("/needs", response_model=NeedsOut, summary="Behov med idéerna som möter dem, och otillgodosedda behov")
+def needs_view(
+    service: ServiceDep,
+    user: LimitedCoach,
+    sort: Literal["raised", "unmet", "id"] = "raised",
+    unmet: bool = False,
+) -> NeedsOut:
+    return NeedsOut(**service.cached(f"needs-view:{sort}:{unmet}", lambda: service.inbox.needs(sort, unmet)))
+
+
+# -- pages (server-rendered shells; the data comes from the routes above) ---------------------------
+_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _shell(request: Request, name: str, title: str) -> HTMLResponse:
+    return _templates.TemplateResponse(request, name, {"title": title})
+
+
+@router.get("/coach/idea", response_class=HTMLResponse, include_in_schema=False)
+def idea_page(request: Request) -> HTMLResponse:
+    return _shell(request, "idea.html", "Idé")
+
+
+@router.get("/coach/needs", response_class=HTMLResponse, include_in_schema=False)
+def needs_page(request: Request) -> HTMLResponse:
+    return _shell(request, "needs.html", "Behov och idéer")

@@ -4,7 +4,7 @@ cannot carry a field it must not (no submitter data, no unmasked text)."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -232,9 +232,27 @@ class ThemeSummary(BaseModel):
     size: int
     ideas: int
     needs: int
-    growth: float | None
+    growth: float | None = Field(
+        description="last complete quarter against the one before; null unless both quarters hold at least "
+        "MIN_GROWTH_ITEMS new items (then compare the counts)"
+    )
     unmet_needs: bool
     departments: dict[str, int]
+    last_quarter: str | None = None
+    last_quarter_count: int = 0
+    previous_quarter_count: int = 0
+
+
+# growth is shown only where both quarters hold at least this many new ideas and needs: below it a
+# percentage swings wildly on one item (2 -> 3 is "+50 %"), so the counts are shown instead
+MIN_GROWTH_ITEMS = 5
+
+
+class UnmetNeed(BaseModel):
+    """A need in a theme that no idea is confirmed to answer."""
+
+    id: str
+    title: str
 
 
 class Representative(BaseModel):
@@ -278,6 +296,16 @@ class OverviewOut(BaseModel):
     departments: list[str]
     heatmap: list[list[int]]
     unmet: list[ThemeSummary]
+
+
+class ThemePageOut(BaseModel):
+    """One theme's page for leadership: representatives, trend, departments and unmet needs."""
+
+    theme: ThemeSummary
+    representatives: list[Representative]
+    per_month: dict[str, dict[str, int]]
+    unmet: list[UnmetNeed]
+    min_growth_items: int = MIN_GROWTH_ITEMS
 
 
 class CurateIn(BaseModel):
@@ -354,3 +382,112 @@ class RunOut(BaseModel):
     quality: float | None
     timings: dict[str, float]
     events: list[dict[str, Any]]
+
+
+# -- the coach's inbox, idea view and needs view ------------------------------------------------
+class InboxHit(BaseModel):
+    """A precomputed suggestion, with the target's current title, status and outcome."""
+
+    id: str
+    score: float
+    title: str | None
+    snippet: str
+    department: str | None
+    created_at: str | None
+    status: str | None
+    outcome: str | None
+    source: str | None
+    dense: float
+    lexical: float
+    shared_terms: list[str]
+    why: str
+    duplicate_group: list[str]
+    link: Literal["confirmed", "rejected"] | None = Field(None, description="a coach's word on this idea-need link")
+
+
+class InboxCard(BaseModel):
+    """An idea awaiting review with its suggestions (computed when it arrived)."""
+
+    idea: IdeaOut
+    similar: list[InboxHit]
+    needs: list[InboxHit]
+    duplicates: list[str]
+    theme: ThemeRef | None
+    computed_at: datetime | None
+    reviewed_at: datetime | None
+    reviewed_by: str | None
+    assigned_to: str | None
+
+
+class InboxPage(BaseModel):
+    """One page of the inbox, newest first, and the filter choices."""
+
+    items: list[InboxCard]
+    total: int = Field(description="ideas waiting under these filters")
+    page: int
+    page_size: int
+    departments: list[str]
+    sources: list[str]
+
+
+class HistoryEvent(BaseModel):
+    """Something that happened to an idea: who, what and when (never content)."""
+
+    at: datetime
+    actor: str
+    what: str
+    kind: Literal["audit", "feedback"]
+    target: str | None
+
+
+class IdeaView(InboxCard):
+    """One idea with its suggestions, review state and history."""
+
+    history: list[HistoryEvent]
+    awaiting: bool = Field(description="true while the idea is in the inbox")
+
+
+class ReviewIn(BaseModel):
+    """Mark an idea reviewed (it leaves the inbox) or send it back (``reviewed: false``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reviewed": True}]})
+    reviewed: bool = True
+
+
+class AssignIn(BaseModel):
+    """Hand an idea to a coach."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"coach": "Anna, idécoach"}]})
+    coach: str = Field(..., min_length=1, max_length=200, description="coachens namn")
+
+
+class NeedIdea(BaseModel):
+    """An idea confirmed to answer a need."""
+
+    id: str
+    title: str
+
+
+class NeedRow(BaseModel):
+    """A citizen need with the ideas that answer it."""
+
+    id: str
+    title: str | None
+    text: str
+    department: str | None
+    source: str | None
+    created_at: str | None
+    raised: int = Field(description="how many citizens raised it (see raised_basis)")
+    raised_basis: Literal["count", "duplicates"] = Field(
+        description="count: the file's count attribute; duplicates: the need and its near-duplicates"
+    )
+    ideas: list[NeedIdea]
+    unmet: bool = Field(description="no idea is confirmed to answer it")
+
+
+class NeedsOut(BaseModel):
+    """The needs view."""
+
+    items: list[NeedRow]
+    total: int
+    unmet: int

@@ -85,10 +85,17 @@ class Index:
         self.loaded_rows: dict[str, int] = {}  # per kind, rows the last build took from the saved index
 
     def collections(self) -> dict[str, Collection]:
-        """The in-memory index, built (or loaded) on first use; afterwards read without a lock."""
+        """The in-memory index, built (or loaded) on first use; afterwards read without a lock.
+
+        The build runs on the writer, so no write can land between the rows it reads from the
+        store and the moment the collections take appends.
+        """
         built = self._collections
         if built is not None:
             return built
+        return self._write(self._build_once)
+
+    def _build_once(self) -> dict[str, Collection]:
         with self._lock:
             if self._collections is None:
                 self._collections = self._build_index()

@@ -34,6 +34,7 @@ from typing import Any
 from idesluss.admin import Admin
 from idesluss.cache import AnswerCache
 from idesluss.errors import Conflict, NotFound
+from idesluss.inbox import Inbox
 from idesluss.index import Index, record_to_item
 from idesluss.records import RecordService
 from idesluss.resources import Resources
@@ -76,6 +77,7 @@ class Service:
             settings, self.store, self._resources, self._index, self._admin.compact_if_due, changed, write
         )
         self._search = Search(settings, self.store, self._resources, self._index, self._themes)
+        self._inbox = Inbox(self)  # the coach's inbox, idea view and needs view (idesluss/inbox.py)
 
     # -- resources ------------------------------------------------------------------------
     @property
@@ -108,6 +110,7 @@ class Service:
 
     def close(self) -> None:
         """Finish queued writes, save the index when it changed, close the store and the encoder."""
+        self._inbox.close()
         self._writer.close()
         try:
             self._index.save()
@@ -115,6 +118,10 @@ class Service:
             self._resources.close()
             self.store.close()
 
+    @property
+    def inbox(self) -> Inbox:
+        """The coach's inbox, idea view and needs view (idesluss/inbox.py)."""
+        return self._inbox
 
     def collections(self) -> dict[str, Collection]:
         """The in-memory index, built (or loaded from its save) on first use."""
@@ -128,6 +135,8 @@ class Service:
     def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
         """Ingest a file, embed what is new, and update a built index in place (audited: counts only)."""
         report = self._records.ingest(kind, path, actor=actor, shown_path=shown_path)
+        if kind == "ideas":
+            self._inbox.precompute_later(report.ids)  # inbox: precompute on arrival, off the upload's thread
         return report
 
     def record(self, kind: str, record_id: str) -> Record:
@@ -137,6 +146,7 @@ class Service:
     def add_idea(self, row: dict[str, Any], actor: str) -> Record:
         """Validate, mask, store and index one new idea (audited); :class:`Conflict` when the id exists."""
         rec = self._records.add_idea(row, actor)
+        self._inbox.precompute([rec.id])  # inbox: precompute on arrival
         return rec
 
     def update_idea(self, idea_id: str, changes: dict[str, Any], actor: str) -> Record:
@@ -228,6 +238,8 @@ class Service:
     # -- administration (writes: erase, restore, keys) ------------------------------------
     def erase(self, kind: str, item_id: str, actor: str) -> None:
         """Erase one record everywhere (store, vectors, links, index, saved index, file bytes); :class:`NotFound` if none."""
+        if kind == "ideas":
+            self._inbox.forget(item_id)  # inbox: its precomputed row goes before the erasure's compaction
         self._writer.run(self._admin.erase, kind, item_id, actor)
 
     def compact_if_due(self) -> bool:

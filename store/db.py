@@ -38,6 +38,7 @@ from store.feedback import FeedbackRepository
 from store.keys import AuditRepository, KeyRepository
 from store.locks import ReadWriteLock
 from store.migrations import LATEST, MIGRATIONS, SCRUBBING
+from store.reviews import ReviewRepository
 from store.themes import ThemeRepository
 from store.trends import TrendRepository
 
@@ -171,6 +172,7 @@ class Store:
         self.audit = AuditRepository(self)
         self.trends = TrendRepository(self)
         self.erasure = ErasureRepository(self)
+        self.reviews = ReviewRepository(self)
         private_files()
         try:
             self._root = duckdb.connect(str(self.path), read_only=read_only)

@@ -171,6 +171,27 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        6,
+        "coach inbox: precomputed suggestions per idea, review and assignment state",
+        [
+            """CREATE TABLE idea_suggestions (
+            idea_id VARCHAR PRIMARY KEY,
+            basis VARCHAR NOT NULL,
+            theme_id VARCHAR,
+            suggestions JSON NOT NULL,
+            computed_at TIMESTAMP NOT NULL)""",
+            """CREATE TABLE idea_reviews (
+            idea_id VARCHAR PRIMARY KEY,
+            reviewed_at TIMESTAMP,
+            reviewed_by VARCHAR,
+            assigned_to VARCHAR,
+            assigned_by VARCHAR,
+            assigned_at TIMESTAMP)""",
+        ],
+    )
+)
 # Migrations that remove personal data from existing rows: the store compacts after applying them,
 # so the removed bytes do not linger in the file's free blocks.
 SCRUBBING = {5}

@@ -152,3 +152,38 @@ def test_redoc_renders_and_loads_nothing_from_elsewhere(browser, live_server) ->
     assert page.locator("h2").count() >= 10
     # only ReDoc's "API docs by Redocly" logo (an image on a CDN) is blocked
     assert all("cdn.redoc.ly" in v for v in violations()), violations()
+
+
+def test_keyboard_only_from_the_inbox_to_a_confirmed_need_link(browser, live_server) -> None:
+    import httpx
+
+    page, dialogs = _page(browser, live_server, "coach", "/coach")
+    page.wait_for_selector("#inbox li.card a.open", timeout=30_000)
+    page.locator("body").focus()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    focused = page.evaluate("document.activeElement.getAttribute('href')")
+    first = page.locator("#inbox a.open").first.get_attribute("href")
+    assert focused == first  # j, j, k: back on the first idea
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/coach/idea?id=*", timeout=30_000)
+    page.wait_for_selector("#ineeds li button", timeout=30_000)
+    idea_id = page.url.split("id=", 1)[1]
+    for _ in range(60):  # Tab to the first "confirm" button, as a keyboard user would
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Bekräfta koppling":
+            break
+    else:
+        raise AssertionError("no 'Bekräfta koppling' button reachable with Tab")
+    label = page.evaluate("document.activeElement.getAttribute('aria-label')")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#ineeds .linkstate.confirmed", timeout=30_000)
+    assert "bekräftad" in page.locator("#status").inner_text()
+    view = httpx.get(
+        f"{live_server.url}/inbox/{idea_id}", headers={"Authorization": f"Bearer {live_server.keys['coach']}"}
+    ).json()
+    confirmed = [n for n in view["needs"] if n["link"] == "confirmed"]
+    assert confirmed and (confirmed[0]["title"] or confirmed[0]["snippet"][:80]) in label
+    assert any(e["what"].startswith("link confirmed") for e in view["history"])
+    assert not dialogs

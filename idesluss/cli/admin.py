@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from typing import Any
 
 from idesluss.cli.common import call_service, service_for, settings_for
@@ -19,9 +20,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo_keys:
         _print_demo_keys(args)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"Idéslussen: coach {base}/coach  ledning {base}/leadership  admin {base}/admin  API {base}/docs", flush=True)
+    print("Idéslussen startar (modellen och indexet laddas) ...", flush=True)
+    threading.Thread(target=_announce_when_up, args=(base,), name="announce", daemon=True).start()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+def _announce_when_up(base: str, timeout_s: float = 900.0) -> None:
+    """Print the page addresses once /health answers (not before: a user would open a dead page)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as res:  # noqa: S310 (our own loopback)
+                if res.status == 200:
+                    print(
+                        f"Idéslussen är igång: coach {base}/coach  ledning {base}/leadership  "
+                        f"admin {base}/admin  API {base}/docs",
+                        flush=True,
+                    )
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
 
 
 def _print_demo_keys(args: argparse.Namespace) -> None:

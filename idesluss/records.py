@@ -20,6 +20,9 @@ from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
 
+# the fields of an idea that the cached theme answers show (titles, departments, monthly trends)
+SHOWN_IN_THEMES = frozenset({"title", "text", "department", "created_at"})
+
 
 def stored_record(store: Store, kind: str, record_id: str) -> Record:
     """One stored record, or :class:`NotFound`."""
@@ -86,14 +89,14 @@ class RecordService:
         self._write(self._audit_ingest, report, actor)
         return report
 
-    def _stored(self, kind: str, records: Sequence[Record], new: bool = False) -> None:
+    def _stored(self, kind: str, records: Sequence[Record], keep_cache: bool = False) -> None:
         """On the writer, inside a batch's write: index the batch and tell whoever waits for new ideas.
 
-        Cached answers (themes, overview: one theme run's members) are kept when the records are
-        new: a new idea joins a theme at the next run. A changed record (title, department) or a
-        file (which may change stored rows) makes them stale.
+        Cached answers (themes, overview: one theme run's members) are kept for a new idea (it
+        joins a theme at the next run) and a change of fields they do not show (status, outcome);
+        a change of what they show (``SHOWN_IN_THEMES``) or a file makes them stale.
         """
-        if not new:
+        if not keep_cache:
             self._changed()
         self._index.add_records(kind, records)
         if kind == "ideas":
@@ -120,7 +123,7 @@ class RecordService:
     def _commit_new(self, rec: Record, vectors: tuple[list[str], Any], actor: str) -> Record:
         if self.store.get_record("ideas", rec.id) is not None:
             raise Conflict(f"an idea with id {rec.id!r} exists; send PATCH /ideas/{{id}} to change it")
-        return self._commit("ideas", rec, vectors, actor, "create")
+        return self._commit("ideas", rec, vectors, actor, "create", keep_cache=True)
 
     def update_idea(self, idea_id: str, changes: dict[str, Any], actor: str) -> Record:
         """Change the given fields of a stored idea (the rest are kept); masked and audited.
@@ -150,16 +153,25 @@ class RecordService:
             vector_key(self._resources.encoder.model_id), [rec.embed_hash]
         ):  # the text changed again since it was encoded: encode here (rare)
             vectors = encode_missing(self.store, self._resources.encoder, [rec])
-        return self._commit("ideas", rec, vectors, actor, f"update {','.join(sorted(changes))}")
+        shown = bool(set(changes) & SHOWN_IN_THEMES)
+        return self._commit("ideas", rec, vectors, actor, f"update {','.join(sorted(changes))}", keep_cache=not shown)
 
-    def _commit(self, kind: str, rec: Record, vectors: tuple[list[str], Any], actor: str, action: str) -> Record:
+    def _commit(
+        self,
+        kind: str,
+        rec: Record,
+        vectors: tuple[list[str], Any],
+        actor: str,
+        action: str,
+        keep_cache: bool = False,
+    ) -> Record:
         """On the writer: store the record and its vector, audit, index, and compact if an erasure asked."""
         self.store.upsert_records(kind, [rec])
         hashes, matrix = vectors
         if hashes:
             self.store.put_embeddings(vector_key(self._resources.encoder.model_id), hashes, matrix)
         self.store.audit.record(actor, action, kind, rec.id)
-        self._stored(kind, [rec], new=action == "create")
+        self._stored(kind, [rec], keep_cache=keep_cache)
         self._compact_if_due()
         return rec
 

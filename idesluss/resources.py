@@ -22,12 +22,12 @@ class Resources:
         self._encoder: Any = encoder
         self._owns_encoder = False
         self._theme_encoder: TextEncoder | None = None
-        self.matcher_config = FusionConfig(
-            method=settings.fusion_method,
-            dense_weight=settings.dense_weight,
-            lexical_weight=settings.lexical_weight,
-            char_weight=settings.char_weight,
-        )
+        weights = {k: getattr(settings, k) for k in ("dense_weight", "lexical_weight", "char_weight")}
+        if encoder is None and not weights.keys() & settings.model_fields_set:  # explicit settings win
+            from models.registry import learned_fusion
+
+            weights.update(learned_fusion(settings.model, settings.cache_dir) or {})
+        self.matcher_config = FusionConfig(method=settings.fusion_method, **weights)
 
     @property
     def encoder(self) -> TextEncoder:

@@ -167,6 +167,17 @@ class Service:
         """Confirm or reject an idea-need link (audited)."""
         self._records.set_link(idea_id, need_id, state, actor)
 
+    def ingest_links(self, path: str | Path, actor: str = "cli") -> Any:
+        """Import past idea-need decisions from a file (all valid rows in one write; bad rows reported)."""
+        from pipelines.links import ingest_links
+
+        def write() -> Any:
+            report = ingest_links(self.store, path, actor=actor, max_bytes=self.settings.max_file_bytes)
+            self._answers.changed()  # links decide the unmet needs the overview shows
+            return report
+
+        return self._writer.run(write)
+
     # -- search ---------------------------------------------------------------------------
     def similar(
         self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None, all_duplicates: bool = False

@@ -23,6 +23,11 @@ def resolve_model_path(name: str, cache_dir: Path) -> tuple[str, str]:
             hub name (only usable where a hub is reachable or the model is already cached).
         cache_dir: where the default model is built.
     """
+    if name == DEFAULT:  # "default" follows `idesluss learn`; the other aliases pin the embedded model
+        from models.finetune import current_version
+
+        if (learned := current_version(cache_dir)) is not None:
+            return str(learned.path), learned.model_id
     if name in ALIASES:
         return str(ensure_default_model(cache_dir)), DEFAULT_MODEL_ID
     path = Path(name).expanduser()
@@ -31,6 +36,14 @@ def resolve_model_path(name: str, cache_dir: Path) -> tuple[str, str]:
             raise ValueError(f"model path {path} is not a sentence-transformers directory (no modules.json)")
         return str(path.resolve()), f"path:{path.resolve().name}"
     return name, name
+
+
+def learned_fusion(name: str, cache_dir: Path) -> dict[str, float] | None:
+    """The fusion weights learned with the current learned version (None when none is in use)."""
+    from models.finetune import current_version
+
+    learned = current_version(cache_dir) if name == DEFAULT else None
+    return learned.fusion if learned is not None else None
 
 
 # The engines of the default model, by the name used in settings, benchmarks and docs/engines.md:

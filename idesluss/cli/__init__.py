@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from idesluss.cli import admin, quality, records, remote, themes
+from idesluss.cli import admin, learn, quality, records, remote, themes
 from idesluss.cli.common import BORROWED, LOCAL_ONLY, settings_for
 from idesluss.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", help="DuckDB file (else IDESLUSS_DB, else ./idesluss.duckdb)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (records, themes, admin, quality):
+    for group in (records, themes, admin, quality, learn):
         group.register(sub)
     return parser
 

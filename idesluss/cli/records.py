@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     svc = service_for(args)
     try:
-        report = svc.ingest(args.kind, args.path)
+        ingest = svc.ingest_links if args.kind == "links" else partial(svc.ingest, args.kind)  # links: past decisions
+        report = ingest(args.path)
     except FileRejected as exc:
         raise CliError(f"file rejected: {exc}", EXIT_USAGE) from exc
     finally:
@@ -162,8 +164,8 @@ def _search_parser(sub: Any, name: str, help_text: str, func: Any, with_dups: bo
 
 def register(sub: Any) -> None:
     """Add ingest, similar, needs and feedback."""
-    p = sub.add_parser("ingest", help="load ideas or needs from .csv, .jsonl or .json")
-    p.add_argument("kind", choices=["ideas", "needs"])
+    p = sub.add_parser("ingest", help="load ideas, needs or past link decisions from .csv, .jsonl or .json")
+    p.add_argument("kind", choices=["ideas", "needs", "links"])
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,6 @@ class Index:
         resources: the service's encoders.
         lock: the service's lock; it guards the collections dict (and, in the admin part, the
             compaction flag), so erasure can change both under one hold.
-        changed: called after every change (cached answers are stale).
         write: runs a write on the service's single writer (the start-up build's embedding).
     """
 
@@ -71,14 +70,12 @@ class Index:
         store: Store,
         resources: Resources,
         lock: threading.RLock,
-        changed: Callable[[], None],
         write: Write = _direct,
     ) -> None:
         self.settings = settings
         self.store = store
         self._resources = resources
         self._lock = lock
-        self._changed = changed
         self._write = write
         self._collections: dict[str, Collection] | None = None
         self._unsaved = False  # changes since the last save (or load)
@@ -233,4 +230,3 @@ class Index:
         if have and vectors is not None:
             coll.add([record_to_item(r) for r in have], vectors)
             self._unsaved = True
-        self._changed()

@@ -70,7 +70,7 @@ class Service:
         self._writer = Writer()
         write = self._writer.run
         changed = self._answers.changed
-        self._index = Index(settings, self.store, self._resources, self._lock, changed, write)
+        self._index = Index(settings, self.store, self._resources, self._lock, write)
         self._admin = Admin(self.store, self._index, self._lock, changed)
         self._themes = ThemeService(self.store, self._resources, changed)
         self._records = RecordService(

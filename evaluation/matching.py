@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -212,7 +213,7 @@ def paired_tests(
     return out
 
 
-def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
+def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, Any]:
     """Spearman correlation of cosine similarity with the gold 0-5 scores.
 
     Sentence similarity is symmetric, so both sides get the query prompt (e5's own advice for
@@ -233,7 +234,7 @@ def sweparaphrase(encoder: TextEncoder, path: str) -> dict[str, float]:
     }
 
 
-def duplicate_holdout(encoder: TextEncoder, path: str, threshold: float, min_gold: float = 4.0) -> dict[str, float]:
+def duplicate_holdout(encoder: TextEncoder, path: str, threshold: float, min_gold: float = 4.0) -> dict[str, Any]:
     """The demo-calibrated duplicate threshold applied, unchanged, to SweParaphrase dev (never tuned there).
 
     A pair counts as a near-duplicate when its gold similarity is at least ``min_gold`` (4 of 5: the same

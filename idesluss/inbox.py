@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 K_SUGGESTIONS = 5
+
+
+def _count(value: Any) -> int:
+    """A sortable count (missing counts as 0)."""
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
 # the evidence kept per suggestion (never another record's text: see the module docstring)
 _KEPT = ("id", "score", "dense", "lexical", "shared_terms", "why", "duplicate_group")
 
@@ -285,9 +292,9 @@ class Inbox:
         if only_unmet:
             rows = [r for r in rows if r["unmet"]]
         if sort == "raised":
-            rows.sort(key=lambda r: (-r["raised"], r["id"]))
+            rows.sort(key=lambda r: (-_count(r["raised"]), str(r["id"])))
         elif sort == "unmet":
-            rows.sort(key=lambda r: (not r["unmet"], -r["raised"], r["id"]))
+            rows.sort(key=lambda r: (not r["unmet"], -_count(r["raised"]), str(r["id"])))
         return {
             "items": rows,
             "total": len(rows),

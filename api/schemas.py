@@ -117,8 +117,8 @@ class IdeaPatch(_IdeaMeta):
     text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
 
 
-class HitOut(BaseModel):
-    """One suggestion with its evidence."""
+class HitFields(BaseModel):
+    """What every suggestion shows: the target and the evidence."""
 
     id: str
     score: float
@@ -134,6 +134,11 @@ class HitOut(BaseModel):
     shared_terms: list[str]
     why: str
     duplicate_group: list[str]
+
+
+class HitOut(HitFields):
+    """One suggestion with its evidence."""
+
     confirmed: bool
 
 
@@ -385,23 +390,9 @@ class RunOut(BaseModel):
 
 
 # -- the coach's inbox, idea view and needs view ------------------------------------------------
-class InboxHit(BaseModel):
+class InboxHit(HitFields):
     """A precomputed suggestion, with the target's current title, status and outcome."""
 
-    id: str
-    score: float
-    title: str | None
-    snippet: str
-    department: str | None
-    created_at: str | None
-    status: str | None
-    outcome: str | None
-    source: str | None
-    dense: float
-    lexical: float
-    shared_terms: list[str]
-    why: str
-    duplicate_group: list[str]
     link: Literal["confirmed", "rejected"] | None = Field(None, description="a coach's word on this idea-need link")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -87,6 +88,7 @@ def ingest_file(
     shown_path: str | None = None,
     write: Write = _direct,
     on_stored: Callable[[Sequence[Record]], None] | None = None,
+    show_bar: bool | None = None,
 ) -> IngestReport:
     """Store the valid rows of a file batch by batch, each with the vectors of its new or changed texts.
 
@@ -107,6 +109,7 @@ def ingest_file(
         shown_path: the name reported and recorded for the file (an upload's own name, not a temp path).
         write: runs each batch's store step (the service's single writer; a direct call by default).
         on_stored: called with each stored batch, inside its write step.
+        show_bar: a progress bar of rows read and stored (default: when stderr is a terminal).
 
     Raises:
         pipelines.records.FileRejected: when the file as a whole cannot be read.
@@ -128,7 +131,14 @@ def ingest_file(
             report.ids.extend(r.id for r in pending)
             pending.clear()
 
+    bar = None
+    if show_bar if show_bar is not None else sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"inläsning av {kind}", unit=" rader", file=sys.stderr)
     for item in parse_file(path, max_bytes=max_bytes, today=today, allowed_attributes=allowed_attributes):
+        if bar is not None:
+            bar.update(1)
         if isinstance(item, RowError):
             report.errors.append(item)
             continue
@@ -136,6 +146,8 @@ def ingest_file(
         if len(pending) >= batch_size:
             flush()
     flush()
+    if bar is not None:
+        bar.close()
     run_id = write(store.start_run, "ingest", {"kind": kind, "path": report.path})
     write(store.finish_run, run_id, "ok" if not report.errors else "partial", report.as_dict())
     return report

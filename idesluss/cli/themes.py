@@ -7,23 +7,35 @@ import json
 from typing import Any
 
 from idesluss.cli.common import call_service, service_for, settings_for
-from idesluss.errors import EXIT_LOCKED, EXIT_OK, CliError
+from idesluss.errors import EXIT_ERROR, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, CliError
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     from pipelines.themes.job import ThemeJobRunning
     from store import StoreLockedError
 
+    on_ray = getattr(args, "engine", "local") == "ray"
+    if on_ray:
+        from pipelines.themes.ray_engine import INSTALL_HINT, ray_available
+
+        if not ray_available():
+            raise CliError(INSTALL_HINT, EXIT_USAGE)
     try:
         svc = service_for(args)
     except CliError as exc:
         if exc.code != EXIT_LOCKED:
             raise
+        if on_ray:
+            raise CliError(
+                "a running server owns the database and its job route runs the local engine only; "
+                "stop the server to run `cluster --engine ray`",
+                EXIT_USAGE,
+            ) from exc
         from idesluss.cli.remote import run_job_on_server
 
         return run_job_on_server(settings_for(args))
     try:
-        record = svc.cluster(show_bar=None)
+        record = _run_on_ray(args, svc) if on_ray else svc.cluster(show_bar=None)
     except ThemeJobRunning as exc:
         raise CliError(str(exc), EXIT_LOCKED) from exc
     except StoreLockedError as exc:  # pragma: no cover - opened above
@@ -31,9 +43,34 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     finally:
         svc.close()
     summary = {k: record[k] for k in ("run_id", "n_themes", "share_unassigned", "quality", "timings")}
+    if on_ray:
+        summary["nodes"] = {stage: len(ids) for stage, ids in record["params"]["nodes"].items()}
     summary["events"] = len(record["events"])
     print(json.dumps(summary, ensure_ascii=False, indent=1, default=str))
     return EXIT_OK
+
+
+def _run_on_ray(args: argparse.Namespace, svc: Any) -> dict[str, Any]:
+    """The job on a Ray cluster: each encoder actor builds the service's encoder from the settings."""
+    from pipelines.themes.job import run_theme_job
+    from pipelines.themes.ray_engine import RayJobFailed, RayOptions
+    from pipelines.themes.ray_ops import EncoderSpec
+
+    s = settings_for(args)
+    spec = EncoderSpec(
+        model=s.model,
+        cache_dir=str(s.cache_dir),
+        theme_model=s.theme_model,
+        batch_size=s.batch_size,
+        threads=s.threads or 1,
+        precision=s.precision,
+        engine=s.engine,
+    )
+    options = RayOptions(address=args.ray_address, encoder_factory=spec, scratch=args.ray_scratch)
+    try:
+        return run_theme_job(svc.store, svc.theme_encoder, engine="ray", ray=options, show_bar=None)
+    except RayJobFailed as exc:
+        raise CliError(f"{exc} (the last good themes stay current)", EXIT_ERROR) from exc
 
 
 def cmd_themes(args: argparse.Namespace) -> int:
@@ -83,7 +120,12 @@ def add_command(sub: Any, name: str, help_text: str, func: Any) -> argparse.Argu
 
 def register(sub: Any) -> None:
     """Add cluster, themes and curate."""
-    add_command(sub, "cluster", "run the nightly theme job now", cmd_cluster)
+    p = add_command(sub, "cluster", "run the nightly theme job now", cmd_cluster)
+    p.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="where the job runs (ray: optional extra [scale])"
+    )
+    p.add_argument("--ray-address", help="Ray cluster HOST:PORT (default: RAY_ADDRESS, else a private local instance)")
+    p.add_argument("--ray-scratch", help="folder for the job's private export (shared storage on a multi-node cluster)")
 
     p = add_command(sub, "themes", "list the current themes", cmd_themes)
     p.add_argument("--json", action="store_true")

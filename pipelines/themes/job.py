@@ -74,21 +74,38 @@ def job_lock(db_path: Path) -> Iterator[None]:
         fh.close()
 
 
+ENGINES = ("local", "ray")
+
+
 def run_theme_job(
     store: Store,
     encoder: TextEncoder,
     config: ThemeJobConfig | None = None,
     progress: Progress | None = None,
     show_bar: bool | None = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> dict[str, Any]:
     """Run the whole job and switch the new themes in. Returns the run record.
 
+    Args:
+        engine: "local" (this process) or "ray" (``pipelines.themes.ray_engine``, an optional extra).
+        ray: the Ray engine's ``RayOptions`` (cluster address, encoder recipe); defaults when None.
+
     Raises:
         ThemeJobRunning: when another run holds the lock.
+        ValueError: for an unknown engine.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
     config = config or ThemeJobConfig()
+    report = progress or (lambda stage, frac: None)
     with job_lock(store.path):
-        return _run(store, encoder, config, progress or (lambda stage, frac: None), show_bar)
+        if engine == "ray":
+            from pipelines.themes.ray_engine import RayOptions, run_on_ray
+
+            return run_on_ray(store, encoder, config, report, show_bar, ray or RayOptions())
+        return _run(store, encoder, config, report, show_bar)
 
 
 def _run(

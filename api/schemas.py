@@ -4,10 +4,10 @@ cannot carry a field it must not (no submitter data, no unmasked text)."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from pipelines.records import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 
@@ -396,6 +396,14 @@ class InboxHit(HitFields):
     link: Literal["confirmed", "rejected"] | None = Field(None, description="a coach's word on this idea-need link")
 
 
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# the store keeps UTC without tzinfo; the API says so (an RFC 3339 date-time carries its offset)
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
 class InboxCard(BaseModel):
     """An idea awaiting review with its suggestions (computed when it arrived)."""
 
@@ -404,8 +412,8 @@ class InboxCard(BaseModel):
     needs: list[InboxHit]
     duplicates: list[str]
     theme: ThemeRef | None
-    computed_at: datetime | None
-    reviewed_at: datetime | None
+    computed_at: UtcDatetime | None
+    reviewed_at: UtcDatetime | None
     reviewed_by: str | None
     assigned_to: str | None
 
@@ -424,7 +432,7 @@ class InboxPage(BaseModel):
 class HistoryEvent(BaseModel):
     """Something that happened to an idea: who, what and when (never content)."""
 
-    at: datetime
+    at: UtcDatetime
     actor: str
     what: str
     kind: Literal["audit", "feedback"]
@@ -442,7 +450,7 @@ class ReviewIn(BaseModel):
     """Mark an idea reviewed (it leaves the inbox) or send it back (``reviewed: false``)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reviewed": True}]})
-    reviewed: bool = True
+    reviewed: StrictBool = True
 
 
 class AssignIn(BaseModel):

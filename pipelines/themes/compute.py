@@ -8,7 +8,9 @@ last (write) touch the store. Every random choice is seeded, so the same inputs 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -130,7 +132,16 @@ def themes_for_vectors(x: np.ndarray, config: ThemeJobConfig | None = None) -> t
 
 
 # -- assign -------------------------------------------------------------------------------------
-def assign(items: Items, labels: np.ndarray, history: History, config: ThemeJobConfig) -> Placement:
+OutlierStep = Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+
+
+def assign(
+    items: Items,
+    labels: np.ndarray,
+    history: History,
+    config: ThemeJobConfig,
+    assign_outliers: OutlierStep | None = None,
+) -> Placement:
     """Stage "assign": stable theme ids, last night's members, outliers, then staff curation.
 
     Args:
@@ -138,11 +149,17 @@ def assign(items: Items, labels: np.ndarray, history: History, config: ThemeJobC
         labels: the cluster stage's numbers.
         history: last night's themes and the staff curations.
         config: the job's parameters (``stay_quantile``, ``keep_quantile``, minimum cluster size).
+        assign_outliers: how noise rows join their nearest theme, ``(labels, keep_quantile) ->
+            (labels, joined mask)``; the vectors in memory by default (the Ray engine passes its
+            parallel version).
     """
     x = items.vectors
+    if assign_outliers is None:
+        assign_outliers = partial(_assign_outliers, x)
     previous = [p for p in history.previous if len(p.centroid) == x.shape[1]]  # same model only
-    cents, numbers = stages.centroids(x, labels)
-    members = {c: {items.keys[i] for i in np.nonzero(labels == c)[0]} for c in numbers}
+    fitted = np.nonzero(labels >= 0)[0]
+    cents, numbers = stages.centroids(x[fitted], labels[fitted])
+    members = {c: {items.keys[i] for i in fitted[labels[fitted] == c]} for c in numbers}
     alignment = aligner.align(members, cents, numbers, previous)
     how = np.array(["clustered" if c >= 0 else "unassigned" for c in labels], dtype=object)
     min_size = config.clusterer_params.get("min_cluster_size") or max(5, len(items) // 100)
@@ -152,7 +169,7 @@ def assign(items: Items, labels: np.ndarray, history: History, config: ThemeJobC
     how[kept] = "kept"
     revived = set(ids.values()) - set(alignment.ids.values())
     events = [e for e in alignment.events if not (e["event"] == "death" and e["theme_id"] in revived)]
-    labels, assigned = _assign_outliers(x, labels, config.keep_quantile)
+    labels, assigned = assign_outliers(labels, config.keep_quantile)
     how[assigned] = "assigned"
     labels, ids, names, overrides = apply_curation(labels, dict(ids), items.keys, history.curations)
     for row, h in overrides.items():

@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from matcher.swedish import Analyzer
 from pipelines.themes import align as aligner
-from pipelines.themes import ray_ops
+from pipelines.themes import compute, ray_ops
 from pipelines.themes.compute import MAX_LABEL_DOCS, Items, Labelled, Placement
 from pipelines.themes.config import ThemeJobConfig
-from pipelines.themes.history import History, apply_curation, keep_previous
+from pipelines.themes.history import History
 from pipelines.themes.labels import labels_from_counts
 from store.themes import ThemeRow
 
@@ -130,30 +131,8 @@ def assign_outliers(passes: Passes, labels: np.ndarray, keep_quantile: float) ->
 
 
 def assign(passes: Passes, items: Items, labels: np.ndarray, history: History, config: ThemeJobConfig) -> Placement:
-    """Stage "assign" (as ``compute.assign``): only fit rows are clustered, so alignment stays small."""
-    x = items.vectors
-    previous = [p for p in history.previous if len(p.centroid) == x.shape[1]]
-    fitted = np.nonzero(labels >= 0)[0]
-    from pipelines.themes import stages
-
-    cents, numbers = stages.centroids(x[fitted], labels[fitted])
-    members = {c: {items.keys[i] for i in fitted[labels[fitted] == c]} for c in numbers}
-    alignment = aligner.align(members, cents, numbers, previous)
-    how = np.array(["clustered" if c >= 0 else "unassigned" for c in labels], dtype=object)
-    min_size = config.clusterer_params.get("min_cluster_size") or max(5, len(items) // 100)
-    labels, kept, ids = keep_previous(
-        labels, items.keys, alignment.ids, previous, x, cents, numbers, config.stay_quantile, min_size
-    )
-    how[kept] = "kept"
-    revived = set(ids.values()) - set(alignment.ids.values())
-    events = [e for e in alignment.events if not (e["event"] == "death" and e["theme_id"] in revived)]
-    labels, assigned = assign_outliers(passes, labels, config.keep_quantile)
-    how[assigned] = "assigned"
-    labels, ids, names, overrides = apply_curation(labels, dict(ids), items.keys, history.curations)
-    for row, h in overrides.items():
-        how[row] = h
-    pinned = {r for r, h in overrides.items() if h == "pinned"}
-    return Placement(labels, how, ids, names, pinned, events)
+    """Stage "assign": ``compute.assign``, with the outliers joined by the parallel passes."""
+    return compute.assign(items, labels, history, config, assign_outliers=partial(assign_outliers, passes))
 
 
 def _label_docs(labels: np.ndarray, numbers: list[int]) -> np.ndarray:

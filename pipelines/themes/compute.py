@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -194,10 +195,29 @@ def label(items: Items, placed: Placement, config: ThemeJobConfig) -> Labelled:
     analyzer = Analyzer(split_known_words=False)
     analyzer.learn(items.texts)
     theme_labels = label_themes(analyzer, _theme_docs(labels, numbers, items.texts))
+    reps = [
+        _representatives(np.nonzero(labels == c)[0], x, cents[k], placed.pinned)[: config.representatives]
+        for k, c in enumerate(numbers)
+    ]
+    return theme_rows(items, placed, numbers, cents, thresholds, theme_labels, reps)
+
+
+def theme_rows(
+    items: Items,
+    placed: Placement,
+    numbers: list[int],
+    cents: np.ndarray,
+    thresholds: np.ndarray,
+    theme_labels: list[Any],
+    representatives: list[list[int]],
+) -> Labelled:
+    """The themes as written (id, label, keywords, representatives, size, centroid, threshold), in
+    cluster order; a birth whose theme did not survive curation is dropped from the events."""
+    labels = placed.labels
     themes = []
     for k, c in enumerate(numbers):
         rows = np.nonzero(labels == c)[0]
-        reps = _representatives(rows, x, cents[k], placed.pinned)[: config.representatives]
+        reps = representatives[k]
         tid = placed.ids.get(c) or aligner.new_theme_id()
         themes.append(
             ThemeRow(

@@ -70,19 +70,12 @@ def resolve(value: Any) -> Any:
 def token_batches(lengths: list[int], budget: int) -> list[list[int]]:
     """Positions grouped so each group's padded size (rows x longest) stays within ``budget`` tokens.
 
-    Positions are taken shortest first, so texts of like length share a forward pass.
+    Positions are taken shortest first, so texts of like length share a forward pass (the packed
+    engine's own grouping, with no cap on the number of texts).
     """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and (len(current) + 1) * max(lengths[i], 1) > budget:
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    return groups
+    from models.packed import length_batches
+
+    return length_batches(lengths, budget, max_texts=max(1, len(lengths)))
 
 
 class EncodeBatch:

@@ -20,13 +20,11 @@ from typing import Any
 import numpy as np
 
 from matcher.swedish import Analyzer
-from pipelines.themes import align as aligner
 from pipelines.themes import compute, ray_ops
 from pipelines.themes.compute import MAX_LABEL_DOCS, Items, Labelled, Placement
 from pipelines.themes.config import ThemeJobConfig
 from pipelines.themes.history import History
 from pipelines.themes.labels import labels_from_counts
-from store.themes import ThemeRow
 
 # runs one map_batches pass: (stage name, function, its keyword arguments) -> output batches
 PassRunner = Callable[[str, Callable[..., Any], dict[str, Any]], Iterator[dict[str, np.ndarray]]]
@@ -172,26 +170,10 @@ def label(passes: Passes, items: Items, placed: Placement, config: ThemeJobConfi
     thresholds = thresholds_of(own, idx, len(numbers), config.keep_quantile)
     n_docs = np.bincount(doc_theme[doc_theme >= 0], minlength=len(numbers))
     theme_labels = labels_from_counts(counts, forms, n_docs.tolist()) if numbers else []
-    themes = []
-    for k, c in enumerate(numbers):
+    reps = []
+    for c in numbers:
         rows = np.nonzero(labels == c)[0]
         order = rows[np.argsort(-own[rows], kind="stable")]
-        reps = ([r for r in order if r in placed.pinned] + [r for r in order if r not in placed.pinned])[
-            : config.representatives
-        ]
-        tid = placed.ids.get(c) or aligner.new_theme_id()
-        themes.append(
-            ThemeRow(
-                theme_id=tid,
-                label=placed.names.get(tid, theme_labels[k].label),
-                keywords=theme_labels[k].keywords,
-                representatives=[{"kind": items.kinds[r], "id": items.ids[r]} for r in reps],
-                size=len(rows),
-                centroid=cents[k],
-                assign_threshold=float(thresholds[k]),
-            )
-        )
-    theme_of = {c: themes[k].theme_id for k, c in enumerate(numbers)}
-    alive = set(theme_of.values())
-    events = [e for e in placed.events if e["event"] != "birth" or e["theme_id"] in alive]
-    return Labelled(themes, theme_of, events)
+        pinned_first = [r for r in order if r in placed.pinned] + [r for r in order if r not in placed.pinned]
+        reps.append(pinned_first[: config.representatives])
+    return compute.theme_rows(items, placed, numbers, cents, thresholds, theme_labels, reps)

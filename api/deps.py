@@ -12,14 +12,6 @@ from fastapi import Depends, HTTPException, Request
 from idesluss.service import Service
 
 
-def get_service(request: Request) -> Service:
-    """The one service of this app (built in the lifespan)."""
-    return request.app.state.service
-
-
-ServiceDep = Annotated[Service, Depends(get_service)]
-
-
 def key_user(app: Any, token: str) -> dict[str, Any] | None:
     """The live key record for a presented token, or None (used before a body is read, too)."""
     return app.state.service.verify_key(token)
@@ -45,6 +37,15 @@ def current_user(request: Request) -> dict[str, Any]:
 CurrentUser = Annotated[dict[str, Any], Depends(current_user)]
 
 
+def get_service(request: Request, user: CurrentUser) -> Service:
+    """The service of the caller's tenant: every route that reads or writes data sees that tenant only
+    (an id of another tenant is simply not there: 404)."""
+    return request.app.state.service.for_tenant(user["tenant"])
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
 def require(*roles: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A dependency that admits only ``roles`` (403 otherwise)."""
 
@@ -59,6 +60,7 @@ def require(*roles: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 Coach = Annotated[dict[str, Any], Depends(require("coach", "admin"))]
 Leader = Annotated[dict[str, Any], Depends(require("leadership", "coach", "admin"))]
 Admin = Annotated[dict[str, Any], Depends(require("admin"))]
+Region = Annotated[dict[str, Any], Depends(require("region"))]
 
 
 class RateLimiter:

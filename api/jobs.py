@@ -29,8 +29,9 @@ class JobRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def start(self, actor: str) -> dict[str, Any]:
-        """Start a job, or raise :class:`ThemeJobRunning` when one is running."""
+    def start(self, actor: str, tenant: str | None = "default") -> dict[str, Any]:
+        """Start a job for one tenant (``None``: every tenant, one after the other, as the nightly
+        schedule does), or raise :class:`ThemeJobRunning` when one is running."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 running = next(j for j in self.jobs.values() if j["state"] in ("queued", "running"))
@@ -48,6 +49,7 @@ class JobRunner:
                 "result": None,
                 "error": None,
                 "actor": actor,
+                "tenant": tenant,
             }
             self.jobs[job_id] = job
             self._thread = threading.Thread(target=self._run, args=(job,), name=f"theme-job-{job_id}", daemon=True)
@@ -59,8 +61,10 @@ class JobRunner:
             job["stage"], job["progress"] = stage, round(float(fraction), 3)
 
         try:
-            record = self.service.cluster(progress=progress, show_bar=False)
-            job["result"] = {k: record[k] for k in ("run_id", "n_themes", "share_unassigned", "quality", "timings")}
+            tenants = [job["tenant"]] if job["tenant"] else [t["name"] for t in self.service.tenants()]
+            for tenant in tenants:
+                record = self.service.for_tenant(tenant).cluster(progress=progress, show_bar=False)
+                job["result"] = {k: record[k] for k in ("run_id", "n_themes", "share_unassigned", "quality", "timings")}
             job["state"], job["progress"] = "done", 1.0
         except Exception as exc:  # noqa: BLE001 - reported to the admin, logged below
             job["state"], job["error"] = "failed", f"{type(exc).__name__}: {exc}"
@@ -68,10 +72,12 @@ class JobRunner:
         finally:
             job["finished_at"] = _now()
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """A job's state."""
+    def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """A job's state (None when there is none, or it is another tenant's when ``tenant`` is given)."""
         job = self.jobs.get(job_id)
-        return dict(job) if job else None
+        if job is None or (tenant is not None and job["tenant"] != tenant):
+            return None
+        return dict(job)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the running job (if any) ends (tests and shutdown)."""

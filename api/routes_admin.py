@@ -51,14 +51,14 @@ def _job_out(job: dict[str, Any]) -> JobOut:
 @router.post("/jobs/cluster", response_model=JobOut, status_code=202, summary="Starta nattjobbet nu")
 def start_job(request: Request, user: Admin) -> JobOut:
     try:
-        return _job_out(request.app.state.jobs.start(actor=user["name"]))
+        return _job_out(request.app.state.jobs.start(actor=user["name"], tenant=user["tenant"]))
     except ThemeJobRunning as exc:
         raise HTTPException(409, str(exc)) from exc
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="Ett jobbs förlopp")
 def job(job_id: str, request: Request, user: Admin) -> JobOut:
-    found = request.app.state.jobs.get(job_id)
+    found = request.app.state.jobs.get(job_id, tenant=user["tenant"])
     if found is None:
         raise HTTPException(404, f"no job {job_id!r} since the service started")
     return _job_out(found)

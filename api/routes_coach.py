@@ -78,7 +78,7 @@ def _idea_out(rec: Any) -> IdeaOut:
 @router.post("/suggest", response_model=SuggestOut, summary="Förslag medan coachen skriver (sparas inte)")
 def suggest(body: SuggestIn, service: ServiceDep, user: LimitedCoach) -> SuggestOut:
     filters = body.filters.as_dict() if body.filters else None
-    return _suggest_out(service.suggest(body.text, body.title, body.k, filters))
+    return _suggest_out(service.suggest(body.text, body.title, body.k, filters, scope=body.scope))
 
 
 @router.post(
@@ -102,9 +102,14 @@ def list_ideas(service: ServiceDep, user: Coach, page: PageNo = 1, page_size: Pa
 
 @router.get("/ideas/{idea_id:record_id}/similar", response_model=list[HitOut], summary="Liknande tidigare idéer")
 def similar(
-    idea_id: str, service: ServiceDep, user: LimitedCoach, k: K = 10, all_duplicates: bool = False
+    idea_id: str,
+    service: ServiceDep,
+    user: LimitedCoach,
+    k: K = 10,
+    all_duplicates: bool = False,
+    scope: Literal["own", "shared"] = "own",
 ) -> list[HitOut]:
-    return _hits(service.similar([SearchQuery(id=idea_id)], k=k, all_duplicates=all_duplicates)[0])
+    return _hits(service.similar([SearchQuery(id=idea_id)], k=k, all_duplicates=all_duplicates, scope=scope)[0])
 
 
 @router.get("/ideas/{idea_id:record_id}/needs", response_model=list[HitOut], summary="Medborgarbehov som idén möter")
@@ -145,11 +150,12 @@ def search(
     source: str | None = None,
     date_from: IsoDate = None,
     date_to: IsoDate = None,
+    scope: Literal["own", "shared"] = "own",
 ) -> list[HitOut]:
     filters = Filters(
         department=department, status=status, source=source, date_from=date_from, date_to=date_to
     ).as_dict()
-    return _hits(service.similar([SearchQuery(text=q)], k=k, filters=filters)[0])
+    return _hits(service.similar([SearchQuery(text=q)], k=k, filters=filters, scope=scope)[0])
 
 
 @router.post("/feedback", response_model=FeedbackOut, status_code=201, summary="Återkoppling på ett förslag")

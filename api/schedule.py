@@ -32,7 +32,7 @@ def nightly_loop(at: str, jobs: JobRunner, stop: threading.Event) -> None:
         if stop.wait((when - datetime.now(STOCKHOLM)).total_seconds()):
             return
         try:
-            jobs.start(actor="schedule")
+            jobs.start(actor="schedule", tenant=None)  # every tenant, one after the other
             log.info("nightly theme job started (%s Europe/Stockholm)", at)
         except ThemeJobRunning as exc:
             log.warning("nightly theme job skipped: %s", exc)

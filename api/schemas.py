@@ -70,6 +70,9 @@ class SuggestIn(BaseModel):
     title: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     k: WholeNumber = Field(5, ge=1, le=MAX_K)
     filters: Filters | None = None
+    scope: Literal["own", "shared"] = Field(
+        "own", description="own: this municipality's ideas; shared: ideas other municipalities share"
+    )
 
 
 class _IdeaMeta(BaseModel):
@@ -82,6 +85,9 @@ class _IdeaMeta(BaseModel):
     status: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     outcome: str | None = Field(None, max_length=MAX_TITLE_CHARS)
     source: str | None = Field(None, max_length=MAX_TITLE_CHARS)
+    shared: StrictBool | None = Field(
+        None, description="shared with other municipalities (true/false); unset: the municipality's default"
+    )
 
 
 class IdeaIn(_IdeaMeta):
@@ -134,6 +140,7 @@ class HitFields(BaseModel):
     shared_terms: list[str]
     why: str
     duplicate_group: list[str]
+    tenant: str | None = Field(None, description="the municipality of an idea it shares (scope shared only)")
 
 
 class HitOut(HitFields):
@@ -171,6 +178,7 @@ class IdeaOut(BaseModel):
     status: str | None
     outcome: str | None
     source: str | None
+    shared: bool | None = None
 
 
 class SubmitOut(BaseModel):
@@ -490,3 +498,30 @@ class NeedsOut(BaseModel):
     items: list[NeedRow]
     total: int
     unmet: int
+
+
+class RegionIdea(BaseModel):
+    """A shared idea in a regional theme."""
+
+    tenant: str
+    id: str
+    title: str | None
+    status: str | None
+    outcome: str | None
+
+
+class RegionTheme(BaseModel):
+    """A subject that several municipalities' themes share, named by its most central shared idea."""
+
+    label: str
+    municipalities: int
+    shared_ideas: int
+    by_tenant: dict[str, int]
+    ideas: list[RegionIdea]
+
+
+class RegionOut(BaseModel):
+    """The region's overview: its tenants and the regional themes, those in most municipalities first."""
+
+    tenants: list[str]
+    themes: list[RegionTheme]

@@ -84,9 +84,12 @@ class Admin:
         self.store.audit.record(actor, "restore")
 
     # -- keys and audit -------------------------------------------------------------------
-    def create_key(self, role: str, name: str, actor: str | None = None) -> tuple[str, str]:
-        """Create an API key; returns (key id, the full key, shown only now). Audited when ``actor`` is given."""
-        key_id, key = self.store.keys.create_key(role, name)
+    def create_key(
+        self, role: str, name: str, actor: str | None = None, region: list[str] | None = None
+    ) -> tuple[str, str]:
+        """Create an API key of this tenant; returns (key id, the full key, shown only now). Audited when
+        ``actor`` is given. A region key names the tenants its overview spans."""
+        key_id, key = self.store.keys.create_key(role, name, region=region)
         if actor is not None:
             self.store.audit.record(actor, "create key", None, key_id)
         return key_id, key

@@ -32,7 +32,7 @@ from matcher import swedish
 from matcher.collection import Collection, Item
 from matcher.swedish import Analyzer
 from pipelines.embed import Write, _direct, embed_missing
-from store import Record, Store
+from store import DEFAULT_TENANT, Record, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def record_to_item(rec: Record) -> Item:
         outcome=rec.outcome,
         source=rec.source,
         embed_hash=rec.embed_hash,
+        shared=None if rec.shared is None else ("true" if rec.shared else "false"),
     )
 
 
@@ -112,11 +113,13 @@ class Index:
 
     # -- the saved index ------------------------------------------------------------------
     def saved_root(self) -> Path | None:
-        """``<db>.index`` beside a database file (None for an in-memory database)."""
+        """``<db>.index`` beside a database file, ``<db>.index.<tenant>`` for a tenant other than the
+        default (None for an in-memory database)."""
         path = getattr(self.store, "path", None)
         if path is None or str(path) == ":memory:":
             return None
-        return Path(f"{path}.index")
+        tenant = getattr(self.store, "tenant_name", DEFAULT_TENANT)
+        return Path(f"{path}.index" if tenant == DEFAULT_TENANT else f"{path}.index.{tenant}")
 
     def _saved_dir(self) -> Path | None:
         root = self.saved_root()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,19 +37,71 @@ class Search:
     """
 
     def __init__(
-        self, settings: Settings, store: Store, resources: Resources, index: Index, themes: ThemeService
+        self,
+        settings: Settings,
+        store: Store,
+        resources: Resources,
+        index: Index,
+        themes: ThemeService,
+        shared_sources: Callable[[], list[tuple[str, Search, list[str]]]] = list,
     ) -> None:
         self.settings = settings
         self.store = store
         self._resources = resources
         self._index = index
         self._themes = themes
+        self._shared_sources = shared_sources
 
     def similar(
-        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None, all_duplicates: bool = False
+        self,
+        queries: Sequence[Query],
+        k: int = 10,
+        filters: dict[str, Any] | None = None,
+        all_duplicates: bool = False,
+        scope: str = "own",
     ) -> list[list[Hit]]:
-        """Similar earlier ideas for each query (never the query idea itself)."""
+        """Similar earlier ideas for each query (never the query idea itself).
+
+        ``scope="shared"`` searches the ideas other municipalities share instead of the tenant's own.
+        """
+        if scope == "shared":
+            texts = [self._query_text("ideas", q) for q in queries]
+            vectors = self._resources.encoder.encode_queries(texts)
+            return [self._shared_similar(t, vectors[i : i + 1], k, filters) for i, t in enumerate(texts)]
+        if scope != "own":
+            raise ValueError(f"scope must be 'own' or 'shared', got {scope!r}")
         return self._search("ideas", "ideas", queries, k, filters, collapse=not all_duplicates)
+
+    def _query_text(self, kind: str, q: Query) -> str:
+        if q.id is not None:
+            rec = stored_record(self.store, kind, q.id)
+            return Item(id=rec.id, text=rec.text, title=rec.title).full_text
+        text = (q.text or "").strip()
+        if not text:
+            raise ValueError("the search text is empty")
+        return mask(text).text
+
+    def _shared_similar(self, text: str, vector: Any, k: int, filters: dict[str, Any] | None) -> list[Hit]:
+        """The ideas other tenants share that are most like ``text``, each hit carrying its tenant.
+
+        Each sharing tenant is searched in its own index with only its shared rows allowed (the
+        filter is applied before ranking, so an unshared idea is never a candidate, nor counted).
+        Fused scores are relative to one collection, so the tenants' top hits are merged by their
+        dense similarity, which is on one scale for all. Duplicate groups are not shown: they could
+        name ideas the other tenant does not share.
+        """
+        matcher = self._resources.matcher()
+        merged: list[Hit] = []
+        for tenant, search, codes in self._shared_sources():
+            snapshot = search._index.collections()["ideas"].snapshot
+            allowed = {**(filters or {}), "shared": codes}
+            for hit in matcher.search_batch(snapshot, [text], k=k, vectors=vector, filters=allowed)[0]:
+                hit.tenant = tenant
+                hit.duplicate_group = []
+                hit.pinned = False
+                merged.append(hit)
+        merged.sort(key=lambda h: (-h.dense, h.tenant or "", h.id))
+        return merged[:k]
 
     def needs_for(
         self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
@@ -120,8 +172,15 @@ class Search:
         k: int = 5,
         filters: dict[str, Any] | None = None,
         exclude_id: str | None = None,
+        scope: str = "own",
     ) -> dict[str, Any]:
-        """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once."""
+        """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once.
+
+        With ``scope="shared"`` the similar ideas are those other municipalities share (each with its
+        tenant); needs, duplicates and the theme stay the tenant's own.
+        """
+        if scope not in ("own", "shared"):
+            raise ValueError(f"scope must be 'own' or 'shared', got {scope!r}")
         masked = mask(text.strip()).text
         if not masked:
             raise ValueError("text: the idea text is empty")
@@ -131,9 +190,12 @@ class Search:
         colls = self._index.collections()
         exclude = [{exclude_id}] if exclude_id else None
         ideas = colls["ideas"].snapshot  # both idea searches read the same moment
-        similar = matcher.search_batch(
-            ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
-        )[0]
+        if scope == "shared":
+            similar = self._shared_similar(full, vec, k, filters)
+        else:
+            similar = matcher.search_batch(
+                ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
+            )[0]
         near = matcher.search_batch(ideas, [full], k=10, vectors=vec, exclude=exclude)[0]
         needs = matcher.search_batch(colls["needs"].snapshot, [full], k=k, vectors=vec)[0]
         threshold = self.settings.duplicate_threshold

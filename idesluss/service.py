@@ -60,14 +60,38 @@ class Service:
         encoder: an encoder (loaded from ``settings.model`` on first use when omitted).
     """
 
-    def __init__(self, settings: Settings, store: Store | None = None, encoder: TextEncoder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        encoder: TextEncoder | None = None,
+        *,
+        tenant: str | None = None,
+        create_tenant: bool = False,
+        parent: Service | None = None,
+    ) -> None:
         self.settings = settings
-        self.store = store or Store(settings.db)
-        # one lock guards the index's collections and the compaction flag (erasure changes both at once)
-        self._lock = threading.RLock()
-        self._resources = Resources(settings, encoder)
+        self.tenant = tenant or settings.tenant
+        if parent is None:
+            root_store = store or Store(settings.db)
+            # one lock guards the index's collections and the compaction flag (erasure changes both at once)
+            self._lock = threading.RLock()
+            self._resources = Resources(settings, encoder)
+            self._writer = Writer()
+            self._family: dict[str, Service] = {}  # the service of every tenant opened so far (shared parts)
+        else:
+            root_store = parent.store
+            self._lock, self._resources = parent._lock, parent._resources
+            self._writer, self._family = parent._writer, parent._family
+        self._root = parent._root if parent is not None else self
+        try:
+            self.store = root_store.for_tenant(self.tenant, create=create_tenant)
+        except BaseException:
+            if parent is None and store is None:
+                root_store.close()
+            raise
+        self._family.setdefault(self.tenant, self)
         self._answers = AnswerCache(self.store)
-        self._writer = Writer()
         write = self._writer.run
         changed = self._answers.changed
         self._index = Index(settings, self.store, self._resources, self._lock, write)
@@ -76,8 +100,58 @@ class Service:
         self._records = RecordService(
             settings, self.store, self._resources, self._index, self._admin.compact_if_due, changed, write
         )
-        self._search = Search(settings, self.store, self._resources, self._index, self._themes)
+        self._search = Search(settings, self.store, self._resources, self._index, self._themes, self._shared_sources)
         self._inbox = Inbox(self)  # the coach's inbox, idea view and needs view (idesluss/inbox.py)
+
+    # -- tenants --------------------------------------------------------------------------
+    def for_tenant(self, name: str, create: bool = False) -> Service:
+        """The service of one tenant (municipality): its own store schema, index, caches and inbox;
+        the encoder, the writer and the file are shared.
+
+        Raises:
+            UnknownTenant: no such tenant and ``create`` is false.
+        """
+        svc = self._family.get(name)
+        if svc is not None:
+            return svc
+        with self._lock:
+            svc = self._family.get(name)
+            if svc is None:
+                svc = Service(self.settings, tenant=name, create_tenant=create, parent=self._root)
+            return svc
+
+    def tenants(self) -> list[dict[str, Any]]:
+        """Every tenant of the installation with its sharing default."""
+        return self.store.tenants.describe()
+
+    def set_shared_default(self, shared: bool, actor: str = "cli") -> None:
+        """Whether this tenant's ideas are shared with the other municipalities unless an idea says otherwise."""
+
+        def write() -> None:
+            self.store.tenants.set_shared_default(self.tenant, shared)
+            self.store.audit.record(actor, "set_shared_default" if shared else "unset_shared_default")
+
+        self._writer.run(write)
+
+    def region_overview(self, tenants: list[str]) -> dict[str, Any]:
+        """Themes that recur across ``tenants``, from their shared ideas only (idesluss/region.py)."""
+        from idesluss.region import region_overview
+
+        return region_overview(self, tenants, self.settings.theme_assign_threshold)
+
+    def _shared_sources(self) -> list[tuple[str, Any, list[str]]]:
+        """The other tenants that share ideas: (tenant, its search part, the ``shared`` codes that mean shared)."""
+        out = []
+        for info in self.store.tenants.describe():
+            name = info["name"]
+            if name == self.tenant:
+                continue
+            other = self.for_tenant(name)
+            if not other.store.shares_anything(info["shared_default"]):
+                continue
+            codes = ["true", ""] if info["shared_default"] else ["true"]
+            out.append((name, other._search, codes))
+        return out
 
     # -- resources ------------------------------------------------------------------------
     @property
@@ -109,11 +183,20 @@ class Service:
         return self._writer
 
     def close(self) -> None:
-        """Finish queued writes, save the index when it changed, close the store and the encoder."""
-        self._inbox.close()
+        """Finish queued writes, save each tenant's index when it changed, close the store and the encoder.
+
+        Only the service that opened the file closes it; a tenant's service got from it by
+        :meth:`for_tenant` is closed with it (its own ``close`` does nothing).
+        """
+        if self._root is not self:
+            return
+        family = list(self._family.values())
+        for svc in family:
+            svc._inbox.close()
         self._writer.close()
         try:
-            self._index.save()
+            for svc in family:
+                svc._index.save()
         finally:
             self._resources.close()
             self.store.close()
@@ -180,10 +263,16 @@ class Service:
 
     # -- search ---------------------------------------------------------------------------
     def similar(
-        self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None, all_duplicates: bool = False
+        self,
+        queries: Sequence[Query],
+        k: int = 10,
+        filters: dict[str, Any] | None = None,
+        all_duplicates: bool = False,
+        scope: str = "own",
     ) -> list[list[Hit]]:
-        """Similar earlier ideas for each query (never the query idea itself)."""
-        return self._search.similar(queries, k, filters, all_duplicates)
+        """Similar earlier ideas for each query (never the query idea itself); ``scope="shared"``: the
+        ideas other municipalities share, each hit carrying its tenant."""
+        return self._search.similar(queries, k, filters, all_duplicates, scope)
 
     def needs_for(
         self, queries: Sequence[Query], k: int = 10, filters: dict[str, Any] | None = None
@@ -204,9 +293,11 @@ class Service:
         k: int = 5,
         filters: dict[str, Any] | None = None,
         exclude_id: str | None = None,
+        scope: str = "own",
     ) -> dict[str, Any]:
-        """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once."""
-        return self._search.suggest(text, title, k, filters, exclude_id)
+        """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once
+        (``scope="shared"``: similar ideas from the other municipalities' shared ones)."""
+        return self._search.suggest(text, title, k, filters, exclude_id, scope)
 
     # -- themes (writes: cluster, curate) -------------------------------------------------
     def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
@@ -269,9 +360,12 @@ class Service:
         """Bring back a backup: the database is replaced and the index rebuilt from it (audited)."""
         self._writer.run(self._admin.restore, source, actor=actor)
 
-    def create_key(self, role: str, name: str, actor: str | None = None) -> tuple[str, str]:
-        """Create an API key; returns (key id, the full key). Audited when ``actor`` is given."""
-        return self._writer.run(self._admin.create_key, role, name, actor=actor)
+    def create_key(
+        self, role: str, name: str, actor: str | None = None, region: list[str] | None = None
+    ) -> tuple[str, str]:
+        """Create an API key of this tenant; returns (key id, the full key). Audited when ``actor`` is given.
+        A ``region`` key names the tenants whose shared ideas its overview spans."""
+        return self._writer.run(self._admin.create_key, role, name, actor=actor, region=region)
 
     def list_keys(self) -> list[dict[str, Any]]:
         """Every key, oldest first, without secrets or hashes."""

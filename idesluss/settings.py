@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IDESLUSS_", extra="ignore")
 
     db: Path = Field(Path("idesluss.duckdb"), description="DuckDB file")
+    tenant: str = Field(
+        "default", description="the municipality (tenant) a command works on; the API takes it from the key"
+    )
     model: str = Field("default", description="'default' (embedded e5-small) or a sentence-transformers path")
     cache_dir: Path = Field(Path.home() / ".cache" / "idesluss", description="where the default model is built")
     batch_size: int = Field(32, ge=1, le=1024)
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
         if clash:
             raise ValueError(f"IDESLUSS_ALLOWED_ATTRIBUTES names known fields {clash}; list extra columns only")
         return cleaned
+
+    @field_validator("tenant")
+    @classmethod
+    def _check_tenant(cls, value: str) -> str:
+        from store.base import check_tenant
+
+        return check_tenant(value)
 
     @field_validator("nightly_at")
     @classmethod

@@ -31,7 +31,7 @@ from matcher.swedish import Analyzer
 from store.locks import ReadWriteLock
 
 SAVE_FORMAT = 1
-FILTER_FIELDS = ("department", "status", "source", "outcome")
+FILTER_FIELDS = ("department", "status", "source", "outcome", "shared")
 NO_DATE = np.iinfo(np.int64).min
 
 
@@ -57,6 +57,7 @@ class Item:
     outcome: str | None = None
     source: str | None = None
     embed_hash: str | None = None  # the stored text's version: a saved index is reused only where it matches
+    shared: str | None = None  # "true" / "false": shared with other municipalities; None: the tenant's default
 
     @property
     def full_text(self) -> str:

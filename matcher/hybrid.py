@@ -57,6 +57,7 @@ class Hit:
     item: Item
     duplicate_group: list[str] = field(default_factory=list)
     pinned: bool = False
+    tenant: str | None = None  # the municipality of a result from another tenant (a shared idea)
 
     def as_dict(self, snippet_chars: int = 220) -> dict[str, Any]:
         """JSON-ready result (DESIGN.md output shape)."""
@@ -78,6 +79,7 @@ class Hit:
             "why": self.why,
             "duplicate_group": self.duplicate_group,
             "confirmed": self.pinned,
+            **({"tenant": self.tenant} if self.tenant else {}),
         }
 
 

@@ -21,7 +21,18 @@ from typing import Any
 from pipelines.masking import mask
 from store import Record
 
-KNOWN_FIELDS = ("id", "text", "title", "created_at", "department", "status", "outcome", "source", "contact_ref")
+KNOWN_FIELDS = (
+    "id",
+    "text",
+    "title",
+    "created_at",
+    "department",
+    "status",
+    "outcome",
+    "source",
+    "contact_ref",
+    "shared",
+)
 META_FIELDS = ("department", "status", "outcome", "source", "contact_ref")
 REQUIRED = ("id", "text")
 MAX_TEXT_CHARS = 20_000
@@ -99,6 +110,31 @@ def _clean_str(row: dict[str, Any], key: str, limit: int) -> str | None:
     return text or None
 
 
+_TRUE = {"true", "1", "yes", "ja", "sant"}
+_FALSE = {"false", "0", "no", "nej", "falskt"}
+
+
+def parse_shared(value: Any) -> bool | None:
+    """The ``shared`` field: true/false (also 1/0, yes/no, ja/nej; JSON booleans); empty means the tenant's default.
+
+    Raises:
+        ValueError: any other value, named.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text == "":
+        return None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    shown = str(value)[:20] if isinstance(value, (str, int)) else type(value).__name__
+    raise ValueError(f"shared must be true or false, got {shown!r}")
+
+
 def _masked(value: str | None) -> str | None:
     return mask(value).text if value else value
 
@@ -153,12 +189,14 @@ def validate_row(row: dict[str, Any], today: date | None = None, allowed_attribu
     title = _masked(_clean_str(row, "title", MAX_TITLE_CHARS))
     created = parse_date(row.get("created_at"), today)
     fields = {k: _masked(_clean_str(row, k, MAX_TITLE_CHARS)) for k in META_FIELDS}
+    shared = parse_shared(row.get("shared"))
     masked_text = mask(text).text
     return Record(
         id=rid,
         text=masked_text,
         title=title,
         created_at=created,
+        shared=shared,
         embed_hash=text_hash(embed_text(title, masked_text)),
         attributes=_attributes(row, allowed_attributes),
         **fields,

@@ -8,6 +8,7 @@ and :meth:`~store.db.Store.transaction`: the connection and the store's locks st
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -38,3 +39,25 @@ class Repository:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+
+DEFAULT_TENANT = "default"
+_TENANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class UnknownTenant(ValueError):
+    """A tenant name that is not one of the installation's tenants."""
+
+
+def check_tenant(name: str) -> str:
+    """``name`` when it is a valid tenant name (lower-case letters, digits, ``_``; 1 to 40), else ValueError."""
+    if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid tenant name {name!r}: use 1 to 40 lower-case letters a-z, digits and '_', starting with a letter"
+        )
+    return name
+
+
+def tenant_schema(name: str) -> str:
+    """The database schema that holds a tenant's tables (``main`` for the default tenant)."""
+    return "main" if check_tenant(name) == DEFAULT_TENANT else f"tenant_{name}"

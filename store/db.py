@@ -31,18 +31,29 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from store.base import KINDS, now
+from store.base import DEFAULT_TENANT, KINDS, UnknownTenant, check_tenant, now, tenant_schema
 from store.base import check_kind as _kind
 from store.erase import ErasureRepository
 from store.feedback import FeedbackRepository
 from store.keys import AuditRepository, KeyRepository
 from store.locks import ReadWriteLock
-from store.migrations import LATEST, MIGRATIONS, SCRUBBING
+from store.migrations import LATEST, MIGRATIONS, SCRUBBING, TENANTS_VERSION
 from store.reviews import ReviewRepository
+from store.tenants import TenantRepository
 from store.themes import ThemeRepository
 from store.trends import TrendRepository
 
-__all__ = ["KINDS", "Record", "Store", "StoreLockedError", "UpsertResult", "now", "private_files"]
+__all__ = [
+    "DEFAULT_TENANT",
+    "KINDS",
+    "Record",
+    "Store",
+    "StoreLockedError",
+    "UnknownTenant",
+    "UpsertResult",
+    "now",
+    "private_files",
+]
 RECORD_FIELDS = ("id", "title", "text", "created_at", "department", "status", "outcome", "source")
 
 
@@ -77,11 +88,19 @@ def private_files() -> None:
     os.umask(0o077)
 
 
+class _Connection:
+    """The file's one DuckDB connection and this process's per-thread cursors (shared by every tenant's store)."""
+
+    def __init__(self) -> None:
+        self.root: duckdb.DuckDBPyConnection
+        self.local = threading.local()
+
+
 class StoreLockedError(RuntimeError):
     """Another process holds the database read-write (for example a running ``idesluss serve``)."""
 
 
-_ARROW_TYPES = {"created_at": pa.timestamp("us")}
+_ARROW_TYPES = {"created_at": pa.timestamp("us"), "shared": pa.bool_()}
 
 
 @dataclass
@@ -99,6 +118,7 @@ class Record:
     source: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     contact_ref: str | None = None
+    shared: bool | None = None  # shared with the other municipalities; None: the tenant's default
 
     def public(self) -> dict[str, Any]:
         """Fields shown to a coach (all masked at ingest; the contact reference stays in the store)."""
@@ -111,6 +131,7 @@ class Record:
             "status": self.status,
             "outcome": self.outcome,
             "source": self.source,
+            "shared": self.shared,
         }
 
 
@@ -124,8 +145,8 @@ class UpsertResult:
 
 
 _SELECT_RECORD = (
-    "SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, attributes, contact_ref "
-    "FROM {kind}"
+    "SELECT id, text, embed_hash, title, created_at, department, status, outcome, source, attributes, contact_ref, "
+    "shared FROM {kind}"
 )
 
 
@@ -143,6 +164,7 @@ def _row_to_record(row: Sequence[Any]) -> Record:
         source=row[8],
         attributes=attrs,
         contact_ref=row[10],
+        shared=row[11],
     )
 
 
@@ -163,16 +185,14 @@ class Store:
         self._lock = threading.RLock()
         self._gate = ReadWriteLock()
         self._cursor_lock = threading.Lock()
-        self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        # the SQL of each area, run through read / read_one / write / transaction below
-        self.themes = ThemeRepository(self)
-        self.feedback = FeedbackRepository(self)
-        self.keys = KeyRepository(self)
-        self.audit = AuditRepository(self)
-        self.trends = TrendRepository(self)
-        self.erasure = ErasureRepository(self)
-        self.reviews = ReviewRepository(self)
+        # the connection and the per-thread cursors, shared with the store of every other tenant
+        self._shared = _Connection()
+        self._views: dict[str, Store] = {}  # the other tenants' stores, made on first use
+        self._root_store = self
+        self.tenant_name = DEFAULT_TENANT
+        self._schema = "main"
+        self._repositories()
         private_files()
         try:
             self._root = duckdb.connect(str(self.path), read_only=read_only)
@@ -189,16 +209,84 @@ class Store:
         if migrate and not read_only:
             self.migrate()
 
+    def _repositories(self) -> None:
+        # the SQL of each area, run through read / read_one / write / transaction below
+        self.themes = ThemeRepository(self)
+        self.feedback = FeedbackRepository(self)
+        self.keys = KeyRepository(self)
+        self.audit = AuditRepository(self)
+        self.trends = TrendRepository(self)
+        self.erasure = ErasureRepository(self)
+        self.reviews = ReviewRepository(self)
+        self.tenants = TenantRepository(self)
+
+    @property
+    def _root(self) -> duckdb.DuckDBPyConnection:
+        return self._shared.root
+
+    @_root.setter
+    def _root(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._shared.root = con
+
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
-        """This thread's connection to the database (a DuckDB connection must not be shared by threads)."""
-        cur = getattr(self._local, "cursor", None)
+        """This thread's connection to the tenant's schema (a DuckDB connection must not be shared by threads).
+
+        Each tenant's tables live in their own schema; the cursor's search path names it, so the same
+        SQL reads and writes one tenant's rows and cannot reach another's.
+        """
+        mine = self._shared.local.__dict__
+        cur = mine.get(self._schema)
         if cur is None:
             with self._cursor_lock:
                 cur = self._root.cursor()
+                if self._schema != "main":
+                    cur.execute(f"SET search_path = '{self._schema}'")
                 self._cursors.append(cur)
-            self._local.cursor = cur
+            mine[self._schema] = cur
         return cur
+
+    # -- tenants ------------------------------------------------------------------------------
+    def for_tenant(self, name: str, create: bool = False) -> Store:
+        """The store of one tenant (a municipality): the same file and connection, its own schema.
+
+        Args:
+            name: the tenant (``default`` is the schema every database had before tenants).
+            create: add the tenant when it does not exist yet (its schema is made and migrated).
+
+        Raises:
+            UnknownTenant: no such tenant and ``create`` is false (the message lists those there are).
+        """
+        root = self._root_store
+        name = check_tenant(name)
+        if name == DEFAULT_TENANT:
+            return root
+        view = self._views.get(name)
+        if view is not None:
+            return view
+        with self._lock:
+            view = self._views.get(name)
+            if view is not None:
+                return view
+            known = root.tenants.names()
+            if name not in known:
+                if not create:
+                    raise UnknownTenant(
+                        f"no tenant {name!r} in {self.path.name} (there are: {', '.join(known)}); "
+                        f"add it with `idesluss --tenant {name} tenants add`"
+                    )
+                root.tenants.add(name)
+            view = object.__new__(Store)
+            view.__dict__.update(root.__dict__)
+            view.tenant_name = name
+            view._schema = tenant_schema(name)
+            view._repositories()
+            if name not in known:
+                with root.transaction() as con:
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {view._schema}")
+            view.migrate()
+            self._views[name] = view
+            return view
 
     def reading(self) -> AbstractContextManager[None]:
         """Hold for the duration of a read: a compaction or restore waits for it, and it for them."""
@@ -243,7 +331,8 @@ class Store:
     def schema_version(self) -> int:
         """The applied schema version (0 for an empty file)."""
         exists = self._con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_name = 'schema_version' AND table_schema = current_schema()"
         ).fetchone()
         if not exists or not exists[0]:
             return 0
@@ -251,7 +340,11 @@ class Store:
         return int(row[0] or 0) if row else 0
 
     def migrate(self, target: int = LATEST) -> int:
-        """Apply pending migrations up to ``target``, each in its own transaction."""
+        """Apply pending migrations up to ``target``, each in its own transaction.
+
+        Run on the default tenant's store it migrates every other tenant's schema too; each
+        schema records its own version.
+        """
         with self._lock:
             self._con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
@@ -269,7 +362,12 @@ class Store:
                 scrubbed |= current > 0 and version in SCRUBBING
             if scrubbed:
                 self.compact()
-            return self.schema_version()
+            version = self.schema_version()
+            if self is self._root_store and version >= TENANTS_VERSION:
+                for tenant in self.tenants.names():
+                    if tenant != DEFAULT_TENANT:
+                        self.for_tenant(tenant).migrate(target)
+            return version
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -366,14 +464,15 @@ class Store:
                 _wal(self.path).unlink(missing_ok=True)
             finally:
                 self._root = duckdb.connect(str(self.path))
-                self.themes.forget_current()
+                for store in (self, *self._views.values()):
+                    store.themes.forget_current()
             self.migrate()
 
     def _drop_cursors(self) -> None:
         for cur in self._cursors:
             cur.close()
         self._cursors.clear()
-        self._local = threading.local()
+        self._shared.local = threading.local()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file."""
@@ -402,6 +501,7 @@ class Store:
             "source",
             "attributes",
             "embed_hash",
+            "shared",
             "id",
         ]
 
@@ -418,6 +518,7 @@ class Store:
                 rec.source,
                 attrs,
                 rec.embed_hash,
+                rec.shared,
                 rec.id,
             ]
 
@@ -455,7 +556,7 @@ class Store:
             for rec in later:
                 old = con.execute(
                     f"SELECT text, title, created_at, department, status, outcome, source, "
-                    f"attributes, contact_ref FROM {table} WHERE id = ?",
+                    f"attributes, contact_ref, shared FROM {table} WHERE id = ?",
                     [rec.id],
                 ).fetchone()
                 row = values(rec)
@@ -476,14 +577,15 @@ class Store:
                     rec.source,
                     row[8],
                     rec.contact_ref,
+                    rec.shared,
                 ]:
                     result.unchanged += 1
                 else:
                     con.execute(
                         f"UPDATE {table} SET title = ?, text = ?, contact_ref = ?, created_at = ?, "
                         f"department = ?, status = ?, outcome = ?, source = ?, attributes = ?, "
-                        f"embed_hash = ?, updated_at = ? WHERE id = ?",
-                        [*row[:10], stamp, rec.id],
+                        f"embed_hash = ?, shared = ?, updated_at = ? WHERE id = ?",
+                        [*row[:11], stamp, rec.id],
                     )
                     result.updated += 1
         return result
@@ -507,6 +609,11 @@ class Store:
         sql = _SELECT_RECORD.format(kind=_kind(kind)) + " ORDER BY id LIMIT ? OFFSET ?"
         rows = self.read(sql, [limit, offset])
         return [_row_to_record(r) for r in rows]
+
+    def shares_anything(self, shared_default: bool) -> bool:
+        """Whether this tenant has an idea it shares (its own choice, or unset with a sharing default)."""
+        row = self.read_one("SELECT EXISTS (SELECT 1 FROM ideas WHERE coalesce(shared, ?))", [bool(shared_default)])
+        return bool(row and row[0])
 
     def count(self, kind: str) -> int:
         """Number of records of a kind."""

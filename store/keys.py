@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from store.base import Repository, now
 if TYPE_CHECKING:
     from store.db import Store
 
-ROLES = ("coach", "leadership", "admin")
+ROLES = ("coach", "leadership", "admin", "region")
 PREFIX = "idk"
 
 
@@ -22,21 +23,51 @@ def _hash(secret: str) -> str:
 
 
 class KeyRepository(Repository):
-    """API keys: created with a secret shown once, verified in constant time, revoked."""
+    """API keys: created with a secret shown once, verified in constant time, revoked.
 
-    def create_key(self, role: str, name: str) -> tuple[str, str]:
-        """Create a key; returns (key id, the full key). Only a hash of the secret is stored."""
+    A key belongs to the tenant whose store created it and sees that tenant only; a ``region`` key
+    also names the tenants whose shared ideas its overview spans. The keys of every tenant are in one
+    table (``main.api_keys``), because a key is looked up before its tenant is known.
+    """
+
+    def create_key(self, role: str, name: str, region: list[str] | None = None) -> tuple[str, str]:
+        """Create a key; returns (key id, the full key). Only a hash of the secret is stored.
+
+        Args:
+            role: coach, leadership, admin or region.
+            name: who or what uses it (masked: it is shown in the audit log).
+            region: for a region key, the tenants its overview spans (each must exist).
+        """
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
         if not name.strip():
             raise ValueError("a key needs a name (who or what uses it)")
+        if role == "region":
+            known = set(self._store.tenants.names())
+            region = list(dict.fromkeys(region or []))
+            if not region:
+                raise ValueError("a region key needs its tenants (--tenants A,B)")
+            unknown = [t for t in region if t not in known]
+            if unknown:
+                raise ValueError(f"unknown tenants {unknown} for the region key; there are: {sorted(known)}")
+        elif region:
+            raise ValueError("only a region key names tenants (--tenants)")
         from pipelines.masking import mask  # a key's name is shown in the audit log: no e-mail address there
 
         key_id = secrets.token_hex(4)
         secret = secrets.token_urlsafe(24)
         self._store.write(
-            "INSERT INTO api_keys (key_id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-            [key_id, mask(name.strip()).text, role, _hash(secret), now()],
+            "INSERT INTO main.api_keys (key_id, name, role, key_hash, created_at, tenant, region) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                key_id,
+                mask(name.strip()).text,
+                role,
+                _hash(secret),
+                now(),
+                self._store.tenant_name,
+                json.dumps(region) if region else None,
+            ],
         )
         return key_id, f"{PREFIX}_{key_id}_{secret}"
 
@@ -47,24 +78,43 @@ class KeyRepository(Repository):
             return None
         _, key_id, secret = parts
         row = self._store.read_one(
-            "SELECT key_id, name, role, key_hash FROM api_keys WHERE key_id = ? AND revoked_at IS NULL", [key_id]
+            "SELECT key_id, name, role, key_hash, coalesce(tenant, 'default'), region "
+            "FROM main.api_keys WHERE key_id = ? AND revoked_at IS NULL",
+            [key_id],
         )
         expected = row[3] if row else _hash("no such key")
         ok = hmac.compare_digest(expected, _hash(secret))
         if not row or not ok:
             return None
-        return {"key_id": row[0], "name": row[1], "role": row[2]}
+        region = json.loads(row[5]) if row[5] else []
+        return {"key_id": row[0], "name": row[1], "role": row[2], "tenant": row[4], "region": region}
 
     def list_keys(self) -> list[dict[str, Any]]:
-        """Keys without secrets or hashes."""
-        rows = self._store.read("SELECT key_id, name, role, created_at, revoked_at FROM api_keys ORDER BY created_at")
-        return [{"key_id": r[0], "name": r[1], "role": r[2], "created_at": r[3], "revoked_at": r[4]} for r in rows]
+        """The tenant's keys without secrets or hashes."""
+        rows = self._store.read(
+            "SELECT key_id, name, role, created_at, revoked_at, region FROM main.api_keys "
+            "WHERE coalesce(tenant, 'default') = ? ORDER BY created_at",
+            [self._store.tenant_name],
+        )
+        return [
+            {
+                "key_id": r[0],
+                "name": r[1],
+                "role": r[2],
+                "created_at": r[3],
+                "revoked_at": r[4],
+                "tenant": self._store.tenant_name,
+                **({"region": json.loads(r[5])} if r[5] else {}),
+            }
+            for r in rows
+        ]
 
     def revoke_key(self, key_id: str) -> bool:
-        """Revoke a key; False when there is no live key with that id."""
+        """Revoke one of the tenant's keys; False when the tenant has no live key with that id."""
         rows = self._store.write(
-            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL RETURNING key_id",
-            [now(), key_id],
+            "UPDATE main.api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL "
+            "AND coalesce(tenant, 'default') = ? RETURNING key_id",
+            [now(), key_id, self._store.tenant_name],
         )
         return bool(rows)
 

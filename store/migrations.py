@@ -192,6 +192,49 @@ MIGRATIONS.append(
         ],
     )
 )
+
+
+class OnlyIn:
+    """A migration step for the default schema only (``main``: the tenant list, the API keys) or for the
+    other tenants' schemas only. Every tenant's schema runs the same list of migrations; tables that
+    exist once per installation live in ``main``, and their steps are wrapped in ``OnlyIn("main", ...)``.
+    """
+
+    def __init__(self, where: str, step: str) -> None:
+        self.where = where
+        self.step = step
+
+    def __call__(self, con: Any) -> None:
+        row = con.execute("SELECT current_schema()").fetchone()
+        in_main = bool(row) and row[0] == "main"
+        if in_main == (self.where == "main"):
+            con.execute(self.step)
+
+
+TENANTS_VERSION = 7
+MIGRATIONS.append(
+    (
+        TENANTS_VERSION,
+        "tenants: one schema per municipality, the tenant list, keys per tenant, shared ideas",
+        [
+            # a record's own choice to share it with other municipalities (NULL: its tenant's default)
+            "ALTER TABLE ideas ADD COLUMN shared BOOLEAN",
+            "ALTER TABLE needs ADD COLUMN shared BOOLEAN",
+            OnlyIn(
+                "main",
+                """CREATE TABLE tenants (
+                name VARCHAR PRIMARY KEY,
+                shared_default BOOLEAN NOT NULL DEFAULT false,
+                created_at TIMESTAMP NOT NULL)""",
+            ),
+            OnlyIn("main", "INSERT INTO tenants VALUES ('default', false, current_timestamp)"),
+            # keys are looked up before the tenant is known: one table for the installation, in main
+            OnlyIn("main", "ALTER TABLE api_keys ADD COLUMN tenant VARCHAR DEFAULT 'default'"),
+            OnlyIn("main", "ALTER TABLE api_keys ADD COLUMN region JSON"),
+            OnlyIn("tenant", "DROP TABLE api_keys"),
+        ],
+    )
+)
 # Migrations that remove personal data from existing rows: the store compacts after applying them,
 # so the removed bytes do not linger in the file's free blocks.
 SCRUBBING = {5}

@@ -124,11 +124,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         BodyGuard, body_limit=settings.max_body_bytes, upload_limit=settings.max_file_bytes, verify=key_user
     )
 
-    from api import routes_admin, routes_coach, routes_leadership
+    from api import routes_admin, routes_coach, routes_leadership, routes_region
 
     app.include_router(routes_coach.router)
     app.include_router(routes_leadership.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_region.router)
     _pages(app)
     _internal(app)
     return app
@@ -172,14 +173,21 @@ def _internal(app: FastAPI) -> None:
             raise HTTPException(403, "a local token from the sidecar file is required")
 
     @app.post("/internal/jobs/cluster", include_in_schema=False, status_code=202)
-    def start(request: Request, x_idesluss_local_token: str | None = Header(None)) -> JSONResponse:
+    def start(
+        request: Request, body: dict[str, str] | None = None, x_idesluss_local_token: str | None = Header(None)
+    ) -> JSONResponse:
         from pipelines.themes.job import ThemeJobRunning
+        from store import UnknownTenant
 
         check(x_idesluss_local_token, request)
+        tenant = (body or {}).get("tenant", "default")
         try:
-            return JSONResponse(request.app.state.jobs.start(actor="cli"), status_code=202)
+            request.app.state.service.for_tenant(tenant)
+            return JSONResponse(request.app.state.jobs.start(actor="cli", tenant=tenant), status_code=202)
         except ThemeJobRunning as exc:
             raise HTTPException(409, str(exc)) from exc
+        except (UnknownTenant, ValueError) as exc:
+            raise HTTPException(404, str(exc)) from exc
 
     @app.post("/internal/cli", include_in_schema=False)
     def forwarded(

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="idesluss", description="Idéslussen matcher")
     parser.add_argument("--db", help="DuckDB file (else IDESLUSS_DB, else ./idesluss.duckdb)")
+    parser.add_argument(
+        "--tenant", help="the municipality to work on (else IDESLUSS_TENANT, else 'default'); see `idesluss tenants`"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (records, themes, admin, quality, learn):
@@ -98,4 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _absolute_paths(argv: list[str], args: argparse.Namespace) -> list[str]:
     """The command line with its file arguments made absolute (the server has another working directory)."""
     files = {v for v in (getattr(args, "path", None), getattr(args, "queries", None)) if v}
-    return [str(Path(a).resolve()) if a in files else a for a in argv]
+    out = [str(Path(a).resolve()) if a in files else a for a in argv]
+    if not getattr(args, "tenant", None):  # a tenant chosen by IDESLUSS_TENANT travels as the option
+        out = ["--tenant", settings_for(args).tenant, *out]
+    return out

@@ -58,21 +58,58 @@ def _print_demo_keys(args: argparse.Namespace) -> None:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    svc = service_for(args)
+    svc = service_for(args, create_tenant=args.action == "create")  # a first key adds the tenant
     try:
         if args.action == "create":
             if not args.role or not args.name:
                 raise CliError("keys create needs --role and --name", EXIT_USAGE)
-            key_id, key = svc.create_key(args.role, args.name, actor="cli")
-            print(f"created key {key_id} for {args.name} ({args.role}); it is shown only now:")
+            region = [t.strip() for t in (args.tenants or "").split(",") if t.strip()] or None
+            try:
+                key_id, key = svc.create_key(args.role, args.name, actor="cli", region=region)
+            except ValueError as exc:
+                raise CliError(str(exc), EXIT_USAGE) from exc
+            where = f"region {', '.join(region)}" if region else f"tenant {svc.tenant}"
+            print(f"created key {key_id} for {args.name} ({args.role}, {where}); it is shown only now:")
             print(key)
         elif args.action == "list":
             for k in svc.list_keys():
-                print(f"{k['key_id']}  {k['role']:<10} {k['name']}  {'revoked' if k['revoked_at'] else 'active'}")
+                region = f"  region {','.join(k['region'])}" if k.get("region") else ""
+                state = "revoked" if k["revoked_at"] else "active"
+                print(f"{k['key_id']}  {k['role']:<10} {k['name']}  {state}{region}")
         else:
             if not args.key_id or not svc.revoke_key(args.key_id):
                 raise CliError(f"no live key {args.key_id!r}", EXIT_USAGE)
             print(f"revoked {args.key_id}")
+    finally:
+        svc.close()
+    return 0
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    """List the tenants, add the ``--tenant`` one, or set its default for sharing ideas."""
+    if args.action == "add":
+        svc = service_for(args, create_tenant=True)
+        try:
+            if args.share_by_default:
+                svc.set_shared_default(True)
+            print(
+                f"tenant {svc.tenant} is ready ({'shares' if args.share_by_default else 'keeps'} its ideas by default)"
+            )
+        finally:
+            svc.close()
+        return 0
+    svc = service_for(args)
+    try:
+        if args.action == "share-default":
+            if args.value is None:
+                raise CliError("tenants share-default needs true or false", EXIT_USAGE)
+            svc.set_shared_default(args.value == "true")
+            print(
+                f"tenant {svc.tenant}: ideas are {'shared' if args.value == 'true' else 'not shared'} unless an idea says otherwise"
+            )
+        else:
+            for t in svc.tenants():
+                print(f"{t['name']:<20} {'shares by default' if t['shared_default'] else 'own by default'}")
     finally:
         svc.close()
     return 0
@@ -124,10 +161,21 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("keys", help="manage API keys")
     p.add_argument("action", choices=["create", "list", "revoke"])
-    p.add_argument("--role", choices=["coach", "leadership", "admin"])
+    p.add_argument("--role", choices=["coach", "leadership", "admin", "region"])
     p.add_argument("--name")
     p.add_argument("--key-id")
+    p.add_argument("--tenants", help="a region key's tenants, comma-separated (its overview spans their shared ideas)")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser(
+        "tenants", help="the municipalities of this installation (add one with --tenant NAME tenants add)"
+    )
+    p.add_argument("action", choices=["list", "add", "share-default"])
+    p.add_argument("value", nargs="?", choices=["true", "false"], help="share-default: true or false")
+    p.add_argument(
+        "--share-by-default", action="store_true", help="add: share the new tenant's ideas unless marked otherwise"
+    )
+    p.set_defaults(func=cmd_tenants)
 
     p = sub.add_parser("delete", help="erase an idea or need everywhere (audited)")
     p.add_argument("kind", choices=["ideas", "needs"])

@@ -28,6 +28,13 @@ def settings_for(args: argparse.Namespace) -> Any:
         raise CliError(f"invalid setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", EXIT_USAGE) from exc
     if getattr(args, "db", None):
         settings.db = Path(args.db)
+    if getattr(args, "tenant", None):
+        from store.base import check_tenant
+
+        try:
+            settings.tenant = check_tenant(args.tenant)
+        except ValueError as exc:
+            raise CliError(f"--tenant: {exc}", EXIT_USAGE) from exc
     return settings
 
 
@@ -44,18 +51,27 @@ class _Borrowed:
         """The server keeps its service open."""
 
 
-def service_for(args: argparse.Namespace) -> Any:
-    """The server's service when the command runs inside it, else a service on the file."""
-    from idesluss.service import Service
-    from store import StoreLockedError
+def service_for(args: argparse.Namespace, create_tenant: bool = False) -> Any:
+    """The service of the command's tenant (``--tenant``): the server's when the command runs inside
+    it, else one on the file.
 
+    Args:
+        create_tenant: add the tenant when it does not exist yet (commands that write: ingest, keys
+            create, tenants add); any other command on an unknown tenant exits 2 naming the tenants.
+    """
+    from idesluss.service import Service
+    from store import StoreLockedError, UnknownTenant
+
+    settings = settings_for(args)
     borrowed = BORROWED.get()
-    if borrowed is not None:
-        return _Borrowed(borrowed)
     try:
-        return Service(settings_for(args))
+        if borrowed is not None:
+            return _Borrowed(borrowed.for_tenant(settings.tenant, create=create_tenant))
+        return Service(settings, create_tenant=create_tenant)
     except StoreLockedError as exc:
         raise CliError(str(exc), EXIT_LOCKED) from exc
+    except UnknownTenant as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
 
 
 def call_service(args: argparse.Namespace, fn: Any) -> Any:

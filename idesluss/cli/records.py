@@ -70,7 +70,7 @@ def _print_hits(query: str, hits: Sequence[Any]) -> None:
         print("  (inga träffar)")
     for rank, h in enumerate(hits, start=1):
         d = h.as_dict()
-        meta = ", ".join(x for x in (d["department"], d["created_at"], d["status"], d["outcome"]) if x)
+        meta = ", ".join(x for x in (d.get("tenant"), d["department"], d["created_at"], d["status"], d["outcome"]) if x)
         print(f"{rank:>3}. [{d['id']}] {d['title'] or d['snippet'][:60]}  ({d['score']:.2f})")
         if meta:
             print(f"     {meta}")
@@ -82,7 +82,7 @@ def _print_hits(query: str, hits: Sequence[Any]) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.records import FileRejected
 
-    svc = service_for(args)
+    svc = service_for(args, create_tenant=args.kind != "links")  # a first upload adds the tenant
     try:
         ingest = svc.ingest_links if args.kind == "links" else partial(svc.ingest, args.kind)  # links: past decisions
         report = ingest(args.path)
@@ -98,10 +98,11 @@ def _cmd_search(args: argparse.Namespace, method: str, query_kind: str) -> int:
     from idesluss.service import NotFound, Query
 
     svc = service_for(args)
+    kw = {"all_duplicates": args.all_duplicates, "scope": args.scope} if method == "similar" else {}
     try:
         if args.queries:
             batch = _read_queries(args.queries)
-            results = getattr(svc, method)([Query(text=t) for _, t in batch], k=args.k, filters=_filters(args))
+            results = getattr(svc, method)([Query(text=t) for _, t in batch], k=args.k, filters=_filters(args), **kw)
             for (qid, _), hits in zip(batch, results):
                 print(json.dumps({"query_id": qid, "results": [h.as_dict() for h in hits]}, ensure_ascii=False))
             return EXIT_OK
@@ -111,7 +112,6 @@ def _cmd_search(args: argparse.Namespace, method: str, query_kind: str) -> int:
             query, label = Query(text=args.text), args.text
         else:
             raise CliError("give a TEXT, --idea ID or --queries FILE", EXIT_USAGE)
-        kw = {"all_duplicates": args.all_duplicates} if method == "similar" else {}
         hits = getattr(svc, method)([query], k=args.k, filters=_filters(args), **kw)[0]
     except NotFound as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
@@ -159,6 +159,12 @@ def _search_parser(sub: Any, name: str, help_text: str, func: Any, with_dups: bo
     p.add_argument("--date-to", type=_date)
     if with_dups:
         p.add_argument("--all-duplicates", action="store_true", help="show every member of a duplicate group")
+        p.add_argument(
+            "--scope",
+            choices=["own", "shared"],
+            default="own",
+            help="own: this municipality's ideas; shared: ideas other municipalities share (each with its tenant)",
+        )
     p.set_defaults(func=func)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from idesluss.errors import EXIT_LOCKED, CliError
+from idesluss.errors import EXIT_LOCKED, EXIT_USAGE, CliError
 
 if TYPE_CHECKING:
     from idesluss.settings import Settings
@@ -102,9 +102,11 @@ def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
     base, headers = _announced(settings)
     print(f"the service at {base} owns {settings.db}: running the theme job there", file=sys.stderr)
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        r = client.post("/internal/jobs/cluster")
+        r = client.post("/internal/jobs/cluster", json={"tenant": settings.tenant})
         if r.status_code == 409:
             raise CliError(r.json().get("detail", "a theme job is already running"), EXIT_LOCKED)
+        if r.status_code == 404:
+            raise CliError(r.json().get("detail", f"no tenant {settings.tenant!r}"), EXIT_USAGE)
         r.raise_for_status()
         job = r.json()
         while job["state"] in ("queued", "running"):

@@ -357,8 +357,17 @@ class Service:
         return self._writer.run(self._admin.backup, target, actor=actor)
 
     def restore(self, source: str | Path, actor: str = "cli") -> None:
-        """Bring back a backup: the database is replaced and the index rebuilt from it (audited)."""
-        self._writer.run(self._admin.restore, source, actor=actor)
+        """Bring back a backup: the database (every tenant's schema) is replaced and each tenant's open
+        index rebuilt from it (audited in this tenant)."""
+
+        def write() -> None:
+            self._admin.restore(source, actor=actor)
+            for svc in list(self._family.values()):
+                if svc is not self:
+                    svc._index.rebuild_if_built()
+                    svc._answers.changed()
+
+        self._writer.run(write)
 
     def create_key(
         self, role: str, name: str, actor: str | None = None, region: list[str] | None = None

@@ -365,3 +365,74 @@ def test_cli_tenant_option_and_environment_choose_the_tenant(tmp_path) -> None:
     assert "pitea" in r.stdout and "default" in r.stdout
     r = run("--tenant", "Bad Name", "tenants", "list")
     assert r.returncode == 2 and "--tenant" in r.stderr
+
+
+def test_two_tenants_written_and_searched_at_once_stay_apart(tmp_path) -> None:
+    """Both tenants take new ideas while both are searched: every write lands in its own tenant, no
+    search ever returns the other tenant's idea, and nothing fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = Settings(db=tmp_path / "busy.duckdb")
+    root = Service(settings, encoder=KeywordEncoder())
+    try:
+        a = root.for_tenant("pitea", create=True)
+        b = root.for_tenant("skelleftea", create=True)
+        a.ingest("ideas", REPO / "demo" / "ideas.csv")
+        b.ingest("needs", REPO / "demo" / "needs.jsonl")
+        errors: list[BaseException] = []
+        leaks: list[str] = []
+
+        def write(svc: Service, prefix: str) -> None:
+            for n in range(15):
+                svc.add_idea(
+                    {"id": f"{prefix}-{n}", "text": f"{prefix} vill ha fler cykelvägar och bänkar nr {n}"}, "t"
+                )
+
+        def search(svc: Service, foreign: str) -> None:
+            for _ in range(25):
+                for hit in svc.similar([Query(text="cykelvägar och bänkar")], k=30)[0]:
+                    if hit.id.startswith(foreign):
+                        leaks.append(hit.id)
+
+        jobs = [(write, a, "pit"), (write, b, "ske"), (search, a, "ske"), (search, b, "pit")]
+        with ThreadPoolExecutor(4) as pool:
+            for fut in [pool.submit(fn, svc, arg) for fn, svc, arg in jobs]:
+                try:
+                    fut.result()
+                except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(exc)
+        assert not errors, errors
+        assert not leaks, leaks
+        assert {h.id for h in b.similar([Query(text="ske vill ha fler cykelvägar")], k=50, all_duplicates=True)[0]} == {
+            f"ske-{n}" for n in range(15)
+        }
+        assert sum(1 for r in a.store.records("ideas") if r.id.startswith("pit-")) == 15
+        assert not any(r.id.startswith("pit-") for r in b.store.records("ideas"))
+    finally:
+        root.close()
+
+
+def test_erasure_in_one_tenant_removes_its_bytes_from_the_shared_file(tmp_path) -> None:
+    settings = Settings(db=tmp_path / "erase.duckdb")
+    root = Service(settings, encoder=KeywordEncoder())
+    secret = "Hemlighetsfull idé om Kusmarks snöskoterled nummer 4711"
+    try:
+        a = root.for_tenant("pitea", create=True)
+        b = root.for_tenant("skelleftea", create=True)
+        a.add_idea({"id": "A1", "text": "Fler bänkar vid älven i Piteå"}, "t")
+        b.add_idea({"id": "B1", "text": secret}, "t")
+        b.collections()
+        root.checkpoint()
+        assert secret.encode() in (tmp_path / "erase.duckdb").read_bytes() + b"".join(
+            p.read_bytes() for p in tmp_path.glob("erase.duckdb.wal")
+        )
+        b.erase("ideas", "B1", actor="t")
+    finally:
+        root.close()
+    found = [
+        p for p in tmp_path.rglob("*") if p.is_file() and b"4711" in p.read_bytes() and b"Kusmark" in p.read_bytes()
+    ]
+    assert not found, found
+    with Store(tmp_path / "erase.duckdb") as store:
+        assert store.for_tenant("pitea").get_record("ideas", "A1") is not None
+        assert store.for_tenant("skelleftea").get_record("ideas", "B1") is None

@@ -70,7 +70,17 @@ def _print_hits(query: str, hits: Sequence[Any]) -> None:
         print("  (inga träffar)")
     for rank, h in enumerate(hits, start=1):
         d = h.as_dict()
-        meta = ", ".join(x for x in (d.get("tenant"), d["department"], d["created_at"], d["status"], d["outcome"]) if x)
+        meta = ", ".join(
+            x
+            for x in (
+                f"kommun {d['tenant']}" if d.get("tenant") else None,
+                d["department"],
+                d["created_at"],
+                d["status"],
+                d["outcome"],
+            )
+            if x
+        )
         print(f"{rank:>3}. [{d['id']}] {d['title'] or d['snippet'][:60]}  ({d['score']:.2f})")
         if meta:
             print(f"     {meta}")

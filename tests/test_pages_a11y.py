@@ -81,6 +81,7 @@ PAGES = [
     "/leadership/theme",
     "/leadership/print",
     "/admin",
+    "/region",
 ]
 
 
@@ -118,6 +119,28 @@ def test_every_page_with_data(browser, live_server) -> None:  # noqa: F811
     assert not {k: v for k, v in found.items() if v}
 
 
+def region_key(server_db, env) -> str:
+    """A region key over the default tenant (made beside the running server, through it)."""
+    out = cli(server_db, "keys", "create", "--role", "region", "--name", "region", "--tenants", "default", env=env)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_region_page_with_shared_ideas(browser, live_server) -> None:  # noqa: F811
+    key = region_key(live_server.db, live_server.env)
+    cli(live_server.db, "tenants", "share-default", "true", env=live_server.env)
+    try:
+        page = open_page(browser, live_server.url + "/region", key)
+        settle(page, "#regiontable tbody tr")
+        assert "delade idéer" in page.locator("#regionbars").inner_text()
+        assert page.locator("#regionbars [role=img]").count() >= 3  # one bar per regional theme
+        violations = axe_violations(page)
+        shot(page, "region")
+        page.context.close()
+    finally:
+        cli(live_server.db, "tenants", "share-default", "false", env=live_server.env)
+    assert violations == []
+
+
 def test_a_job_running_on_the_admin_page(browser, live_server) -> None:  # noqa: F811
     page = open_page(browser, live_server.url + "/admin", live_server.keys["admin"])
     settle(page, "#keys li")
@@ -140,6 +163,7 @@ def empty_server(tmp_path_factory, live_server):
         .splitlines()[-1]
         for r in ("coach", "leadership", "admin")
     }
+    keys["region"] = region_key(db, live_server.env)
     port = free_port()
     log = (work / "serve.log").open("w")
     proc = subprocess.Popen(
@@ -168,6 +192,7 @@ def test_every_page_on_an_empty_database(browser, empty_server) -> None:  # noqa
         ("/coach/needs", "coach", "#needstable tbody td", "Inga behov att visa"),
         ("/leadership", "leadership", "#themes tbody td", "Inga teman ännu"),
         ("/admin", "admin", "#keys li", ""),
+        ("/region", "region", "#regionbars p", "Inga delade idéer"),
     ]
     found = {}
     for path, role, ready, says in cases:

@@ -38,8 +38,10 @@
       tr.appendChild(el("td", String(theme.municipalities)));
       tr.appendChild(el("td", Object.entries(theme.by_tenant).map(([t, n]) => t + ": " + n).join(", ")));
       const ideas = el("td"), ul = el("ul");
-      for (const i of theme.ideas) ul.appendChild(el("li", [i.tenant, i.title || i.id, i.status, i.outcome].filter(Boolean).join(" · ")));
-      ideas.appendChild(ul); tr.appendChild(ideas);
+      for (const i of theme.ideas.slice(0, 5)) ul.appendChild(el("li", [i.tenant, i.title || i.id, i.status, i.outcome].filter(Boolean).join(" · ")));
+      ideas.appendChild(ul);
+      if (theme.ideas.length > 5) ideas.appendChild(el("p", "och " + (theme.ideas.length - 5) + " idéer till", "muted"));
+      tr.appendChild(ideas);
       return tr;
     }));
     if (!res.themes.length) {

@@ -174,20 +174,32 @@ def _internal(app: FastAPI) -> None:
 
     @app.post("/internal/jobs/cluster", include_in_schema=False, status_code=202)
     def start(
-        request: Request, body: dict[str, str] | None = None, x_idesluss_local_token: str | None = Header(None)
+        request: Request,
+        body: dict[str, str | None] | None = None,
+        x_idesluss_local_token: str | None = Header(None),
     ) -> JSONResponse:
         from pipelines.themes.job import ThemeJobRunning
         from store import UnknownTenant
 
         check(x_idesluss_local_token, request)
-        tenant = (body or {}).get("tenant", "default")
+        body = body or {}
+        tenant, engine = body.get("tenant", "default"), body.get("engine", "local")  # tenant null: all of them
+        if engine not in ("local", "ray"):
+            raise HTTPException(422, f"engine must be 'local' or 'ray', got {engine!r}")
         try:
-            request.app.state.service.for_tenant(tenant)
-            return JSONResponse(request.app.state.jobs.start(actor="cli", tenant=tenant), status_code=202)
-        except ThemeJobRunning as exc:
-            raise HTTPException(409, str(exc)) from exc
+            if tenant is not None:
+                request.app.state.service.for_tenant(tenant)
         except (UnknownTenant, ValueError) as exc:
             raise HTTPException(404, str(exc)) from exc
+        try:
+            job = request.app.state.jobs.start(
+                actor="cli", tenant=tenant, engine=engine, ray_address=body.get("ray_address")
+            )
+            return JSONResponse(job, status_code=202)
+        except ThemeJobRunning as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except ValueError as exc:  # Ray is not installed in the server's environment
+            raise HTTPException(400, str(exc)) from exc
 
     @app.post("/internal/cli", include_in_schema=False)
     def forwarded(

@@ -29,9 +29,20 @@ class JobRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def start(self, actor: str, tenant: str | None = "default") -> dict[str, Any]:
+    def start(
+        self, actor: str, tenant: str | None = "default", engine: str = "local", ray_address: str | None = None
+    ) -> dict[str, Any]:
         """Start a job for one tenant (``None``: every tenant, one after the other, as the nightly
-        schedule does), or raise :class:`ThemeJobRunning` when one is running."""
+        schedule does), here or on Ray (``engine="ray"``, at ``ray_address`` or ``RAY_ADDRESS``).
+
+        Raises:
+            ThemeJobRunning: a job is running.
+            ValueError: ``engine="ray"`` without Ray installed (the message says how to install it).
+        """
+        if engine == "ray":
+            from idesluss.themes_service import ray_options
+
+            ray_options(self.service.settings, ray_address)  # refuse now, not in the job's thread
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 running = next(j for j in self.jobs.values() if j["state"] in ("queued", "running"))
@@ -50,6 +61,8 @@ class JobRunner:
                 "error": None,
                 "actor": actor,
                 "tenant": tenant,
+                "engine": engine,
+                "ray_address": ray_address,
             }
             self.jobs[job_id] = job
             self._thread = threading.Thread(target=self._run, args=(job,), name=f"theme-job-{job_id}", daemon=True)
@@ -61,11 +74,19 @@ class JobRunner:
             job["stage"], job["progress"] = stage, round(float(fraction), 3)
 
         try:
-            tenants = [job["tenant"]] if job["tenant"] else [t["name"] for t in self.service.tenants()]
-            for tenant in tenants:
-                record = self.service.for_tenant(tenant).cluster(progress=progress, show_bar=False)
-                job["result"] = {k: record[k] for k in ("run_id", "n_themes", "share_unassigned", "quality", "timings")}
-            job["state"], job["progress"] = "done", 1.0
+            tenants = [job["tenant"]] if job["tenant"] else None
+            records = self.service.cluster_tenants(
+                tenants, engine=job["engine"], ray_address=job["ray_address"], progress=progress, show_bar=False
+            )
+            failed = {t: r["error"] for t, r in records.items() if "error" in r}
+            keep = ("run_id", "n_themes", "share_unassigned", "quality", "timings")
+            done = {t: {k: r[k] for k in keep} for t, r in records.items() if "error" not in r}
+            job["result"] = done.get(job["tenant"], done or None)
+            if failed:
+                job["state"] = "failed"
+                job["error"] = "; ".join(f"{t}: {e}" for t, e in failed.items())
+            else:
+                job["state"], job["progress"] = "done", 1.0
         except Exception as exc:  # noqa: BLE001 - reported to the admin, logged below
             job["state"], job["error"] = "failed", f"{type(exc).__name__}: {exc}"
             traceback.print_exc()

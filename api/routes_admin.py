@@ -49,11 +49,19 @@ def _job_out(job: dict[str, Any]) -> JobOut:
 
 
 @router.post("/jobs/cluster", response_model=JobOut, status_code=202, summary="Starta nattjobbet nu")
-def start_job(request: Request, user: Admin) -> JobOut:
+def start_job(
+    request: Request,
+    user: Admin,
+    engine: Annotated[
+        Literal["local", "ray"], Query(description="local: in the service; ray: on the Ray cluster (RAY_ADDRESS)")
+    ] = "local",
+) -> JobOut:
     try:
-        return _job_out(request.app.state.jobs.start(actor=user["name"], tenant=user["tenant"]))
+        return _job_out(request.app.state.jobs.start(actor=user["name"], tenant=user["tenant"], engine=engine))
     except ThemeJobRunning as exc:
         raise HTTPException(409, str(exc)) from exc
+    except ValueError as exc:  # Ray is not installed here
+        raise HTTPException(400, str(exc)) from exc
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="Ett jobbs förlopp")

@@ -300,9 +300,49 @@ class Service:
         return self._search.suggest(text, title, k, filters, exclude_id, scope)
 
     # -- themes (writes: cluster, curate) -------------------------------------------------
-    def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
-        """Run the nightly theme job now."""
-        return self._themes.cluster(progress=progress, show_bar=show_bar)
+    def cluster(
+        self,
+        progress: Any = None,
+        show_bar: bool | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        ray_scratch: str | None = None,
+    ) -> dict[str, Any]:
+        """Run the nightly theme job for this tenant now, here or on a Ray cluster (``engine="ray"``)."""
+        return self._themes.cluster(progress, show_bar, engine, ray_address, ray_scratch)
+
+    def cluster_tenants(
+        self,
+        tenants: Sequence[str] | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        progress: Any = None,
+        show_bar: bool | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """The nightly job for several tenants (None: all): one after the other here, or at the same
+        time on Ray (one connection to the cluster, one job per tenant; Ray spreads their tasks).
+
+        Returns:
+            Per tenant, its run record, or ``{"error": "..."}`` when its job failed (the others go on;
+            a failed tenant keeps its last good themes).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = list(tenants) if tenants else [t["name"] for t in self.tenants()]
+
+        def one(name: str) -> dict[str, Any]:
+            try:
+                return self.for_tenant(name).cluster(progress, show_bar, engine, ray_address)
+            except Exception as exc:  # noqa: BLE001 - reported per tenant; the other tenants' jobs go on
+                return {"error": f"{type(exc).__name__}: {exc}"}
+
+        if engine != "ray" or len(names) < 2:
+            return {name: one(name) for name in names}
+        from idesluss.themes_service import ray_options
+        from pipelines.themes.ray_engine import _connected
+
+        with _connected(ray_options(self.settings, ray_address)), ThreadPoolExecutor(len(names)) as pool:
+            return dict(zip(names, pool.map(one, names)))
 
     def themes(self, with_members: bool = False) -> list[dict[str, Any]]:
         """The current themes, largest first (DESIGN.md shape), with trend summaries."""

@@ -11,6 +11,30 @@ from pipelines.masking import mask
 from store import Store
 
 
+def ray_options(settings: Any, address: str | None = None, scratch: str | None = None) -> Any:
+    """The Ray engine's options for these settings: each encoder actor builds the service's encoder.
+
+    Raises:
+        ValueError: Ray (the ``scale`` extra) is not installed; the message says how to install it.
+    """
+    from pipelines.themes.ray_engine import INSTALL_HINT, RayOptions, ray_available
+
+    if not ray_available():
+        raise ValueError(INSTALL_HINT)
+    from pipelines.themes.ray_ops import EncoderSpec
+
+    spec = EncoderSpec(
+        model=settings.model,
+        cache_dir=str(settings.cache_dir),
+        theme_model=settings.theme_model,
+        batch_size=settings.batch_size,
+        threads=settings.threads or 1,
+        precision=settings.precision,
+        engine=settings.engine,
+    )
+    return RayOptions(address=address, encoder_factory=spec, scratch=scratch)
+
+
 class ThemeService:
     """Theme functions shared by the CLI and the API (the service delegates to one of these).
 
@@ -25,11 +49,25 @@ class ThemeService:
         self._resources = resources
         self._changed = changed
 
-    def cluster(self, progress: Any = None, show_bar: bool | None = None) -> dict[str, Any]:
-        """Run the nightly theme job now."""
+    def cluster(
+        self,
+        progress: Any = None,
+        show_bar: bool | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        ray_scratch: str | None = None,
+    ) -> dict[str, Any]:
+        """Run the nightly theme job now, here (``engine="local"``) or on a Ray cluster (``"ray"``).
+
+        Raises:
+            ValueError: ``engine="ray"`` without the ``scale`` extra (the message says how to install it).
+        """
         from pipelines.themes.job import run_theme_job
 
-        return run_theme_job(self.store, self._resources.theme_encoder, progress=progress, show_bar=show_bar)
+        ray = ray_options(self._resources.settings, ray_address, ray_scratch) if engine == "ray" else None
+        return run_theme_job(
+            self.store, self._resources.theme_encoder, progress=progress, show_bar=show_bar, engine=engine, ray=ray
+        )
 
     def theme_runs(self, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
         """One page of theme-run records, newest first, and how many runs there are."""

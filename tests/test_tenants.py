@@ -436,3 +436,15 @@ def test_erasure_in_one_tenant_removes_its_bytes_from_the_shared_file(tmp_path) 
     with Store(tmp_path / "erase.duckdb") as store:
         assert store.for_tenant("pitea").get_record("ideas", "A1") is not None
         assert store.for_tenant("skelleftea").get_record("ideas", "B1") is None
+
+
+def test_the_nightly_job_for_every_tenant_gives_each_its_own_run(two) -> None:
+    a, b = two["a"], two["b"]
+    before = {t: svc.store.themes.current_run_id() for t, svc in (("pitea", a), ("skelleftea", b))}
+    records = two["root"].cluster_tenants(["pitea", "skelleftea"], show_bar=False)
+    assert set(records) == {"pitea", "skelleftea"}
+    assert not any("error" in r for r in records.values()), records
+    for tenant, svc in (("pitea", a), ("skelleftea", b)):
+        assert svc.store.themes.current_run_id() == records[tenant]["run_id"] != before[tenant]
+    # B's labels are drawn from B's rows only: the word only B's texts hold is not in A's themes
+    assert not any(MARK.lower() in json.dumps(t, ensure_ascii=False).lower() for t in a.themes())

@@ -95,14 +95,28 @@ def forward_to_server(settings: Settings, argv: list[str]) -> int:
     return int(body["code"])
 
 
-def run_job_on_server(settings: Settings, poll_seconds: float = 1.0) -> int:
-    """Start the job on the running server and follow its progress; returns an exit code."""
+def run_job_on_server(
+    settings: Settings,
+    poll_seconds: float = 1.0,
+    engine: str = "local",
+    ray_address: str | None = None,
+    all_tenants: bool = False,
+) -> int:
+    """Start the job on the running server (which writes its result through its own single writer)
+    and follow its progress; returns an exit code."""
     import httpx
 
     base, headers = _announced(settings)
     print(f"the service at {base} owns {settings.db}: running the theme job there", file=sys.stderr)
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        r = client.post("/internal/jobs/cluster", json={"tenant": settings.tenant})
+        body = {
+            "tenant": None if all_tenants else settings.tenant,
+            "engine": engine,
+            **({"ray_address": ray_address} if ray_address else {}),
+        }
+        r = client.post("/internal/jobs/cluster", json=body)
+        if r.status_code == 400:
+            raise CliError(r.json().get("detail", "the server cannot run this job"), EXIT_USAGE)
         if r.status_code == 409:
             raise CliError(r.json().get("detail", "a theme job is already running"), EXIT_LOCKED)
         if r.status_code == 404:

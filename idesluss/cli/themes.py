@@ -25,15 +25,26 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     except CliError as exc:
         if exc.code != EXIT_LOCKED:
             raise
-        if on_ray:
-            raise CliError(
-                "a running server owns the database and its job route runs the local engine only; "
-                "stop the server to run `cluster --engine ray`",
-                EXIT_USAGE,
-            ) from exc
         from idesluss.cli.remote import run_job_on_server
 
-        return run_job_on_server(settings_for(args))
+        # the server runs the job (on Ray too) and writes the result through its single writer
+        engine = "ray" if on_ray else "local"
+        return run_job_on_server(
+            settings_for(args),
+            engine=engine,
+            ray_address=getattr(args, "ray_address", None),
+            all_tenants=getattr(args, "all_tenants", False),
+        )
+    if getattr(args, "all_tenants", False):
+        try:
+            engine = "ray" if on_ray else "local"
+            records = svc.cluster_tenants(engine=engine, ray_address=args.ray_address, show_bar=None)
+        finally:
+            svc.close()
+        keep = ("run_id", "n_themes", "share_unassigned", "quality")
+        out = {t: r if "error" in r else {k: r[k] for k in keep} for t, r in records.items()}
+        print(json.dumps(out, ensure_ascii=False, indent=1, default=str))
+        return EXIT_ERROR if any("error" in r for r in records.values()) else EXIT_OK
     try:
         record = _run_on_ray(args, svc) if on_ray else svc.cluster(show_bar=None)
     except ThemeJobRunning as exc:
@@ -52,21 +63,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def _run_on_ray(args: argparse.Namespace, svc: Any) -> dict[str, Any]:
     """The job on a Ray cluster: each encoder actor builds the service's encoder from the settings."""
+    from idesluss.themes_service import ray_options
     from pipelines.themes.job import run_theme_job
-    from pipelines.themes.ray_engine import RayJobFailed, RayOptions
-    from pipelines.themes.ray_ops import EncoderSpec
+    from pipelines.themes.ray_engine import RayJobFailed
 
-    s = settings_for(args)
-    spec = EncoderSpec(
-        model=s.model,
-        cache_dir=str(s.cache_dir),
-        theme_model=s.theme_model,
-        batch_size=s.batch_size,
-        threads=s.threads or 1,
-        precision=s.precision,
-        engine=s.engine,
-    )
-    options = RayOptions(address=args.ray_address, encoder_factory=spec, scratch=args.ray_scratch)
+    options = ray_options(settings_for(args), args.ray_address, args.ray_scratch)
     try:
         return run_theme_job(svc.store, svc.theme_encoder, engine="ray", ray=options, show_bar=None)
     except RayJobFailed as exc:
@@ -123,6 +124,11 @@ def register(sub: Any) -> None:
     p = add_command(sub, "cluster", "run the nightly theme job now", cmd_cluster)
     p.add_argument(
         "--engine", choices=["local", "ray"], default="local", help="where the job runs (ray: optional extra [scale])"
+    )
+    p.add_argument(
+        "--all-tenants",
+        action="store_true",
+        help="every tenant: one after the other here, at the same time on Ray (--engine ray)",
     )
     p.add_argument("--ray-address", help="Ray cluster HOST:PORT (default: RAY_ADDRESS, else a private local instance)")
     p.add_argument("--ray-scratch", help="folder for the job's private export (shared storage on a multi-node cluster)")

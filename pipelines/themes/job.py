@@ -100,7 +100,8 @@ def run_theme_job(
         raise ValueError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
     config = config or ThemeJobConfig()
     report = progress or (lambda stage, frac: None)
-    with job_lock(store.path):
+    tenant = getattr(store, "tenant_name", "default")  # one job at a time per tenant; tenants may run at once
+    with job_lock(store.path if tenant == "default" else Path(f"{store.path}.{tenant}")):
         if engine == "ray":
             from pipelines.themes.ray_engine import RayOptions, run_on_ray
 

@@ -4,11 +4,17 @@ A head and a worker node run as separate ``ray start --block`` processes. Each n
 logical CPUs: with one, Ray Data's actor pool and its read tasks wait on each other for ever (seen
 with Ray 2.60), and the machine still has only its two cores. Bounded: a few hundred items, the
 fake encoder, and the real model only in the agreement test (loaded once per actor).
+
+One driver connection serves every job of the module (as a long-lived scheduler's would), so the
+jobs share one Ray driver and its worker pool instead of starting both per job. The fake
+encoder actors hold their first task until both actors have one (or until the test releases
+them), so "spread over the pool" and "killed mid-job" are facts of the run, not of timing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -25,7 +31,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from pipelines.embed import vector_key
 from pipelines.records import embed_text, text_hash
-from pipelines.themes import ray_engine
+from pipelines.themes import ray_engine, ray_ops
 from pipelines.themes.job import run_theme_job
 from store import Record
 from tests.conftest import MODEL_CACHE, shared_file
@@ -48,6 +54,21 @@ def _nmi(a: dict[str, str], b: dict[str, str]) -> float:
 
 
 # -- without Ray ---------------------------------------------------------------------------------
+def test_token_shards_cover_every_text_once_within_budget_and_feed_every_actor() -> None:
+    lengths = [5, 300, 12, 40, 40, 7, 9000, 60, 33, 21] * 30
+    shards = ray_ops.token_shards(lengths, per_shard=1_000, min_shards=8)
+    flat = [i for shard in shards for i in shard]
+    assert sorted(flat) == list(range(len(lengths)))  # every text once
+    assert len(shards) >= 8
+    for shard in shards:
+        size = sum(lengths[i] for i in shard)
+        assert size <= 1_000 or len(shard) == 1  # only a text longer than the budget stands alone
+    assert [lengths[i] for i in flat] == sorted(lengths)  # shortest first: like lengths share a task
+    # few texts: the shard shrinks so that each of 8 actors still gets a task
+    assert len(ray_ops.token_shards([10] * 16, per_shard=10_000, min_shards=8)) == 8
+    assert ray_ops.token_shards([], 1_000, 8) == []
+
+
 def test_engine_ray_without_the_extra_says_how_to_install(tmp_path: Path, monkeypatch, capsys) -> None:
     from idesluss.cli import main
 
@@ -90,6 +111,14 @@ def _kill_node(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
+def _wait_until(condition, limit_s: float, what: str) -> None:
+    """Wait for a condition of the run (not for a time); ``limit_s`` only bounds a broken run."""
+    end = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < end, what
+        time.sleep(0.1)
+
+
 class LoopbackCluster:
     """A head and one worker node on 127.0.0.1, each a separate process tree."""
 
@@ -98,6 +127,7 @@ class LoopbackCluster:
         self.address = f"127.0.0.1:{_free_port()}"
         # loopback only: no token (Ray 2.60 otherwise requires the one its first local start wrote to ~/.ray)
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+        self.env["PYTHONUNBUFFERED"] = "1"  # "Ray runtime started" reaches the log at once
         self.head = self.worker = None
         common = ["--block", "--num-cpus=2", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
         common += ["--object-store-memory=100000000"]
@@ -105,9 +135,9 @@ class LoopbackCluster:
         head = [str(RAY), "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={self.temp}"]
         try:
             self.head = self._start(head + common, "head")
-            self._wait_for(1)
+            self._wait_started("head")
             self.worker = self._start([str(RAY), "start", f"--address={self.address}", *common], "worker")
-            self._wait_for(2)
+            self._wait_started("worker")
         except BaseException:
             self.close()
             raise
@@ -116,19 +146,22 @@ class LoopbackCluster:
         log = open(Path(self.temp) / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def alive(self) -> int:
-        r = subprocess.run(
-            [str(RAY), "status", f"--address={self.address}"], capture_output=True, text=True, env=self.env
+    def _wait_started(self, name: str) -> None:
+        """Until ``ray start`` says the node runs (its log; polling ``ray status`` costs a Python start a time)."""
+        log, proc = Path(self.temp) / f"{name}.log", self.head if name == "head" else self.worker
+        _wait_until(
+            lambda: "Ray runtime started" in log.read_text() or proc.poll() is not None,
+            60,
+            f"the {name} node did not start (log in {log})",
         )
-        active = r.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if r.returncode == 0 else ""
-        return sum(1 for line in active.splitlines() if "node_" in line)
+        assert proc.poll() is None, f"the {name} node exited: {log.read_text()[-2000:]}"
 
-    def _wait_for(self, n: int, limit: float = 60) -> None:
-        end = time.monotonic() + limit
-        while self.alive() < n:
-            if time.monotonic() > end:
-                raise RuntimeError(f"the loopback Ray cluster did not reach {n} nodes (logs in {self.temp})")
-            time.sleep(0.5)
+    @staticmethod
+    def alive() -> int:
+        """Nodes alive, as the connected driver sees them."""
+        import ray
+
+        return sum(1 for n in ray.nodes() if n["Alive"])
 
     def close(self) -> None:
         for proc in (self.worker, self.head):
@@ -139,14 +172,20 @@ class LoopbackCluster:
 
 @pytest.fixture(scope="module")
 def cluster():
+    """The two-node cluster, and this process connected to it as the driver of every job."""
     if not ray_engine.ray_available():
         pytest.skip("Ray is not installed: pip install -e '.[scale]' (the optional extra)")
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_MODE", "disabled")  # the driver (this process) too
     c = LoopbackCluster()
-    yield c
-    c.close()
-    mp.undo()
+    try:
+        # the engine's own connection code (a loopback address); the jobs below find it open and use it
+        with ray_engine._connected(ray_engine.RayOptions(address=c.address)):
+            _wait_until(lambda: c.alive() == 2, 60, "the loopback cluster never had both nodes")
+            yield c
+    finally:
+        c.close()
+        mp.undo()
 
 
 def _blob_store(path: Path, missing_every: int = 3):
@@ -159,12 +198,35 @@ def _blob_store(path: Path, missing_every: int = 3):
     return store, enc, y
 
 
-class SlowKeywords(KeywordEncoder):
-    """The keyword encoder, slowed down so a node can be killed while it works."""
+class GateKeywords(KeywordEncoder):
+    """The keyword encoder in an actor that holds its tasks at a gate (a folder on the shared disk).
+
+    Each actor marks the gate when it has a task, then waits until ``parties`` actors have one, or,
+    with ``parties=None``, until the test opens the gate. An actor that waits past ``limit_s``
+    goes on anyway, so a run whose work never spread still ends (and its assertions fail).
+    """
+
+    def __init__(self, gate: str, parties: int | None, limit_s: float = 60.0) -> None:
+        super().__init__(dim=32, model_id="blobs")
+        self.gate, self.parties, self.limit_s = Path(gate), parties, limit_s
 
     def encode_queries(self, texts):
-        time.sleep(0.02 * len(texts))
+        (self.gate / f"busy-{os.getpid()}").touch()
+        end = time.monotonic() + self.limit_s
+        while not self._open() and time.monotonic() < end:
+            time.sleep(0.05)
         return super().encode_queries(texts)
+
+    def _open(self) -> bool:
+        if self.parties is None:
+            return (self.gate / "open").exists()
+        return len(list(self.gate.glob("busy-*"))) >= self.parties
+
+
+def _gate(tmp_path: Path, parties: int | None) -> tuple[Path, functools.partial]:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    return gate, functools.partial(GateKeywords, str(gate), parties)
 
 
 @needs_ray
@@ -179,18 +241,25 @@ def test_job_spreads_over_both_nodes_and_survives_a_switch_of_engine(cluster, tm
             seen["modes"] = (folder.stat().st_mode & 0o777, max(f.stat().st_mode & 0o777 for f in files))
 
     (tmp_path / "scratch").mkdir()
+    _, factory = _gate(tmp_path, parties=2)
     opts = ray_engine.RayOptions(
         address=cluster.address,
-        encoder_factory=lambda: KeywordEncoder(dim=32, model_id="blobs"),
+        encoder_factory=factory,
+        encoders=2,
         scratch=str(tmp_path / "scratch"),
         rows_per_file=60,
         timeout_s=120,
     )
     record = run_theme_job(store, enc, show_bar=False, progress=progress, engine="ray", ray=opts)
-    print("ray run timings", record["timings"])
+    print("ray run timings", record["timings"], record["params"]["pass_workers"])
     nodes = record["params"]["nodes"]
-    assert len(set().union(*map(set, nodes.values()))) == 2, nodes  # work ran on the head and the worker
-    assert enc.calls == 0 and nodes["embed"]  # the missing third was embedded by the actors
+    # the missing third was embedded by both encoder actors, one on each node (Ray Data's default
+    # Parquet reader once made one task of all the files: one actor did everything)
+    assert enc.calls == 0
+    assert record["params"]["encoder_actors"] == 2 and len(nodes["embed"]) == 2, nodes
+    # the per-item passes ran on both nodes too; the sample fit on one
+    assert len(nodes["assign"]) == 2 and len(nodes["label"]) == 2, nodes
+    assert len(nodes["fit"]) == 1
     key = vector_key("blobs", "query")
     assert store.missing_hashes(key, [r.embed_hash for r in store.records("ideas")]) == []
     assert seen["modes"] == (0o700, 0o600)
@@ -230,9 +299,9 @@ def test_engines_agree_on_argumentation_dev(cluster, tmp_path: Path) -> None:
     from models.registry import resolve_model_path
 
     Described.model_id = resolve_model_path("default", MODEL_CACHE)[1]
-    opts = ray_engine.RayOptions(address=cluster.address, encoder_factory=spec, timeout_s=300)
+    opts = ray_engine.RayOptions(address=cluster.address, encoder_factory=spec, encoders=2, timeout_s=300)
     ray_record = run_theme_job(ray_store, Described(), show_bar=False, engine="ray", ray=opts)  # type: ignore[arg-type]
-    assert len(ray_record["params"]["nodes"]["embed"]) >= 1
+    assert ray_record["params"]["encoder_actors"] == 2  # both actors loaded the model and embedded
     # the local engine on the same vectors and seed
     key = vector_key(Described.model_id, "query")
     stored = ray_store.records("ideas")
@@ -252,7 +321,7 @@ def test_engines_agree_on_argumentation_dev(cluster, tmp_path: Path) -> None:
 
 @needs_ray
 def test_worker_killed_mid_job_completes_or_fails_cleanly(cluster, tmp_path: Path) -> None:
-    """Runs last: the worker node dies while the encoder actors work; the last good themes stay served."""
+    """Runs last: the worker node dies while both encoder actors hold a task; the last good themes stay served."""
     store, enc, _ = _blob_store(tmp_path / "k.duckdb", missing_every=10_000)
     # a good run first, then new texts for the killed run to embed
     good = run_theme_job(store, enc, show_bar=False)
@@ -263,31 +332,21 @@ def test_worker_killed_mid_job_completes_or_fails_cleanly(cluster, tmp_path: Pat
     ]
     store.upsert_records("ideas", fresh)
     outcome: dict[str, object] = {}
-    opts = ray_engine.RayOptions(
-        address=cluster.address,
-        encoder_factory=lambda: SlowKeywords(dim=32, model_id="blobs"),
-        rows_per_file=20,
-        timeout_s=30,
-    )
-    started = threading.Event()
+    gate, factory = _gate(tmp_path, parties=None)
+    opts = ray_engine.RayOptions(address=cluster.address, encoder_factory=factory, encoders=2, timeout_s=60)
 
     def job() -> None:
         try:
-            outcome["record"] = run_theme_job(
-                store,
-                enc,
-                show_bar=False,
-                engine="ray",
-                ray=opts,
-                progress=lambda s, f: started.set() if s == "embed" and f > 0 else None,
-            )
+            outcome["record"] = run_theme_job(store, enc, show_bar=False, engine="ray", ray=opts)
         except ray_engine.RayJobFailed as exc:
             outcome["failed"] = exc
 
     worker = threading.Thread(target=job)
     worker.start()
-    assert started.wait(90), "the embedding never started"
+    # both actors (one per node) hold a task: the job is mid-embedding, nothing embedded yet
+    _wait_until(lambda: len(list(gate.glob("busy-*"))) >= 2, 120, "the encoder actors never both started")
     _kill_node(cluster.worker)
+    (gate / "open").touch()
     worker.join(240)
     assert not worker.is_alive(), "the job neither finished nor failed"
     print("after the kill:", "completed" if "record" in outcome else f"failed: {outcome['failed']}")

@@ -6,8 +6,12 @@ millions of items:
 * **export**: the rows go to Parquet files in a private scratch folder (0700, files 0600, removed
   afterwards); Ray Data reads them from there. On a cluster of several machines the scratch folder
   must be on storage every node mounts (``RayOptions.scratch``).
-* **embed**: only texts without a stored vector, on an actor pool of encoders (each actor loads the
-  model once; batches are cut by tokens); the driver stores the vectors as they arrive.
+* **embed**: only texts without a stored vector, sorted by length and cut into files of about
+  ``ray_ops.TOKENS_PER_TASK`` estimated tokens (at least ``TASKS_PER_ACTOR`` per actor), one Ray
+  task each, on an actor pool of encoders spread over the nodes (each actor loads the model once,
+  and the pool takes work only when every actor has loaded it; each actor cuts its task into
+  forward passes of at most ``TOKEN_BUDGET`` padded tokens); the driver stores the vectors as
+  they arrive.
 * **fit**: the reducer and clusterer on the seeded sample (``max_fit_items``), as one Ray task on
   one node, with the project's own stage functions; the 2-D map is fitted beside it.
 * **assign** and **label**: the per-item work as ``map_batches`` passes (``ray_stages``).
@@ -40,6 +44,9 @@ from store import KINDS, Store
 INSTALL_HINT = "the Ray engine is an optional extra: install it with  pip install -e '.[scale]'  (Ray Data)"
 
 
+ACTOR_START_S = 900.0  # most seconds for the encoder actors to load the model before any work
+
+
 class RayJobFailed(RuntimeError):
     """The job on Ray did not finish (a node lost for good, no progress in time); nothing was written."""
 
@@ -59,9 +66,12 @@ class RayOptions:
         address: the cluster ("HOST:PORT"); None: ``RAY_ADDRESS``, else a private local instance.
         encoder_factory: builds the encoder inside each actor (an ``ray_ops.EncoderSpec``); needed
             only when some text has no vector yet.
-        encoders: most encoder actors (the pool grows from one up to this many).
+        encoders: encoder actors (None: one per CPU of the cluster but one, which Ray Data's
+            read tasks need; never more than that). A lost actor is restarted where there is room,
+            and the pool goes on with fewer meanwhile.
         scratch: where the private export folder is made (shared storage on a multi-machine cluster).
-        rows_per_file: rows per exported Parquet file (one read block each).
+        rows_per_file: most rows per exported file of the items (one task of each per-item pass);
+            fewer when that leaves some CPU of the cluster without a task.
         timeout_s: a stage that has not finished by then fails the job (a pass waiting for a lost
             node would otherwise wait for ever).
         task_slots: most tasks of one pass at a time (None: as many as the cluster's CPUs allow).
@@ -71,7 +81,7 @@ class RayOptions:
 
     address: str | None = None
     encoder_factory: Callable[[], TextEncoder] | None = None
-    encoders: int = 2
+    encoders: int | None = None
     scratch: str | None = None
     rows_per_file: int = 2_000
     timeout_s: float = 6 * 3600
@@ -80,6 +90,9 @@ class RayOptions:
     object_store_bytes: int = 256 * 1024 * 1024
     nodes: dict[str, set[str]] = field(default_factory=dict)  # filled in: stage -> node ids that worked on it
     actors: set[str] = field(default_factory=set)  # filled in: the encoder actors that embedded
+    workers: dict[str, set[str]] = field(default_factory=dict)  # filled in: stage -> worker processes of its passes
+    encoder_busy_s: float = 0.0  # filled in: seconds the encoder actors spent encoding, all together
+    encoder_cpu_s: float = 0.0  # filled in: CPU seconds of that encoding
 
 
 def run_on_ray(
@@ -103,7 +116,7 @@ def run_on_ray(
         _guard(options, lambda: _embed(store, encoder, run, scratch / "todo", progress))
         clock.done("embed", 0.3)
         items, history = _load(store, encoder)
-        _export_items(items, scratch / "items", options.rows_per_file)
+        _export_items(items, scratch / "items", _rows_per_file(options.rows_per_file, len(items)))
         run.source = str(scratch / "items")
         clock.done("load", 0.35)
         fit, labels, coords_ref = _guard(options, lambda: _fit(items, config, options.nodes))
@@ -121,6 +134,9 @@ def run_on_ray(
         "engine": "ray",
         "nodes": {stage: sorted(ids) for stage, ids in options.nodes.items()},
         "encoder_actors": len(options.actors),
+        "pass_workers": {stage: len(ids) for stage, ids in options.workers.items()},
+        "encoder_busy_s": round(options.encoder_busy_s, 3),
+        "encoder_cpu_s": round(options.encoder_cpu_s, 3),
     }
     record = _write(store, params, compute.outcome(items, fit, placed, labelled, coords), clock.timings)
     clock.done("write", 1.0)
@@ -143,7 +159,7 @@ def _connected(options: RayOptions) -> Iterator[None]:
     if address:
         host = address.split("://")[-1].rsplit(":", 1)[0]
         # a cluster on loopback: the driver must announce itself there too, or it cannot attach
-        extra = {"_node_ip_address": host} if host.startswith("127.") or host == "localhost" else {}
+        extra: dict[str, Any] = {"_node_ip_address": host} if host.startswith("127.") or host == "localhost" else {}
         ray.init(address=address, **quiet, **extra)
     else:
         ray.init(
@@ -197,11 +213,22 @@ def _guard(options: RayOptions, fn: Callable[[], Any]) -> Any:
 
 
 def _read(folder: str) -> Any:
-    """The exported files as a dataset of one block per file (Ray Data would merge small files into
-    one block, and one block is one task: no parallelism)."""
+    """The exported files as a dataset of one block per file, so one file is one task downstream.
+
+    Ray 2.60's default Parquet reader (DataSourceV2) bin-packs files into read tasks of up to
+    128 MiB and ignores ``override_num_blocks``: a few thousand rows became one block, hence one
+    task and one busy actor. The V1 reader, switched on for this read only, keeps one block per file.
+    """
     import ray.data
 
-    return ray.data.read_parquet(folder, override_num_blocks=max(len(list(Path(folder).glob("*.parquet"))), 1))
+    files = sorted(str(f) for f in Path(folder).glob("*.parquet"))
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.use_datasource_v2
+    ctx.use_datasource_v2 = False
+    try:
+        return ray.data.read_parquet(files, override_num_blocks=max(len(files), 1))
+    finally:
+        ctx.use_datasource_v2 = saved
 
 
 def _write_parquet(table: Any, path: Path) -> None:
@@ -234,14 +261,12 @@ class _Runner:
         ds = _read(self.source).map_batches(fn, batch_format="pyarrow", fn_kwargs=kwargs, num_cpus=1, compute=compute)
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             self.options.nodes.setdefault(stage, set()).update(str(n) for n in batch["node"])
+            self.options.workers.setdefault(stage, set()).update(str(w) for w in batch["worker"])
             yield batch
 
 
 def _embed(store: Store, encoder: TextEncoder, run: _Runner, folder: Path, progress: Any) -> int:
     """Stage "embed": query vectors for every text that has none, on the encoder actor pool."""
-    import pyarrow as pa
-    import ray.data
-
     todo: dict[str, str] = {}
     for kind in KINDS:
         for rec in store.records(kind):
@@ -252,36 +277,67 @@ def _embed(store: Store, encoder: TextEncoder, run: _Runner, folder: Path, progr
         return 0
     if run.options.encoder_factory is None:
         raise ValueError("the Ray engine needs an encoder recipe (RayOptions.encoder_factory) to embed new texts")
-    folder.mkdir(mode=0o700)
-    step = run.options.rows_per_file
-    for i in range(0, len(missing), step):
-        part = missing[i : i + step]
-        _write_parquet(
-            pa.table({"hash": part, "text": [todo[h] for h in part]}), folder / f"part-{i // step:06d}.parquet"
-        )
-    mean_tokens = sum(len(todo[h]) for h in missing) / len(missing) / 4 + 2
-    # about four forward passes a batch, and no more than a file holds: every actor gets work
-    rows = int(min(max(4 * ray_ops.TOKEN_BUDGET / mean_tokens, 32), 4096, step))
-    pool = max(run.options.encoders, 1)
-    ds = _read(str(folder)).map_batches(
-        ray_ops.EncodeBatch,
-        fn_constructor_kwargs={"factory": run.options.encoder_factory},
-        # starts with every actor; may shrink to one when a node is lost (the job goes on)
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool),
-        batch_size=rows,
-        batch_format="pyarrow",
-        num_cpus=1,
-    )
+    pool = _pool_size(run.options.encoders)
+    _export_todo(missing, todo, folder, pool)
     done = 0
-    for b in ds.iter_batches(batch_format="numpy", batch_size=None):
+    for b in _encoded(run.options, str(folder), pool):
         if len(b["hash"]) and str(b["model_id"][0]) != encoder.model_id:
             raise ValueError(f"an encoder actor loaded {b['model_id'][0]!r}, the job expects {encoder.model_id!r}")
         store.put_embeddings(key, [str(h) for h in b["hash"]], np.asarray(b["vector"], dtype=np.float32))
         run.options.nodes.setdefault("embed", set()).update(str(n) for n in b["node"])
         run.options.actors.update(str(a) for a in b["actor"])
+        run.options.encoder_busy_s += float(np.sum(b["busy_s"]))
+        run.options.encoder_cpu_s += float(np.sum(b["cpu_s"]))
         done += len(b["hash"])
         progress("embed", 0.3 * done / len(missing))
     return done
+
+
+def _pool_size(wanted: int | None) -> int:
+    """Encoder actors: as asked, but leaving one CPU of the cluster to Ray Data's read tasks."""
+    import ray
+
+    room = max(int(ray.cluster_resources().get("CPU", 1)) - 1, 1)
+    return max(min(wanted or room, room), 1)
+
+
+def _export_todo(missing: list[str], todo: dict[str, str], folder: Path, pool: int) -> None:
+    """The texts to embed as Parquet files of about ``TOKENS_PER_TASK`` tokens, shortest first."""
+    import pyarrow as pa
+
+    folder.mkdir(mode=0o700)
+    lengths = ray_ops.estimated_tokens([todo[h] for h in missing])
+    shards = ray_ops.token_shards(lengths, ray_ops.TOKENS_PER_TASK, ray_ops.TASKS_PER_ACTOR * pool)
+    for n, shard in enumerate(shards):
+        part = [missing[i] for i in shard]
+        _write_parquet(pa.table({"hash": part, "text": [todo[h] for h in part]}), folder / f"part-{n:06d}.parquet")
+
+
+def _encoded(options: RayOptions, folder: str, pool: int) -> Iterator[dict[str, np.ndarray]]:
+    """The encoder pool's output batches: one task per exported file, on actors spread over the nodes."""
+    import ray.data
+
+    ds = _read(folder).map_batches(
+        ray_ops.EncodeBatch,
+        fn_constructor_kwargs={"factory": options.encoder_factory},
+        # may shrink to one actor while a lost one is restarted (the job goes on)
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool),
+        batch_size=None,  # the whole file: its texts were chosen by tokens (the actor cuts forward passes)
+        batch_format="pyarrow",
+        num_cpus=1,  # Ray Data places its actors with "SPREAD": one model per node before a second
+    )
+    # no batch before every actor has loaded the model: else the first one ready takes the early
+    # tasks and, on small jobs, all of them. A pool that cannot start in time fails the job.
+    ds.context.wait_for_min_actors_s = min(options.timeout_s, ACTOR_START_S)
+    yield from ds.iter_batches(batch_format="numpy", batch_size=None)
+
+
+def _rows_per_file(most: int, n: int) -> int:
+    """Rows per items file: at most ``most``, and few enough that every CPU gets several tasks."""
+    import ray
+
+    cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+    return max(min(most, -(-n // (ray_ops.TASKS_PER_ACTOR * cpus))), 1)
 
 
 def _export_items(items: compute.Items, folder: Path, step: int) -> None:

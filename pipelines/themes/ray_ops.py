@@ -2,14 +2,15 @@
 
 Every function here takes one batch of the exported items (a ``pyarrow.Table`` with the columns
 ``row``, ``text`` and, for the statistics, ``vector``) and returns a small dict of numpy columns;
-the driver (``pipelines.themes.ray_engine``) merges the batches. Each output carries the id of the
-node that computed it, so a run can tell where its work went. Nothing here touches the store.
+the driver (``pipelines.themes.ray_engine``) merges the batches. Each output carries the ids of the
+node and the worker process that computed it, so a run can tell where its work went. Nothing here touches the store.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from matcher.swedish import Analyzer, words
 from pipelines.themes.labels import theme_term_counts
 
 TOKEN_BUDGET = 8_192  # tokens per forward pass of an encoder actor (padding included)
+TOKENS_PER_TASK = 4 * TOKEN_BUDGET  # estimated tokens per Ray task of the encoders: about four forward passes
+TASKS_PER_ACTOR = 4  # at least this many tasks per encoder actor, so a slow actor holds up little
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,11 @@ def node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
+def worker_id() -> str:
+    """This worker process: its node id and process id."""
+    return f"{node_id()}:{os.getpid()}"
+
+
 def resolve(value: Any) -> Any:
     """An object-store reference's value (large arrays are put once and shared by every batch)."""
     import ray
@@ -76,6 +84,49 @@ def token_batches(lengths: list[int], budget: int) -> list[list[int]]:
     from models.packed import length_batches
 
     return length_batches(lengths, budget, max_texts=max(1, len(lengths)))
+
+
+def estimated_tokens(texts: list[str]) -> list[int]:
+    """Tokens per text estimated from its length (about four characters a token, plus the specials).
+
+    The driver cuts the work into tasks with this estimate, without loading a tokenizer; the
+    actors cut their forward passes by the tokenizer's own counts.
+    """
+    return [len(t) // 4 + 2 for t in texts]
+
+
+def token_shards(lengths: list[int], per_shard: int, min_shards: int) -> list[list[int]]:
+    """Positions sorted by length and cut into consecutive shards of about ``per_shard`` tokens.
+
+    Each shard becomes one Ray task of the encoder pool, so the tasks cost about the same whatever
+    the texts' lengths, and texts of like length share a task (little padding). The shard size
+    shrinks so that there are at least ``min_shards`` shards when there are that many texts.
+
+    Args:
+        lengths: estimated tokens per text.
+        per_shard: most tokens of a shard (a longer text gets a shard of its own).
+        min_shards: fewest shards to aim for (every actor gets several tasks).
+
+    Returns:
+        Lists of positions; every position appears in exactly one.
+    """
+    if not lengths:
+        return []
+    total = sum(max(n, 1) for n in lengths)
+    target = max(min(per_shard, total // max(min_shards, 1)), 1)
+    shards: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        n = max(lengths[i], 1)
+        if current and size + n > target:
+            shards.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += n
+    if current:
+        shards.append(current)
+    return shards
 
 
 class EncodeBatch:
@@ -95,9 +146,10 @@ class EncodeBatch:
         counter = getattr(self.encoder, "token_counts", None)
         if counter is not None:
             return [int(n) for n in counter(texts, "query")]
-        return [len(t) // 4 + 2 for t in texts]  # encoders without a tokenizer: a character estimate
+        return estimated_tokens(texts)  # encoders without a tokenizer
 
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
+        start, cpu = time.perf_counter(), time.process_time()
         texts = batch.column("text").to_pylist()
         out = np.zeros((len(texts), 0), np.float32)
         for group in token_batches(self._lengths(texts), self.budget):
@@ -110,7 +162,11 @@ class EncodeBatch:
             "vector": out,
             "model_id": np.full(len(texts), self.encoder.model_id, dtype=object),
             "node": np.full(len(texts), self.node, dtype=object),
-            "actor": np.full(len(texts), f"{self.node}:{os.getpid()}", dtype=object),
+            "actor": np.full(len(texts), worker_id(), dtype=object),
+            # the actor's busy time and CPU time for this batch, shared over its rows: CPU below busy
+            # means the actor waited for a core (other processes on the node)
+            "busy_s": np.full(len(texts), (time.perf_counter() - start) / max(len(texts), 1)),
+            "cpu_s": np.full(len(texts), (time.process_time() - cpu) / max(len(texts), 1)),
         }
 
 
@@ -133,7 +189,12 @@ def label_sums(batch: Any, labels: Any, k: int, count_words: bool = False) -> di
     mask = lab >= 0
     np.add.at(sums, lab[mask], x[mask])
     counts = np.bincount(lab[mask], minlength=k)
-    out = {"sums": sums[None], "counts": counts[None], "node": np.array([node_id()], dtype=object)}
+    out = {
+        "sums": sums[None],
+        "counts": counts[None],
+        "node": np.array([node_id()], dtype=object),
+        "worker": np.array([worker_id()], dtype=object),
+    }
     if count_words:
         c = Counter(w for t in batch.column("text").to_pylist() for w in words(t))
         out["words"] = np.array([json.dumps(c, ensure_ascii=False)], dtype=object)
@@ -161,6 +222,7 @@ def centroid_sims(batch: Any, labels: Any, cents: Any) -> dict[str, np.ndarray]:
         "best": best.astype(np.int64),
         "best_sim": best_sim.astype(np.float32),
         "node": np.full(len(rows), node_id(), dtype=object),
+        "worker": np.full(len(rows), worker_id(), dtype=object),
     }
 
 

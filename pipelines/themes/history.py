@@ -79,8 +79,7 @@ def keep_previous(
             if now < 0 or old_sim >= threshold or old_sim >= new_sim:
                 stay.append(row)
         if target is None:
-            members_left = [r for r in rows if r in set(stay)]
-            if len(members_left) < min_size:
+            if len(stay) < min_size:  # the rows that stay are the theme's members left
                 continue
             target = next_number
             next_number += 1

@@ -307,9 +307,11 @@ class Service:
         engine: str = "local",
         ray_address: str | None = None,
         ray_scratch: str | None = None,
+        ray: Any = None,
     ) -> dict[str, Any]:
-        """Run the nightly theme job for this tenant now, here or on a Ray cluster (``engine="ray"``)."""
-        return self._themes.cluster(progress, show_bar, engine, ray_address, ray_scratch)
+        """Run the nightly theme job for this tenant now, here or on a Ray cluster (``engine="ray"``;
+        ``ray``: the engine's options, default from the settings)."""
+        return self._themes.cluster(progress, show_bar, engine, ray_address, ray_scratch, ray)
 
     def cluster_tenants(
         self,
@@ -318,6 +320,7 @@ class Service:
         ray_address: str | None = None,
         progress: Any = None,
         show_bar: bool | None = None,
+        ray: Any = None,
     ) -> dict[str, dict[str, Any]]:
         """The nightly job for several tenants (None: all): one after the other here, or at the same
         time on Ray (one connection to the cluster, one job per tenant; Ray spreads their tasks).
@@ -332,7 +335,7 @@ class Service:
 
         def one(name: str) -> dict[str, Any]:
             try:
-                return self.for_tenant(name).cluster(progress, show_bar, engine, ray_address)
+                return self.for_tenant(name).cluster(progress, show_bar, engine, ray_address, ray=ray)
             except Exception as exc:  # noqa: BLE001 - reported per tenant; the other tenants' jobs go on
                 return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -341,7 +344,7 @@ class Service:
         from idesluss.themes_service import ray_options
         from pipelines.themes.ray_engine import _connected
 
-        with _connected(ray_options(self.settings, ray_address)), ThreadPoolExecutor(len(names)) as pool:
+        with _connected(ray or ray_options(self.settings, ray_address)), ThreadPoolExecutor(len(names)) as pool:
             return dict(zip(names, pool.map(one, names)))
 
     def themes(self, with_members: bool = False) -> list[dict[str, Any]]:

@@ -56,15 +56,20 @@ class ThemeService:
         engine: str = "local",
         ray_address: str | None = None,
         ray_scratch: str | None = None,
+        ray: Any = None,
     ) -> dict[str, Any]:
         """Run the nightly theme job now, here (``engine="local"``) or on a Ray cluster (``"ray"``).
+
+        Args:
+            ray: the Ray engine's options (default: from the settings, at ``ray_address``).
 
         Raises:
             ValueError: ``engine="ray"`` without the ``scale`` extra (the message says how to install it).
         """
         from pipelines.themes.job import run_theme_job
 
-        ray = ray_options(self._resources.settings, ray_address, ray_scratch) if engine == "ray" else None
+        if engine == "ray" and ray is None:
+            ray = ray_options(self._resources.settings, ray_address, ray_scratch)
         return run_theme_job(
             self.store, self._resources.theme_encoder, progress=progress, show_bar=show_bar, engine=engine, ray=ray
         )

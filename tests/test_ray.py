@@ -359,3 +359,34 @@ def test_worker_killed_mid_job_completes_or_fails_cleanly(cluster, tmp_path: Pat
         assert _partition(store) == before
         assert store.themes.current_themes()
     store.close()
+
+
+@needs_ray
+def test_two_tenants_run_at_once_on_the_cluster_each_on_its_own_rows(cluster, tmp_path: Path) -> None:
+    """`cluster --all-tenants --engine ray`: one connection, one job per tenant at the same time."""
+    from idesluss.service import Service
+    from idesluss.settings import Settings
+
+    repo = Path(__file__).resolve().parents[1]
+    root = Service(Settings(db=tmp_path / "tenants.duckdb"), encoder=KeywordEncoder())
+    try:
+        for tenant in ("pitea", "skelleftea"):
+            root.for_tenant(tenant, create=True).ingest("ideas", repo / "demo" / "ideas.csv")
+        extra = tmp_path / "extra.csv"
+        extra.write_text(
+            "id;text\n" + "".join(f"K{n};Skoterled och vindskydd vid Kusmark nummer {n}\n" for n in range(12)),
+            encoding="utf-8",
+        )
+        root.for_tenant("skelleftea").ingest("ideas", extra)
+        # the actors build the same fake encoder (its query vectors are what the job clusters)
+        opts = ray_engine.RayOptions(address=cluster.address, encoder_factory=KeywordEncoder, encoders=2, timeout_s=300)
+        records = root.cluster_tenants(["pitea", "skelleftea"], engine="ray", ray=opts)
+        assert not any("error" in r for r in records.values()), records
+        for tenant, record in records.items():
+            svc = root.for_tenant(tenant)
+            assert svc.store.themes.current_run_id() == record["run_id"]
+            assert record["n_themes"] > 0 and record["params"]["engine"] == "ray"
+            members = {m for t in svc.themes(with_members=True) for m in t["members"]}
+            assert any(m.startswith("K") for m in members) == (tenant == "skelleftea")
+    finally:
+        root.close()

@@ -212,6 +212,9 @@ def _guard(options: RayOptions, fn: Callable[[], Any]) -> Any:
     return result["value"]
 
 
+_PLANNING = threading.Lock()
+
+
 def _read(folder: str) -> Any:
     """The exported files as a dataset of one block per file, so one file is one task downstream.
 
@@ -222,13 +225,17 @@ def _read(folder: str) -> Any:
     import ray.data
 
     files = sorted(str(f) for f in Path(folder).glob("*.parquet"))
-    ctx = ray.data.DataContext.get_current()
-    saved = ctx.use_datasource_v2
-    ctx.use_datasource_v2 = False
-    try:
-        return ray.data.read_parquet(files, override_num_blocks=max(len(files), 1))
-    finally:
-        ctx.use_datasource_v2 = saved
+    # one read is planned at a time in this process: jobs of several tenants run in threads, the
+    # reader's setting is process-wide, and Ray Data's path check imports optional modules that a
+    # second thread would see half-initialised ("cannot import name ...")
+    with _PLANNING:
+        ctx = ray.data.DataContext.get_current()
+        saved = ctx.use_datasource_v2
+        ctx.use_datasource_v2 = False
+        try:
+            return ray.data.read_parquet(files, override_num_blocks=max(len(files), 1))
+        finally:
+            ctx.use_datasource_v2 = saved
 
 
 def _write_parquet(table: Any, path: Path) -> None:

@@ -31,14 +31,22 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def plotly_js() -> Path:
-    """The plotly.js bundle that the plotly package ships (served by the app: no CDN)."""
-    import plotly
+PLOTLY_JS = HERE / "static" / "vendor" / "plotly.min.js"
+PLOTLY_MISSING = (
+    f"plotly.js is missing ({PLOTLY_JS}): the leadership pages draw no charts. "
+    "`make install` fetches it, or: python requirements/fetch_plotly_js.py (docs/install.md)"
+)
 
-    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    if not path.is_file():
-        raise FileNotFoundError(f"plotly.min.js not found in {path.parent}; reinstall plotly")
-    return path
+
+def plotly_js() -> Path:
+    """The plotly.js bundle served by the app (no CDN), fetched at install time (docs/install.md).
+
+    Raises:
+        FileNotFoundError: the bundle was not fetched (the message says how).
+    """
+    if not PLOTLY_JS.is_file():
+        raise FileNotFoundError(PLOTLY_MISSING)
+    return PLOTLY_JS
 
 
 def _write_sidecar(settings: Settings, token: str) -> Path:
@@ -137,11 +145,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
 def _pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    if not PLOTLY_JS.is_file():
+        log.warning(PLOTLY_MISSING)  # the service still starts: only the charts need it
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_bundle() -> FileResponse:
+        if not PLOTLY_JS.is_file():
+            raise HTTPException(503, PLOTLY_MISSING)
         return FileResponse(
-            plotly_js(), media_type="application/javascript", headers={"Cache-Control": "public, max-age=86400"}
+            PLOTLY_JS, media_type="application/javascript", headers={"Cache-Control": "public, max-age=86400"}
         )
 
     @app.get("/health", tags=["service"], summary="Lever tjänsten?", responses=errors.PROBLEM_RESPONSES)

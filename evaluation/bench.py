@@ -324,6 +324,10 @@ def run_bench(
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown bench section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    if "encoder" in chosen:  # the ONNX variants; checked before anything runs
+        from evaluation.extras import require_extra
+
+        require_extra("bench", "bench")
     sizes = sizes or ([2_000] if quick else [10_000, 100_000])
     theme_sizes = theme_sizes or ([2_000] if quick else [10_000, 50_000, 100_000])
     scale_sizes = scale_sizes or ([10_000] if quick else [10_000, 100_000])

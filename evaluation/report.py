@@ -79,7 +79,11 @@ def run_evaluation(
     variants: bool = True,
 ) -> dict[str, Any]:
     """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``."""
+    from evaluation.extras import EXTRAS, require_extra
     from models.registry import load_encoder
+
+    # before the model loads: the encoder variants need the ONNX part of the extra, the rest always
+    require_extra("eval", "evaluate", None if variants else [p for p in EXTRAS["eval"] if p not in EXTRAS["onnx"]])
 
     started = time.perf_counter()
     out = Path(out_dir)

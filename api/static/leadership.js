@@ -3,6 +3,8 @@
 // both quarters hold enough items (else the counts), and the CSV export.
 (() => {
   const { api, el, say } = Ides;
+  // plotly.js is fetched at install time (docs/install.md); without it the tables still carry every figure
+  const plot = (...args) => (window.Plotly ? window.Plotly.react(...args) : null);
   const config = { displaylogo: false, responsive: true, displayModeBar: false };
   const printable = !!document.getElementById("printbtn");
   // Plotly renders a subset of HTML in every text it draws (<a href>, <b>, <br>, ...) and decodes
@@ -20,7 +22,7 @@
     const series = data.trends[id] || { ideas: {}, needs: {} };
     const months = [...new Set([...Object.keys(series.ideas), ...Object.keys(series.needs)])].sort();
     const trace = (kind, name, color) => ({ x: months.map(esc), y: months.map((m) => series[kind][m] || 0), type: "bar", name, marker: { color } });
-    Plotly.react("trend", [trace("ideas", "idéer", "#0b5394"), trace("needs", "behov", "#b45309")],
+    plot("trend", [trace("ideas", "idéer", "#0b5394"), trace("needs", "behov", "#b45309")],
       { barmode: "stack", font, margin: { t: 10, r: 10, b: 10, l: 10 }, xaxis: { title: { text: "månad" }, automargin: true, type: "category" },
         yaxis: { title: { text: "antal per månad" }, automargin: true }, legend: { orientation: "h", y: 1.12 } }, config);
     document.querySelector("#trendtable tbody").replaceChildren(...months.map((m) => {
@@ -54,13 +56,13 @@
     if (document.getElementById("map")) {
       const byTheme = {};
       for (const p of data.map) (byTheme[p.theme_id] = byTheme[p.theme_id] || []).push(p);
-      Plotly.react("map", Object.entries(byTheme).map(([id, pts]) => ({
+      plot("map", Object.entries(byTheme).map(([id, pts]) => ({
         x: pts.map((p) => p.x), y: pts.map((p) => p.y), text: pts.map((p) => esc(p.title)), name: esc(short(labels[id] || id, 40)),
         type: "scatter", mode: "markers", hovertemplate: "%{text}<extra>%{fullData.name}</extra>",
       })), { font, margin: { t: 10, r: 10, b: 10, l: 10 }, xaxis: { visible: false }, yaxis: { visible: false }, legend: { font: { size: 11 } } }, config);
     }
     // long department and theme names are shortened on the axes (the whole name is in the hover and the table)
-    Plotly.react("heat", [{ z: data.heatmap, x: data.departments.map((d) => esc(short(d, 60))), y: data.themes.map((t) => esc(short(t.label, 38))),
+    plot("heat", [{ z: data.heatmap, x: data.departments.map((d) => esc(short(d, 60))), y: data.themes.map((t) => esc(short(t.label, 38))),
       customdata: data.themes.map((t) => data.departments.map((d) => [esc(t.label), esc(d)])),
       type: "heatmap", colorscale: [[0, "#f7fbff"], [1, "#08306b"]], hovertemplate: "%{customdata[0]}<br>%{customdata[1]}: %{z}<extra></extra>",
       colorbar: { title: { text: "antal" } } }],
@@ -75,7 +77,7 @@
     const unmet = document.getElementById("unmet");
     unmet.replaceChildren(...data.unmet.map((t) => el("li", t.label + ": " + t.needs + " behov, " + t.ideas + " idéer")));
     if (!data.unmet.length) unmet.appendChild(el("li", "Inga teman med fler behov än idéer."));
-    say("Översikten är uppdaterad.");
+    say(window.Plotly ? "Översikten är uppdaterad." : "Översikten är uppdaterad, utan diagram: plotly.js saknas på servern (make install). Tabellerna visar samma siffror.", !window.Plotly);
   }
   async function exportCsv() {
     const res = await fetch("/overview.csv", { headers: { Authorization: "Bearer " + sessionStorage.getItem("idesluss-key") } });

@@ -2,6 +2,8 @@
 // One theme for leadership: representatives, trend (chart and table), departments, unmet needs.
 (() => {
   const { api, el, say } = Ides;
+  // plotly.js is fetched at install time (docs/install.md); without it the tables still carry every figure
+  const plot = (...args) => (window.Plotly ? window.Plotly.react(...args) : null);
   const id = new URLSearchParams(location.search).get("id") || "";
   const esc = (v) => String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   async function load() {
@@ -19,7 +21,7 @@
       const li = el("li"); li.appendChild(el("strong", (r.kind === "needs" ? "Behov: " : "Idé: ") + (r.title || r.id))); li.appendChild(el("p", r.text)); return li;
     }));
     const months = [...new Set([...Object.keys(d.per_month.ideas), ...Object.keys(d.per_month.needs)])].sort();
-    Plotly.react("ttrend", ["ideas", "needs"].map((k, i) => ({ x: months.map(esc), y: months.map((m) => d.per_month[k][m] || 0), type: "bar", name: k === "ideas" ? "idéer" : "behov", marker: { color: i ? "#b45309" : "#0b5394" } })),
+    plot("ttrend", ["ideas", "needs"].map((k, i) => ({ x: months.map(esc), y: months.map((m) => d.per_month[k][m] || 0), type: "bar", name: k === "ideas" ? "idéer" : "behov", marker: { color: i ? "#b45309" : "#0b5394" } })),
       { barmode: "stack", margin: { t: 10, r: 10, b: 10, l: 10 }, xaxis: { type: "category", automargin: true, title: { text: "månad" } }, yaxis: { automargin: true, title: { text: "antal" } } }, { displaylogo: false, responsive: true, displayModeBar: false });
     document.querySelector("#ttrendtable tbody").replaceChildren(...months.map((m) => {
       const tr = el("tr"), th = el("th", m); th.scope = "row"; tr.appendChild(th);
@@ -31,7 +33,7 @@
     const unmet = document.getElementById("tunmet");
     unmet.replaceChildren(...d.unmet.map((n) => el("li", n.title + " (" + n.id + ")")));
     if (!d.unmet.length) unmet.appendChild(el("li", "Alla behov i temat har minst en bekräftad idé."));
-    say("Temat är uppdaterat.");
+    say(window.Plotly ? "Temat är uppdaterat." : "Temat är uppdaterat, utan diagram: plotly.js saknas på servern (make install). Tabellerna visar samma siffror.", !window.Plotly);
   }
   document.addEventListener("idesluss-key", () => load().catch(() => {}));
   load().catch(() => {});

@@ -16,6 +16,7 @@ from typing import Any
 from idesluss.cli import admin, learn, quality, records, remote, themes
 from idesluss.cli.common import BORROWED, LOCAL_ONLY, settings_for
 from idesluss.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, CliError
+from models.optional import MissingExtra
 
 __all__ = ["EXIT_LOCKED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "CliError", "build_parser", "main", "run_borrowed"]
 
@@ -63,6 +64,9 @@ def _run(args: argparse.Namespace) -> int:
     except CliError as exc:
         print(f"idesluss: error: {exc}", file=sys.stderr)
         return exc.code
+    except MissingExtra as exc:  # an optional engine chosen in the settings without its extra
+        print(f"idesluss: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"idesluss: error: {exc}", file=sys.stderr)
         return exc.code
+    except MissingExtra as exc:
+        print(f"idesluss: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("idesluss: interrupted", file=sys.stderr)
         return 130

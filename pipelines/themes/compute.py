@@ -20,7 +20,7 @@ from pipelines.themes import align as aligner
 from pipelines.themes import stages
 from pipelines.themes.config import ThemeJobConfig
 from pipelines.themes.history import History, apply_curation, keep_previous
-from pipelines.themes.labels import label_themes
+from pipelines.themes.labels import Encode, label_themes
 from store.themes import MemberRow, ThemeRow
 
 MAX_LABEL_DOCS = 2_000  # texts per theme for keywords: enough for c-TF-IDF, bounded cost
@@ -187,14 +187,24 @@ def _assign_outliers(x: np.ndarray, labels: np.ndarray, keep_quantile: float) ->
 
 
 # -- label --------------------------------------------------------------------------------------
-def label(items: Items, placed: Placement, config: ThemeJobConfig) -> Labelled:
-    """Stage "label": c-TF-IDF keywords, label, representatives, centroid and threshold per theme."""
+def label(items: Items, placed: Placement, config: ThemeJobConfig, encode: Encode | None = None) -> Labelled:
+    """Stage "label": keywords, label, representatives, centroid and threshold per theme.
+
+    Args:
+        items: the run's items.
+        placed: the assign stage's answer.
+        config: the job's parameters.
+        encode: texts -> vectors in the space of ``items.vectors`` (the job's ``encoder.encode_queries``);
+            with it the c-TF-IDF candidates are re-ranked by similarity to each theme's centroid
+            with diversity (``pipelines.themes.labels``); without it the c-TF-IDF order stands.
+    """
     x, labels = items.vectors, placed.labels
     cents, numbers = stages.centroids(x, labels)
     thresholds = stages.member_thresholds(x, labels, cents, numbers, config.keep_quantile)
     analyzer = Analyzer(split_known_words=False)
     analyzer.learn(items.texts)
-    theme_labels = label_themes(analyzer, _theme_docs(labels, numbers, items.texts))
+    docs = _theme_docs(labels, numbers, items.texts)
+    theme_labels = label_themes(analyzer, docs, centroids=None if encode is None else cents, encode=encode)
     reps = [
         _representatives(np.nonzero(labels == c)[0], x, cents[k], placed.pinned)[: config.representatives]
         for k, c in enumerate(numbers)

@@ -36,6 +36,7 @@ def _summary(t: dict[str, Any], trends: dict[str, dict[str, Any]] | None = None)
     enough = trends is None or (last >= MIN_GROWTH_ITEMS and before >= MIN_GROWTH_ITEMS)
     return ThemeSummary(
         **{k: t[k] for k in ("id", "label", "keywords", "size", "ideas", "needs", "unmet_needs", "departments")},
+        representative_title=t.get("representative_title"),
         growth=t["growth"] if enough else None,
         last_quarter=tr.get("last_quarter"),
         last_quarter_count=last,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
+from idesluss.themes_service import MIN_GROWTH_ITEMS  # one rule for the API and the CLI
 from pipelines.records import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 
 T = TypeVar("T")
@@ -243,6 +244,7 @@ class ThemeSummary(BaseModel):
     label: str
     keywords: list[str]
     size: int
+    representative_title: str | None = Field(None, description="title of the theme's most representative idea")
     ideas: int
     needs: int
     growth: float | None = Field(
@@ -254,11 +256,6 @@ class ThemeSummary(BaseModel):
     last_quarter: str | None = None
     last_quarter_count: int = 0
     previous_quarter_count: int = 0
-
-
-# growth is shown only where both quarters hold at least this many new ideas and needs: below it a
-# percentage swings wildly on one item (2 -> 3 is "+50 %"), so the counts are shown instead
-MIN_GROWTH_ITEMS = 5
 
 
 class UnmetNeed(BaseModel):

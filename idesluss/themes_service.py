@@ -35,6 +35,11 @@ def ray_options(settings: Any, address: str | None = None, scratch: str | None =
     return RayOptions(address=address, encoder_factory=spec, scratch=scratch)
 
 
+# growth is shown only where both quarters hold at least this many new ideas and needs: below it a
+# percentage swings wildly on one item (2 -> 3 is "+50 %"), so the counts are shown instead
+MIN_GROWTH_ITEMS = 5
+
+
 class ThemeService:
     """Theme functions shared by the CLI and the API (the service delegates to one of these).
 
@@ -81,19 +86,28 @@ class ThemeService:
 
     def themes(self, with_members: bool = False) -> list[dict[str, Any]]:
         """The current themes, largest first (DESIGN.md shape), with trend summaries."""
+        from pipelines.themes.labels import representative_title
+
         members = self.store.themes.current_members() if with_members else {}
         trends = self.store.trends.theme_trends()
+        current = self.store.themes.current_themes()
+        titles = self._titles({(r["kind"], r["id"]) for t in current for r in t.representatives})
         out = []
-        for t in self.store.themes.current_themes():
+        for t in current:
             tr = trends.get(t.theme_id, {})
+            last, before = int(tr.get("last_quarter_count", 0)), int(tr.get("previous_quarter_count", 0))
             row: dict[str, Any] = {
                 "id": t.theme_id,
                 "label": t.label,
                 "keywords": t.keywords,
                 "size": t.size,
+                "representative_title": representative_title(t.representatives, lambda k, i: titles.get((k, i))),
                 "ideas": tr.get("ideas", 0),
                 "needs": tr.get("needs", 0),
-                "growth": tr.get("growth"),
+                # growth only where both quarters hold enough new items to compare; else the counts
+                "growth": tr.get("growth") if min(last, before) >= MIN_GROWTH_ITEMS else None,
+                "last_quarter_count": last,
+                "previous_quarter_count": before,
                 "unmet_needs": tr.get("unmet_needs", False),
                 "departments": tr.get("departments", {}),
             }
@@ -105,6 +119,15 @@ class ThemeService:
                     k.split(":", 1)[1] for k in members.get(t.theme_id, set()) if k.startswith("needs:")
                 )
             out.append(row)
+        return out
+
+    def _titles(self, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Title (else text) of each (kind, id), fetched in one query per kind; erased records are absent."""
+        out: dict[tuple[str, str], str] = {}
+        for kind in ("ideas", "needs"):
+            ids = [i for k, i in refs if k == kind]
+            for rec in self.store.records(kind, ids) if ids else []:
+                out[(kind, rec.id)] = rec.title or rec.text
         return out
 
     def theme_detail(self, theme_id: str) -> dict[str, Any]:

@@ -14,13 +14,14 @@ class KeywordEncoder:
     """Bag of stemmed words hashed into ``dim`` buckets, L2-normalised.
 
     Two texts sharing no stem are orthogonal (up to hash collisions, avoided by the tests' word
-    choice); queries and passages are encoded alike. ``calls`` counts encoded texts.
+    choice); queries and passages are encoded alike. ``calls`` counts encoded texts, ``seen`` keeps them.
     """
 
     def __init__(self, dim: int = 256, model_id: str = "fake-keywords") -> None:
         self.dim = dim
         self.model_id = model_id
         self.calls = 0
+        self.seen: list[str] = []  # every text encoded, in order
 
     def _vec(self, text: str) -> np.ndarray:
         v = np.zeros(self.dim, dtype=np.float32)
@@ -32,6 +33,7 @@ class KeywordEncoder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += len(texts)
+        self.seen.extend(texts)
         return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:

@@ -227,3 +227,15 @@ def test_pages_and_local_plotly(env) -> None:
     assert "/vendor/plotly.min.js" in client.get("/leadership").text
     js = client.get("/vendor/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000
+
+
+def test_themes_carry_their_most_representative_title_and_growth_only_with_enough_items(env) -> None:
+    client, keys, svc = env
+    items = client.get("/themes", headers=H(keys["leadership"])).json()["items"]
+    titles = {r.title for r in svc.store.records("ideas")} | {r.title or r.text for r in svc.store.records("needs")}
+    shown = [t["representative_title"] for t in items if t["representative_title"]]
+    assert len(shown) == len(items)  # every theme has a representative
+    assert all(title.rstrip("…") in " ".join(titles) for title in shown)
+    for t in items:
+        if t["growth"] is not None:
+            assert min(t["last_quarter_count"], t["previous_quarter_count"]) >= 5

@@ -255,7 +255,8 @@ def test_job_spreads_over_both_nodes_and_survives_a_switch_of_engine(cluster, tm
     nodes = record["params"]["nodes"]
     # the missing third was embedded by both encoder actors, one on each node (Ray Data's default
     # Parquet reader once made one task of all the files: one actor did everything)
-    assert enc.calls == 0
+    stored = {embed_text(r.title, r.text) for r in store.records("ideas")}
+    assert not stored & set(enc.seen)  # the driver encoded label words only, never an item
     assert record["params"]["encoder_actors"] == 2 and len(nodes["embed"]) == 2, nodes
     # the per-item passes ran on both nodes too; the sample fit on one
     assert len(nodes["assign"]) == 2 and len(nodes["label"]) == 2, nodes
@@ -288,11 +289,19 @@ def test_engines_agree_on_argumentation_dev(cluster, tmp_path: Path) -> None:
     ray_store = Store(tmp_path / "ray.duckdb")
     ray_store.upsert_records("ideas", records)
 
-    class Described:  # the driver needs the model id and size only: no model load in the test process
+    class Described:
+        """The driver's encoder: its model id and size, and vectors for the few label candidates the
+        label stage re-ranks (a hash of the word: no model load in the test process). Every text it is
+        asked for is kept, so the test can check that no idea text was embedded here."""
+
         model_id, dim = "intfloat/multilingual-e5-small", 384
+        asked: list[str] = []
 
         def encode_queries(self, texts):
-            raise AssertionError(f"{len(texts)} texts without a vector: the actors should have embedded them")
+            self.asked.extend(texts)
+            rng = [np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(self.dim) for t in texts]
+            out = np.asarray(rng, dtype=np.float32).reshape(len(texts), self.dim)
+            return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-9)
 
         encode_passages = encode_queries
 
@@ -302,6 +311,8 @@ def test_engines_agree_on_argumentation_dev(cluster, tmp_path: Path) -> None:
     opts = ray_engine.RayOptions(address=cluster.address, encoder_factory=spec, encoders=2, timeout_s=300)
     ray_record = run_theme_job(ray_store, Described(), show_bar=False, engine="ray", ray=opts)  # type: ignore[arg-type]
     assert ray_record["params"]["encoder_actors"] == 2  # both actors loaded the model and embedded
+    texts = {embed_text(r.title, r.text) for r in ray_store.records("ideas")}
+    assert Described.asked and not texts & set(Described.asked)  # the driver embedded label words only
     # the local engine on the same vectors and seed
     key = vector_key(Described.model_id, "query")
     stored = ray_store.records("ideas")

@@ -34,7 +34,9 @@
     const body = document.querySelector("#themes tbody");
     body.replaceChildren(...data.themes.map((t) => {
       const tr = el("tr"), th = el("th"); th.scope = "row";
-      const a = el("a", t.label); a.href = "/leadership/theme?id=" + encodeURIComponent(t.id); th.appendChild(a); tr.appendChild(th);
+      const a = el("a", t.label); a.href = "/leadership/theme?id=" + encodeURIComponent(t.id); th.appendChild(a);
+      if (t.representative_title) th.appendChild(el("span", "t.ex. ”" + t.representative_title + "”", "meta rep"));
+      tr.appendChild(th);
       tr.appendChild(el("td", String(t.ideas))); tr.appendChild(el("td", String(t.needs))); tr.appendChild(el("td", growth(t)));
       return tr;
     }));

@@ -87,9 +87,14 @@ def cmd_themes(args: argparse.Namespace) -> int:
     if not themes:
         print("Inga teman ännu: kör `idesluss cluster`.")
     for t in themes:
-        growth = "" if t["growth"] is None else f", tillväxt {t['growth']:+.0%}"
+        if t["growth"] is not None:
+            growth = f", tillväxt {t['growth']:+.0%}"
+        else:  # too few items to compare the quarters: the counts, as the pages show them
+            growth = f", nya senaste kvartalet {t['last_quarter_count']}, kvartalet före {t['previous_quarter_count']}"
         flag = "  [otillgodosedda behov]" if t["unmet_needs"] else ""
         print(f"{t['id']}  {t['label']}  ({t['ideas']} idéer, {t['needs']} behov{growth}){flag}")
+        if t.get("representative_title"):
+            print(f"    idé: {t['representative_title']}")
         print(f"    nyckelord: {', '.join(t['keywords'])}")
         if args.members:
             print(f"    idéer: {', '.join(t['members'])}")

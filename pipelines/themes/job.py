@@ -124,7 +124,7 @@ def _run(
     clock.done("cluster", 0.7)
     placed = compute.assign(items, labels, history, config)
     clock.done("assign", 0.75)
-    labelled = compute.label(items, placed, config)
+    labelled = compute.label(items, placed, config, encode=encoder.encode_queries)  # re-ranks label terms
     clock.done("label", 0.85)
     coords = compute.map_2d(items.vectors, config.map_max_points)
     clock.done("map", 0.95)

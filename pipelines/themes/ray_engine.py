@@ -123,7 +123,9 @@ def run_on_ray(
         clock.done("fit", 0.6)
         placed = _guard(options, lambda: ray_stages.assign(run.passes, items, labels, history, config))
         clock.done("assign", 0.75)
-        labelled = _guard(options, lambda: ray_stages.label(run.passes, items, placed, config))
+        labelled = _guard(
+            options, lambda: ray_stages.label(run.passes, items, placed, config, encode=encoder.encode_queries)
+        )
         clock.done("label", 0.85)
         coords = _guard(options, lambda: _coords(coords_ref))
         clock.done("map", 0.95)

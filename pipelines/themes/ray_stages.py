@@ -24,7 +24,7 @@ from pipelines.themes import compute, ray_ops
 from pipelines.themes.compute import MAX_LABEL_DOCS, Items, Labelled, Placement
 from pipelines.themes.config import ThemeJobConfig
 from pipelines.themes.history import History
-from pipelines.themes.labels import labels_from_counts
+from pipelines.themes.labels import Encode, labels_from_counts
 
 # runs one map_batches pass: (stage name, function, its keyword arguments) -> output batches
 PassRunner = Callable[[str, Callable[..., Any], dict[str, Any]], Iterator[dict[str, np.ndarray]]]
@@ -153,8 +153,14 @@ def _learned_analyzer(words_seen: Counter[str]) -> Analyzer:
     return analyzer
 
 
-def label(passes: Passes, items: Items, placed: Placement, config: ThemeJobConfig) -> Labelled:
-    """Stage "label" (as ``compute.label``): keywords, label, representatives, centroid and threshold."""
+def label(
+    passes: Passes, items: Items, placed: Placement, config: ThemeJobConfig, encode: Encode | None = None
+) -> Labelled:
+    """Stage "label" (as ``compute.label``): keywords, label, representatives, centroid and threshold.
+
+    ``encode`` (the driver's encoder, as the local engine's) embeds the few label candidates of each
+    theme for the re-ranking against the theme's centroid; without it the c-TF-IDF order stands.
+    """
     labels = placed.labels
     if not passes.words_seen:  # the assign stage found no theme, so its pass did not count words
         passes.centroids("label", labels, count_words=True)
@@ -169,7 +175,11 @@ def label(passes: Passes, items: Items, placed: Placement, config: ThemeJobConfi
         counts, forms = merge_term_counts(blobs, len(numbers))
     thresholds = thresholds_of(own, idx, len(numbers), config.keep_quantile)
     n_docs = np.bincount(doc_theme[doc_theme >= 0], minlength=len(numbers))
-    theme_labels = labels_from_counts(counts, forms, n_docs.tolist()) if numbers else []
+    theme_labels = (
+        labels_from_counts(counts, forms, n_docs.tolist(), centroids=None if encode is None else cents, encode=encode)
+        if numbers
+        else []
+    )
     reps = []
     for c in numbers:
         rows = np.nonzero(labels == c)[0]

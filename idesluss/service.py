@@ -83,7 +83,8 @@ class Service:
             root_store = parent.store
             self._lock, self._resources = parent._lock, parent._resources
             self._writer, self._family = parent._writer, parent._family
-        self._root = parent._root if parent is not None else self
+        self._root: Service = parent._root if parent is not None else self
+        self.store: Store
         try:
             self.store = root_store.for_tenant(self.tenant, create=create_tenant)
         except BaseException:

@@ -73,9 +73,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(key)
         elif args.action == "list":
             for k in svc.list_keys():
-                region = f"  region {','.join(k['region'])}" if k.get("region") else ""
+                spans = f"  region {','.join(k['region'])}" if k.get("region") else ""
                 state = "revoked" if k["revoked_at"] else "active"
-                print(f"{k['key_id']}  {k['role']:<10} {k['name']}  {state}{region}")
+                print(f"{k['key_id']}  {k['role']:<10} {k['name']}  {state}{spans}")
         else:
             if not args.key_id or not svc.revoke_key(args.key_id):
                 raise CliError(f"no live key {args.key_id!r}", EXIT_USAGE)

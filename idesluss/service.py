@@ -62,7 +62,7 @@ class Service:
 
     def __init__(self, settings: Settings, store: Store | None = None, encoder: TextEncoder | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings.db)
+        self.store = store or Store(settings.db, memory_limit=settings.duckdb_memory_limit)
         # one lock guards the index's collections and the compaction flag (erasure changes both at once)
         self._lock = threading.RLock()
         self._resources = Resources(settings, encoder)

@@ -21,6 +21,10 @@ from matcher import segments as seg
 N_FEATURES = 1 << 20
 
 
+# 1 + log(count), the sublinear tf of a stored count (0 stays 0)
+SUBLINEAR = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, seg.COUNT_MAX + 1))]).astype(np.float32)
+
+
 def _idf(df: np.ndarray, size: int) -> np.ndarray:
     return (np.log((1.0 + size) / (1.0 + df)) + 1.0).astype(np.float32)
 
@@ -49,26 +53,26 @@ class CharNgramView:
         """Cosine of every document with ``text`` (a sparse product over the query's n-gram columns)."""
         if not self.size:
             return np.zeros(0, np.float32)
-        q = _tf(self.hasher, [text])
-        cols, qtf = q.indices.astype(np.int64), q.data
+        q = _counts(self.hasher, [text])
+        cols, qtf = q.indices.astype(np.int64), SUBLINEAR[q.data]
         if not len(cols):
             return np.zeros(self.size, np.float32)
         idf = _idf(self.df[cols], self.size)
         qw = qtf * idf
         qnorm = float(np.sqrt((qw**2).sum())) + 1e-9
-        dots = seg.dot_columns(self.segments, cols, (qw * idf).astype(np.float32), self.size)
+        dots = seg.dot_columns(self.segments, cols, (qw * idf).astype(np.float32), self.size, SUBLINEAR)
         return dots / (self.norms * qnorm)
 
 
-def _tf(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
-    x = hasher.transform(texts).tocsr().astype(np.float32)
-    x.data = 1.0 + np.log(x.data)
-    return x
+def _counts(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    """Hashed n-gram counts of ``texts`` as uint8 (rows: texts)."""
+    return seg.counts(hasher.transform(texts)).tocsr()
 
 
 def _row_norms(x: sp.spmatrix, idf: np.ndarray) -> np.ndarray:
-    w = sp.csr_matrix(x, dtype=np.float32, copy=True)
-    w.data = w.data * idf[w.indices]
+    """Norms of the rows of ``x`` (counts) weighted as sublinear tf x idf."""
+    w = sp.csr_matrix(x)
+    w = sp.csr_matrix((SUBLINEAR[w.data] * idf[w.indices], w.indices, w.indptr), shape=w.shape)
     return np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel()).astype(np.float32) + 1e-9
 
 
@@ -97,7 +101,7 @@ class CharNgramIndex:
         """Append documents and publish a new view (``dead``: erased rows, dropped by a full merge)."""
         if not texts:
             return
-        x = _tf(self._hasher, texts)
+        x = _counts(self._hasher, texts)
         df = self.view.df.copy()  # views that hold the old array are unchanged
         np.add.at(df, x.indices, 1.0)
         size = self.size + x.shape[0]
@@ -118,7 +122,7 @@ class CharNgramIndex:
         if self._segments:
             m = seg.widen(seg.merge(self._segments, dead).matrix, N_FEATURES)
         else:
-            m = sp.csc_matrix((0, N_FEATURES), dtype=np.float32)
+            m = sp.csc_matrix((0, N_FEATURES), dtype=np.uint8)
         df = np.diff(m.indptr).astype(np.float32)
         norms = _row_norms(m.tocsr(), _idf(df, self.size)) if self.size else self._norms[:0]
         return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "df": df, "norms": norms}
@@ -129,9 +133,7 @@ class CharNgramIndex:
         index = cls(ngram_range)
         norms = np.asarray(arrays["norms"], dtype=np.float32)
         index.size = len(norms)
-        m = sp.csc_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES), dtype=np.float32
-        )
+        m = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES))
         index._segments = (seg.Segment(0, m),) if index.size else ()
         index._norms = norms
         df = np.asarray(arrays["df"], dtype=np.float32)

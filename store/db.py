@@ -153,10 +153,15 @@ class Store:
         path: the database file (created when missing).
         read_only: open without taking the write lock.
         migrate: bring the schema to the latest version on opening (read-write only).
+        memory_limit: DuckDB's buffer pool limit (e.g. "512MB"); None leaves DuckDB's default, 80 % of
+            the machine's memory, which a long-running server keeps filled with cached table pages.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False, migrate: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, read_only: bool = False, migrate: bool = True, memory_limit: str | None = None
+    ) -> None:
         self.path = Path(path)
+        self._config = {"memory_limit": memory_limit} if memory_limit else {}
         # Reads run concurrently, each thread on its own cursor (DuckDB's MVCC keeps them consistent);
         # writes take ``_lock`` one at a time; compaction, restore and close take the gate's write side,
         # because they close every cursor.
@@ -175,7 +180,7 @@ class Store:
         self.reviews = ReviewRepository(self)
         private_files()
         try:
-            self._root = duckdb.connect(str(self.path), read_only=read_only)
+            self._root = duckdb.connect(str(self.path), read_only=read_only, config=self._config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLockedError(
@@ -318,7 +323,7 @@ class Store:
                 os.replace(fresh, self.path)
                 _wal(self.path).unlink(missing_ok=True)
             finally:
-                self._root = duckdb.connect(str(self.path))
+                self._root = duckdb.connect(str(self.path), config=self._config)
 
     def backup(self, target: str | Path) -> Path:
         """Write a consistent copy of the database to ``target`` while the store stays in use.
@@ -365,7 +370,7 @@ class Store:
                 os.replace(incoming, self.path)
                 _wal(self.path).unlink(missing_ok=True)
             finally:
-                self._root = duckdb.connect(str(self.path))
+                self._root = duckdb.connect(str(self.path), config=self._config)
                 self.themes.forget_current()
             self.migrate()
 

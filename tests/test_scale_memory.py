@@ -1,0 +1,113 @@
+"""Memory at scale: one copy of the vectors, postings as uint8 counts, a bounded DuckDB buffer pool.
+
+Unit tests on synthetic vectors and texts (no model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from matcher import segments
+from matcher.ann import make_index
+from matcher.collection import Collection, Item
+from matcher.lexical import BM25Index
+from matcher.ngrams import CharNgramIndex
+from matcher.swedish import Analyzer
+from tests.test_snapshots import DIM, WORDS, _items, _search, _unit
+
+
+def test_with_a_dense_index_the_collection_keeps_no_vectors_of_its_own() -> None:
+    rng = np.random.default_rng(10)
+    coll = Collection(DIM, Analyzer(), duplicate_threshold=0.95)
+    coll.add(_items(rng, 0, 50), _unit(rng, 50))  # before the index: the collection's own float32 matrix
+    index = make_index("hnsw", DIM, rescore_dtype="float16")
+    coll.use_dense_index(index)
+    vecs = _unit(rng, 300)
+    coll.add(_items(rng, 50, 300), vecs)
+    snap = coll.snapshot
+    assert coll._vectors.size == 0
+    assert snap.vectors.dtype == np.float16 and snap.vectors.shape == (350, DIM)
+    assert np.shares_memory(snap.vectors, index._vectors)  # a view, not a copy
+    assert not snap.vectors.flags.writeable
+    np.testing.assert_allclose(snap.vectors[50:].astype(np.float32), vecs, atol=1e-3)
+    assert _search(coll, "cykel", vecs[7])[0] == "I57"
+    coll.remove("I57")
+    assert not snap.vectors[57].any()  # erased: zero in every view, old snapshots included
+    assert coll.nbytes < snap.vectors.nbytes + sum(s.matrix.data.nbytes * 8 for s in snap.chars.segments)
+
+
+def test_a_saved_index_with_a_dense_index_holds_one_copy_and_loads_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    coll = Collection(DIM, Analyzer(), duplicate_threshold=0.95)
+    coll.use_dense_index(make_index("hnsw", DIM, rescore_dtype="float16"))
+    items, vecs = _items(rng, 0, 200), _unit(rng, 200)
+    coll.add(items, vecs)
+    coll.remove("I199")  # the last row dead: the loaded index must still cover every row
+    coll.save(tmp_path / "ideas")
+    assert not (tmp_path / "ideas" / "vectors.npy").exists()
+    assert (tmp_path / "ideas" / "dense" / "vectors.npy").exists()
+    loaded = Collection.load(tmp_path / "ideas", Analyzer(), {it.id: it for it in items[:199]}, 0.95)
+    assert loaded is not None
+    again, missing = loaded
+    assert missing == []
+    assert again.snapshot.vectors.shape == (200, DIM) and np.shares_memory(
+        again.snapshot.vectors, again.dense_index._vectors
+    )
+    assert _search(again, "park", vecs[3]) == _search(coll, "park", vecs[3])
+    again.add([Item(id="NEW", text="ny idé om bad", embed_hash="n")], vecs[:1])
+    assert again.snapshot.row("NEW") == 200
+    assert set(_search(again, "bad", vecs[0])[:2]) == {"I0", "NEW"}  # the same vector: both on top
+
+
+def test_postings_are_uint8_counts_and_score_as_float_tf() -> None:
+    rng = np.random.default_rng(12)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) for _ in range(800)]
+    texts.append("cykel " * 300)  # a count past 255 is stored as 255
+    bm25, chars = BM25Index(Analyzer()), CharNgramIndex()
+    bm25.add(texts)
+    chars.add(texts)
+    for view in (bm25.view, chars.view):
+        assert all(s.matrix.dtype == np.uint8 for s in view.segments)
+    assert bm25.view.segments[0].matrix.max() == segments.COUNT_MAX
+    # the n-gram cosine against one computed directly in float: sublinear tf x idf, cosine
+    hashed = chars._hasher.transform(texts[:800]).tocsr().astype(np.float64)
+    hashed.data = 1 + np.log(hashed.data)
+    df = np.asarray((hashed > 0).sum(axis=0)).ravel()
+    df[np.asarray(chars._hasher.transform(texts[800:]).nonzero()[1])] += 1
+    idf = np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0
+    docs = hashed.multiply(idf).tocsr()
+    q = chars._hasher.transform(["cykelbanor vid skolan"]).tocsr().astype(np.float64)
+    q.data = 1 + np.log(q.data)
+    q = q.multiply(idf)
+    want = (docs @ q.T).toarray().ravel() / (sp.linalg.norm(docs, axis=1) * sp.linalg.norm(q) + 1e-12)
+    np.testing.assert_allclose(chars.scores("cykelbanor vid skolan")[:800], want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_store_bounds_duckdbs_buffer_pool(tmp_path: Path) -> None:
+    from store import Store
+
+    with Store(tmp_path / "a.duckdb", memory_limit="300MB") as store:
+        limit = store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.replace(" ", "").upper() in ("286.1MIB", "300.0MB", "300MB")
+    with Store(tmp_path / "b.duckdb") as store:
+        default = store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert default != limit
+
+
+@pytest.mark.parametrize("limit", ["256MB", None])
+def test_the_service_opens_its_store_with_the_configured_limit(
+    limit: str | None, tmp_path: Path, fake_encoder: object
+) -> None:
+    from idesluss.service import Service
+    from idesluss.settings import Settings
+
+    service = Service(Settings(db=tmp_path / "x.duckdb", duckdb_memory_limit=limit), encoder=fake_encoder)  # type: ignore[arg-type]
+    try:
+        got = service.store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        service.close()
+    assert ("256" in got or "244" in got) == (limit is not None), got

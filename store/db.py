@@ -507,6 +507,17 @@ class Store:
             rows = self.read(sql + " WHERE list_contains(?, id) ORDER BY id", [list(ids)])
         return [_row_to_record(r) for r in rows]
 
+    def records_without_vector(self, kind: str, model_id: str) -> list[Record]:
+        """Records of a kind whose text has no stored vector for ``model_id``, ordered by id.
+
+        The database picks them (an anti-join), so a start-up where nothing is missing reads no record.
+        """
+        sql = _SELECT_RECORD.format(kind=_kind(kind)) + (
+            " r WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ? AND e.text_hash = r.embed_hash)"
+            " ORDER BY id"
+        )
+        return [_row_to_record(r) for r in self.read(sql, [model_id])]
+
     def page(self, kind: str, limit: int, offset: int) -> list[Record]:
         """Records ordered by id, ``limit`` of them after ``offset`` (the database cuts the page)."""
         sql = _SELECT_RECORD.format(kind=_kind(kind)) + " ORDER BY id LIMIT ? OFFSET ?"

@@ -111,3 +111,24 @@ def test_the_service_opens_its_store_with_the_configured_limit(
     finally:
         service.close()
     assert ("256" in got or "244" in got) == (limit is not None), got
+
+
+def test_embed_missing_reads_only_the_records_without_a_vector(tmp_path: Path, fake_encoder: object) -> None:
+    from pipelines.embed import embed_missing, vector_key
+    from store import Record, Store
+
+    def rec(i: int, text: str) -> Record:
+        from pipelines.records import embed_text, text_hash
+
+        return Record(id=f"I{i}", text=text, embed_hash=text_hash(embed_text(None, text)))
+
+    with Store(tmp_path / "e.duckdb") as store:
+        store.upsert_records("ideas", [rec(i, f"cykelbana nummer {i}") for i in range(5)])
+        key = vector_key(fake_encoder.model_id)  # type: ignore[attr-defined]
+        assert [r.id for r in store.records_without_vector("ideas", key)] == [f"I{i}" for i in range(5)]
+        assert embed_missing(store, fake_encoder, kinds=("ideas",)) == 5  # type: ignore[arg-type]
+        assert store.records_without_vector("ideas", key) == []
+        store.upsert_records("ideas", [rec(2, "en ny text om bibliotek"), rec(9, "snöröjning")])
+        assert [r.id for r in store.records_without_vector("ideas", key)] == ["I2", "I9"]
+        assert embed_missing(store, fake_encoder, kinds=("ideas",)) == 2  # type: ignore[arg-type]
+        assert store.records_without_vector("ideas", key) == []

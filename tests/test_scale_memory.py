@@ -132,3 +132,20 @@ def test_embed_missing_reads_only_the_records_without_a_vector(tmp_path: Path, f
         assert [r.id for r in store.records_without_vector("ideas", key)] == ["I2", "I9"]
         assert embed_missing(store, fake_encoder, kinds=("ideas",)) == 2  # type: ignore[arg-type]
         assert store.records_without_vector("ideas", key) == []
+
+
+def test_learning_the_lexicon_in_chunks_counts_as_word_by_word() -> None:
+    from collections import Counter
+
+    from matcher.swedish import _MIN_PART, is_stop, words
+
+    rng = np.random.default_rng(13)
+    vocab = [*WORDS, "gång-och", "e-tjänst", "cykel-bana", "12-3", "x-y-", "Ärende-hantering", "och", "att", "är"]
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(1, 12)))) for _ in range(12_000)]
+    counts = Counter(w for t in texts for w in words(t) if not is_stop(w) and len(w) >= _MIN_PART)
+    want = {w for w, c in counts.items() if c >= 2}
+    analyzer = Analyzer()
+    analyzer.learn(texts)
+    assert analyzer.lexicon == want
+    assert {"tjänst", "hantering", "bana", "ärende"} <= analyzer.lexicon and "och" not in analyzer.lexicon
+    assert words("Gång-och cykelväg, e-tjänst") == ["gång", "och", "cykelväg", "e", "tjänst"]

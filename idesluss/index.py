@@ -36,6 +36,7 @@ from pipelines.embed import Write, _direct, embed_missing
 from store import Record, Store
 
 log = logging.getLogger(__name__)
+ADD_ROWS = 100_000  # rows per append while building (see Index._add_to)
 
 
 def record_to_item(rec: Record) -> Item:
@@ -240,21 +241,30 @@ class Index:
         return out
 
     def _add_to(self, coll: Collection, kind: str, records: Sequence[Record], whole_kind: bool = False) -> None:
-        """Append records that have a stored vector to ``coll`` (under its write lock).
+        """Append records that have a stored vector to ``coll`` (under its write lock), ADD_ROWS at a time.
 
         Vectors are fetched by the records' hashes; only the start-up build, which takes every
-        record of the kind, reads the kind's vectors in one scan.
+        record of the kind, reads the kind's vectors in one scan. Bounded pieces bound what an add
+        holds besides the index (the n-gram counts of its texts, its duplicate search): a
+        million rows in one add went past 14 GB and was killed for memory.
         """
         model_id = self._resources.encoder.model_id
         if whole_kind:
             ids, matrix = self.store.vectors(kind, model_id)
             row = {i: n for n, i in enumerate(ids)}
             have = [r for r in records if r.id in row]
-            vectors = matrix[[row[r.id] for r in have]] if have else None
+            where = np.asarray([row[r.id] for r in have], dtype=np.int64)
         else:
             by_hash = self.store.vectors_for(model_id, [r.embed_hash for r in records])
             have = [r for r in records if r.embed_hash in by_hash]
-            vectors = np.stack([by_hash[r.embed_hash] for r in have]) if have else None
-        if have and vectors is not None:
-            coll.add([record_to_item(r) for r in have], vectors)
+            matrix = np.stack([by_hash[r.embed_hash] for r in have]) if have else np.zeros((0, 0), np.float32)
+            where = np.arange(len(have), dtype=np.int64)
+        began = time.perf_counter()
+        for start in range(0, len(have), ADD_ROWS):
+            part = have[start : start + ADD_ROWS]
+            coll.add([record_to_item(r) for r in part], matrix[where[start : start + ADD_ROWS]])
             self._unsaved = True
+            if len(have) > ADD_ROWS:
+                log.info(
+                    "%s: %d of %d rows added (%.1f s)", kind, start + len(part), len(have), time.perf_counter() - began
+                )

@@ -149,3 +149,42 @@ def test_learning_the_lexicon_in_chunks_counts_as_word_by_word() -> None:
     assert analyzer.lexicon == want
     assert {"tjänst", "hantering", "bana", "ärende"} <= analyzer.lexicon and "och" not in analyzer.lexicon
     assert words("Gång-och cykelväg, e-tjänst") == ["gång", "och", "cykelväg", "e", "tjänst"]
+
+
+@pytest.mark.parametrize("mode", ["exact", "hnsw"])
+def test_the_start_up_build_in_bounded_pieces_answers_as_one_piece(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from idesluss import index as index_module
+    from idesluss.service import Query, Service
+    from idesluss.settings import Settings
+    from tests.fakes import KeywordEncoder
+    from tests.test_ann_service import QUERIES, _service
+
+    _service(tmp_path, mode).close()  # the data, and a saved index (removed: the start below builds)
+    db = tmp_path / f"{mode}.duckdb"
+    answers, sizes = [], []
+    real_add = Collection.add
+    for rows in (index_module.ADD_ROWS, 7):
+        shutil.rmtree(f"{db}.index", ignore_errors=True)
+        monkeypatch.setattr(index_module, "ADD_ROWS", rows)
+        calls: list[int] = []
+
+        def counting_add(self: Collection, items: list[Item], vectors: np.ndarray, calls: list[int] = calls) -> None:
+            calls.append(len(items))
+            real_add(self, items, vectors)
+
+        monkeypatch.setattr(Collection, "add", counting_add)
+        svc = Service(Settings(db=db, dense_index=mode), encoder=KeywordEncoder())
+        try:
+            answers.append([[h.id for h in svc.similar([Query(text=q)], k=10)[0]] for q in QUERIES])
+        finally:
+            svc.close()
+        sizes.append(max(calls))
+    # not equal: rows appended in pieces keep n-gram norms from the idf of their moment until a full
+    # merge (matcher/ngrams.py), and a duplicate group may show another representative
+    overlap = sum(len(set(a) & set(b)) for a, b in zip(*answers)) / sum(len(a) for a in answers[0])
+    assert overlap >= 0.9, answers
+    assert sizes[1] == 7 and sizes[0] > 7  # the pieces were bounded

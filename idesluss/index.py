@@ -16,6 +16,7 @@ analyzer's code, so a change of either builds afresh.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import shutil
@@ -52,6 +53,21 @@ def record_to_item(rec: Record) -> Item:
         source=rec.source,
         embed_hash=rec.embed_hash,
     )
+
+
+def _release_freed_memory() -> None:
+    """Hand back to the system what the build's reads have freed.
+
+    Arrow's memory pool (mimalloc) keeps the pages of freed tables for reuse: after the start-up
+    read of every vector that is the size of the vectors as float32 (150 MB at 100k rows, 1.5 GB
+    at 1M), held for nothing while the server runs.
+    """
+    gc.collect()
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - a dependency of the store
+        return
+    pa.default_memory_pool().release_unused()
 
 
 class _Steps:
@@ -115,6 +131,7 @@ class Index:
         with self._lock:
             if self._collections is None:
                 self._collections = self._build_index()
+                _release_freed_memory()
                 if self._unsaved and self.saved_root() is not None:
                     threading.Thread(target=self._save_soon, name="idesluss-index-save", daemon=True).start()
             return self._collections
@@ -195,6 +212,7 @@ class Index:
             self.forget_saved()
             if self._collections is not None:
                 self._collections = self._build_index()
+                _release_freed_memory()
 
     def _build_index(self) -> dict[str, Collection]:
         clock = _Steps()

@@ -188,3 +188,16 @@ def test_the_start_up_build_in_bounded_pieces_answers_as_one_piece(
     overlap = sum(len(set(a) & set(b)) for a, b in zip(*answers)) / sum(len(a) for a in answers[0])
     assert overlap >= 0.9, answers
     assert sizes[1] == 7 and sizes[0] > 7  # the pieces were bounded
+
+
+def test_a_page_cut_by_ids_first_is_the_page_of_the_ordered_records(tmp_path: Path) -> None:
+    from store import Record, Store
+
+    rng = np.random.default_rng(14)
+    ids = [f"I{i:05d}" for i in rng.permutation(500)]
+    with Store(tmp_path / "p.duckdb") as store:
+        store.upsert_records("ideas", [Record(id=i, text=f"text {i}", embed_hash=i) for i in ids])
+        everything = [r.id for r in store.records("ideas")]
+        assert everything == sorted(ids)
+        for offset in (0, 20, 480, 495, 500):
+            assert [r.id for r in store.page("ideas", 20, offset)] == everything[offset : offset + 20]

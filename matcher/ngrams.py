@@ -10,7 +10,7 @@ into the main column-ordered matrix, with all norms recomputed, once it has grow
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,9 @@ class CharNgramView:
     segments: tuple[seg.Segment, ...]
     df: np.ndarray
     norms: np.ndarray
+    # the last text's answer: /suggest asks the same view twice for one text (its similar ideas and
+    # its duplicates), and this ranker's cost grows with the corpus (common n-grams have long postings)
+    _last: list[tuple[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -44,10 +47,17 @@ class CharNgramView:
         return len(self.norms)
 
     def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosine) of the documents sharing an n-gram with ``text``."""
+        """(rows, cosine) of the documents sharing an n-gram with ``text`` (read-only arrays)."""
+        last = self._last[-1] if self._last else None  # one read: another thread may replace it
+        if last is not None and last[0] == text:
+            return last[1]
         dense = self.scores(text)
         rows = np.flatnonzero(dense)
-        return rows, dense[rows]
+        found = (rows, dense[rows])
+        for arr in found:
+            arr.flags.writeable = False  # shared by the callers that ask for the same text
+        self._last[:] = [(text, found)]
+        return found
 
     def scores(self, text: str) -> np.ndarray:
         """Cosine of every document with ``text`` (a sparse product over the query's n-gram columns)."""

@@ -201,3 +201,18 @@ def test_a_page_cut_by_ids_first_is_the_page_of_the_ordered_records(tmp_path: Pa
         assert everything == sorted(ids)
         for offset in (0, 20, 480, 495, 500):
             assert [r.id for r in store.page("ideas", 20, offset)] == everything[offset : offset + 20]
+
+
+def test_the_ngram_view_answers_a_repeated_text_once_and_a_new_view_afresh() -> None:
+    index = CharNgramIndex()
+    index.add(["cykelbana vid skolan", "snöröjning på gångvägar", "cykelväg till skolan"])
+    view = index.view
+    first = view.sparse_scores("cykel skola")
+    assert view.sparse_scores("cykel skola") is first  # the same text on the same view: computed once
+    assert not first[1].flags.writeable
+    other = view.sparse_scores("snö")
+    assert other is not first and set(other[0].tolist()) == {1}
+    np.testing.assert_allclose(view.sparse_scores("cykel skola")[1], first[1])
+    index.add(["cykelparkering vid skolan"])
+    fresh = index.view.sparse_scores("cykel skola")
+    assert fresh is not first and 3 in fresh[0].tolist()

@@ -161,7 +161,9 @@ class Store:
         self, path: str | Path, read_only: bool = False, migrate: bool = True, memory_limit: str | None = None
     ) -> None:
         self.path = Path(path)
-        self._config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
         # Reads run concurrently, each thread on its own cursor (DuckDB's MVCC keeps them consistent);
         # writes take ``_lock`` one at a time; compaction, restore and close take the gate's write side,
         # because they close every cursor.

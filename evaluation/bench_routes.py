@@ -30,6 +30,7 @@ start-up and at the end, and its high-water mark ``VmHWM``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -324,21 +325,46 @@ def time_route(route: Route, requests: int, warmup: int = 1) -> dict[str, Any]:
     }
 
 
-def run_size(n: int, requests: int, workdir: Path, env: dict[str, str], seed: int = 0, theme_job: bool = True) -> dict:
-    """Build, start, measure and stop at one size."""
+def prepare_db(db: Path, n: int, env: dict[str, str], seed: int = 0, keep: bool = False) -> tuple[dict, dict]:
+    """The database of one size and its keys: built, or with ``keep`` reused from an earlier run.
+
+    Returns (build timings, keys); the timings of a reused database are those of its build.
+    """
+    saved = db.with_name(db.name + ".bench.json")
+    if keep and db.exists() and saved.exists():
+        state = json.loads(saved.read_text())
+        print(f"[{n}] reusing {db} (built in {state['build_s']:.1f} s)", file=sys.stderr, flush=True)
+        return {**state["build"], "reused": True}, state["keys"]
+    t = time.perf_counter()
+    build = build_db(db, n, model_id_for(env), seed=seed)
+    keys = create_keys(db, env)
+    build["build_s"] = time.perf_counter() - t
+    if keep:
+        saved.write_text(json.dumps({"build": build, "build_s": build["build_s"], "keys": keys}))
+    return build, keys
+
+
+def run_size(
+    n: int,
+    requests: int,
+    workdir: Path,
+    env: dict[str, str],
+    seed: int = 0,
+    theme_job: bool = True,
+    keep: bool = False,
+) -> dict:
+    """Build (or reuse, with ``keep``), start, measure and stop at one size."""
     from evaluation.load import free_port, start_server
 
     db = workdir / f"routes-{n}.duckdb"
     result: dict[str, Any] = {"n": n}
-    t = time.perf_counter()
-    result["build"] = build_db(db, n, model_id_for(env), seed=seed)
-    keys = create_keys(db, env)
-    result["build_s"] = time.perf_counter() - t
+    result["build"], keys = prepare_db(db, n, env, seed=seed, keep=keep)
+    result["build_s"] = result["build"]["build_s"]
     result["db_mb"] = db.stat().st_size / 2**20
     print(f"[{n}] built in {result['build_s']:.1f} s ({result['db_mb']:.0f} MB)", file=sys.stderr, flush=True)
     port = free_port()
     t = time.perf_counter()
-    proc = start_server(db, env, port, log=workdir / f"serve-{n}.log", poll_s=0.1)
+    proc = start_server(db, env, port, log=workdir / f"serve-{n}.log", poll_s=0.1, wait_s=4 * 3600, verbose=True)
     result["start_s"] = time.perf_counter() - t
     try:
         result["memory_after_start_mb"] = process_memory_mb(proc.pid)
@@ -358,12 +384,14 @@ def run_size(n: int, requests: int, workdir: Path, env: dict[str, str], seed: in
         _stop(proc)
         # a second start: the index saved by the first (at its build, and at its clean stop) is loaded
         t = time.perf_counter()
-        proc = start_server(db, env, port, log=workdir / f"serve-{n}-again.log", poll_s=0.1)
+        proc = start_server(
+            db, env, port, log=workdir / f"serve-{n}-again.log", poll_s=0.1, wait_s=4 * 3600, verbose=True
+        )
         result["restart_s"] = time.perf_counter() - t
         print(f"[{n}] second start (saved index) in {result['restart_s']:.1f} s", file=sys.stderr, flush=True)
     finally:
         _stop(proc)
-        for path in workdir.glob(f"routes-{n}.duckdb*"):
+        for path in [] if keep else workdir.glob(f"routes-{n}.duckdb*"):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -428,9 +456,19 @@ def table(report: dict) -> str:
 
 
 def run(
-    sizes: list[int], requests: int = 100, out: str | None = None, workdir: str | None = None, theme_job: bool = True
+    sizes: list[int],
+    requests: int = 100,
+    out: str | None = None,
+    workdir: str | None = None,
+    theme_job: bool = True,
+    keep: bool = False,
+    build_only: bool = False,
 ) -> dict:
-    """Every size, smallest first; prints the table and writes the JSON report to ``out``."""
+    """Every size, smallest first; prints the table and writes the JSON report to ``out``.
+
+    With ``keep`` the databases stay in ``workdir`` and a later run reuses them (a 1M one takes long
+    to build); ``build_only`` builds them and measures nothing.
+    """
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -438,16 +476,29 @@ def run(
         # one client sends far more than a person would; the per-key limit is not what is measured
         "IDESLUSS_RATE_LIMIT_PER_MINUTE": "100000000",
     }
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-routes-", dir=workdir) as tmp:
+    if keep and not workdir:
+        raise SystemExit("--keep needs --workdir (where the databases stay)")
+    results: list[dict] = []
+    report: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = (
+            Path(workdir)
+            if keep and workdir
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-routes-", dir=workdir)))
+        )
+        tmp.mkdir(parents=True, exist_ok=True)
         for n in sorted(sizes):
-            results.append(run_size(n, requests, Path(tmp), env, theme_job=theme_job))
+            if build_only:
+                prepare_db(tmp / f"routes-{n}.duckdb", n, env, keep=keep)
+                continue
+            results.append(run_size(n, requests, tmp, env, theme_job=theme_job, keep=keep))
             report = {"sizes": sorted(sizes)[: len(results)], "requests": requests, "results": results}
             report["ratios"] = ratios(results)
             if out:  # after every size: a long run that stops keeps what it measured
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
-    print(table(report))
+    if results:
+        print(table(report))
     return report
 
 
@@ -458,9 +509,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="reports/bench/routes.json")
     ap.add_argument("--workdir", default=None, help="where the databases are built (default: the temp dir)")
     ap.add_argument("--no-theme-job", action="store_true", help="skip the nightly job (themes and overview empty)")
+    ap.add_argument("--keep", action="store_true", help="keep the databases in --workdir and reuse them next time")
+    ap.add_argument("--build-only", action="store_true", help="build the databases (with --keep) and stop")
     args = ap.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
-    run(sizes, args.requests, args.out, args.workdir, theme_job=not args.no_theme_job)
+    run(
+        sizes,
+        args.requests,
+        args.out,
+        args.workdir,
+        theme_job=not args.no_theme_job,
+        keep=args.keep,
+        build_only=args.build_only,
+    )
 
 
 if __name__ == "__main__":

@@ -223,7 +223,13 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
 
 
 def start_server(
-    db: Path, env: dict[str, str], port: int, log: Path | None = None, poll_s: float = 0.5, wait_s: float = 3600
+    db: Path,
+    env: dict[str, str],
+    port: int,
+    log: Path | None = None,
+    poll_s: float = 0.5,
+    wait_s: float = 3600,
+    verbose: bool = False,
 ) -> subprocess.Popen:
     """``idesluss serve`` on loopback, once /health answers.
 
@@ -231,10 +237,11 @@ def start_server(
         log: a file for the server's output (discarded when omitted).
         poll_s: seconds between /health probes while it starts.
         wait_s: how long start-up may take (the index is built before the first answer).
+        verbose: log at INFO (the index build's steps and their seconds).
     """
     out = log.open("w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
+        [sys.executable, "-m", "idesluss", *(["-v"] if verbose else []), "--db", str(db), "serve", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=out,

@@ -73,7 +73,7 @@ class Service:
         self.settings = settings
         self.tenant = tenant or settings.tenant
         if parent is None:
-            root_store = store or Store(settings.db)
+            root_store = store or Store(settings.db, memory_limit=settings.duckdb_memory_limit)
             # one lock guards the index's collections and the compaction flag (erasure changes both at once)
             self._lock = threading.RLock()
             self._resources = Resources(settings, encoder)

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         "ann_min_items rows of a kind (decided when the index is built at start-up)",
     )
     ann_min_items: int = Field(50_000, ge=1)
+    duckdb_memory_limit: str | None = Field(
+        "512MB",
+        description="the server's DuckDB buffer pool limit (DuckDB's own default is 80 % of the machine's "
+        "memory, kept filled with cached pages); larger queries spill to disk beside the database",
+    )
     duplicate_threshold: float = Field(0.945, gt=0, le=1)
     theme_assign_threshold: float = Field(0.80, gt=0, le=1)
     nightly_at: str | None = Field(None, description="HH:MM Europe/Stockholm for the in-service nightly job")

@@ -224,6 +224,32 @@ class DenseIndex(ABC):
                 return _empty(len(q))
             return self._search(q, k, mask, n_allowed)
 
+    def reserve(self, size: int) -> None:
+        """Make rows ``0 .. size`` addressable (rows not added read as zeros and are not present)."""
+        with self._rw.writing():
+            self._check_writable()
+            self._grow(size)
+
+    def matrix(self, size: int) -> np.ndarray:
+        """The stored vectors of rows ``0 .. size`` (zeros where a row is not present), read-only.
+
+        A view of the index's own buffer, in its stored dtype, so a caller that needs the vectors
+        (the collection's snapshots) keeps no second copy. Writes past ``size`` never change the
+        view; a removal zeroes its row in the view too (an erased vector is kept nowhere). Rows
+        past the index's span (never added) read as zeros: a copy is made then.
+        """
+        with self._rw.reading():
+            vectors = self._vectors
+            span = self._span
+        if size <= span:
+            view = vectors[:size]
+        else:
+            view = np.zeros((size, self.dim), dtype=vectors.dtype)
+            view[:span] = vectors[:span]
+        view = view.view()
+        view.flags.writeable = False
+        return view
+
     def score_rows(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosines (q, len(rows)) of given rows; -inf for a row that is not present."""
         q = _unit_rows(queries, self.dim, "queries")

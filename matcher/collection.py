@@ -8,6 +8,10 @@ lexical indexes' immutable views, and its own copy of the alive mask.
 
 Erasure hides a row from the next snapshot and overwrites its text and vector in memory at once
 (a search already running may find the row blank, and skips it).
+
+The vectors are held once: by the collection itself (float32) until a dense index is attached,
+and from then on by that index only (in its re-scoring precision); a snapshot's ``vectors`` is then
+a read-only view of the index's matrix.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from matcher.ngrams import CharNgramIndex, CharNgramView
 from matcher.swedish import Analyzer
 from store.locks import ReadWriteLock
 
-SAVE_FORMAT = 1
+SAVE_FORMAT = 2
 FILTER_FIELDS = ("department", "status", "source", "outcome", "shared")
 NO_DATE = np.iinfo(np.int64).min
 
@@ -44,7 +48,7 @@ def _stamp(when: datetime | None) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: no per-item __dict__ (a million items are held)
 class Item:
     """What the matcher needs to know of a stored idea or need."""
 
@@ -74,7 +78,7 @@ class Snapshot:
     Attributes:
         items: the writer's item list (rows below ``size`` belong to the view).
         row_of: the writer's id -> row map (a row at or past ``size`` is newer than the view).
-        vectors: (size, dim) unit vectors.
+        vectors: (size, dim) unit vectors (the dense index's view, float16 or float32, when there is one).
         alive: rows not erased when the view was made.
     """
 
@@ -171,7 +175,7 @@ class Collection:
             size=n,
             items=self.items,
             row_of=self.row_of,
-            vectors=self._vectors[:n],
+            vectors=self.dense_index.matrix(n) if self.dense_index is not None else self._vectors[:n],
             alive=self._alive,
             lexical=self.lexical.view,
             chars=self.chars.view,
@@ -189,24 +193,28 @@ class Collection:
     def use_dense_index(self, index: DenseIndex) -> None:
         """Answer dense queries from ``index`` (approximate candidates, exact scores) from now on.
 
-        The index is filled with every live row now and kept in step by :meth:`add` and :meth:`remove`.
+        The index is filled with every live row now and kept in step by :meth:`add` and :meth:`remove`;
+        it holds the only copy of the vectors from now on.
         """
         rows = np.nonzero(self._alive)[0].astype(np.int64)
         for start in range(0, len(rows), 4096):  # bounded pieces: searches wait at most one piece
             part = rows[start : start + 4096]
             index.add(part, self._vectors[part])
+        index.reserve(self._n)
         self.dense_index = index
         self._publish()
+        self._vectors = np.zeros((0, self.dim), dtype=np.float32)
 
     def __len__(self) -> int:
         return self._n
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the vectors and the lexical segments (the dense index's own structures excluded)."""
+        """Bytes of the collection's own vectors and the lexical segments (the dense index's structures excluded)."""
         snap = self.snapshot
         segs = (*snap.lexical.segments, *snap.chars.segments)
-        return int(snap.vectors.nbytes + sum(s.matrix.data.nbytes + s.matrix.indices.nbytes for s in segs))
+        own = snap.vectors.nbytes if self.dense_index is None else 0
+        return int(own + sum(s.matrix.data.nbytes + s.matrix.indices.nbytes for s in segs))
 
     @property
     def vectors(self) -> np.ndarray:
@@ -260,7 +268,9 @@ class Collection:
         alive = np.concatenate([self._alive, np.ones(count, dtype=bool)])
         if replaced:
             alive[replaced] = False
-        self._vectors = seg.grown(self._vectors, start, np.asarray(fresh_vecs, dtype=np.float32))
+        fresh = np.asarray(fresh_vecs, dtype=np.float32)
+        if self.dense_index is None:
+            self._vectors = seg.grown(self._vectors, start, fresh)
         for key in FILTER_FIELDS:
             codes = np.asarray([self._code(key, getattr(i, key)) for i in fresh_items], dtype=np.int32)
             self._codes[key] = seg.grown(self._codes[key], start, codes)
@@ -274,7 +284,7 @@ class Collection:
         if self.dense_index is not None:
             for a in range(start, need, 4096):
                 b = min(a + 4096, need)
-                self.dense_index.add(np.arange(a, b, dtype=np.int64), self._vectors[a:b])
+                self.dense_index.add(np.arange(a, b, dtype=np.int64), fresh[a - start : b - start])
             if replaced:
                 self.dense_index.remove(np.asarray(replaced, dtype=np.int64))
         self._n = need
@@ -282,7 +292,7 @@ class Collection:
         for offset, item in enumerate(fresh_items):
             self.row_of[item.id] = start + offset
         if self.duplicate_threshold is not None:
-            self._link_duplicates(start, need)
+            self._link_duplicates(start, need, fresh)
         self._publish()
         for row in replaced:
             self._forget(row)
@@ -304,7 +314,8 @@ class Collection:
     def _forget(self, row: int) -> None:
         """Overwrite a row that no new snapshot shows: an erased text is kept nowhere, memory included."""
         self.items[row] = Item(id="", text="")
-        self._vectors[row] = 0.0
+        if self.dense_index is None:  # the index overwrote its copy when the row was removed from it
+            self._vectors[row] = 0.0
         group = int(self._group_of[row])
         members = self._members.get(group)
         if members is not None:
@@ -327,22 +338,22 @@ class Collection:
             self._group_of[r] = ga
         self._members.pop(gb, None)
 
-    def _link_duplicates(self, start: int, stop: int, block: int = 2048) -> None:
+    def _link_duplicates(self, start: int, stop: int, fresh: np.ndarray, block: int = 2048) -> None:
         """Join new rows to the duplicate groups of rows at or above the threshold.
 
         With a dense index, each new row asks it for its nearest rows (cost per row independent
         of the collection's size); without one, new rows are compared with every row.
         """
         assert self.duplicate_threshold is not None
-        vecs = self._vectors
         if self.dense_index is not None:
-            found, scores = self.dense_index.search(vecs[start:stop], 32, allowed=self._alive)
+            found, scores = self.dense_index.search(fresh, 32, allowed=self._alive)
             for i in range(stop - start):
                 r = start + i
                 for c, s in zip(found[i], scores[i]):
                     if s >= self.duplicate_threshold and c != r:
                         self._union(r, int(c))
             return
+        vecs = self._vectors
         for a in range(start, stop, block):
             b = min(a + block, stop)
             sims = vecs[a:b] @ vecs[:b].T
@@ -365,9 +376,10 @@ class Collection:
         tmp.mkdir(parents=True)
         n = self._n
         dead = ~self._alive[:n]
-        vectors = self._vectors[:n].copy()
-        vectors[dead] = 0.0
-        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        if self.dense_index is None:  # else the dense index saves the only copy
+            vectors = self._vectors[:n].copy()
+            vectors[dead] = 0.0
+            np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
         np.save(tmp / "groups.npy", self._group_of[:n], allow_pickle=False)
         bm25, terms = self.lexical.export(dead)
         np.savez(tmp / "bm25.npz", allow_pickle=False, **bm25)
@@ -405,13 +417,19 @@ class Collection:
         if meta.get("format") != SAVE_FORMAT or meta.get("duplicate_threshold") != duplicate_threshold:
             return None
         ids, hashes = meta["ids"], meta["hashes"]
-        vectors = np.load(path / "vectors.npy", allow_pickle=False)
-        if vectors.ndim != 2 or len(vectors) != len(ids):
-            return None
-        coll = cls(int(vectors.shape[1]), analyzer, duplicate_threshold)
-        if coll.dim != meta.get("dim"):
-            return None
-        n = len(ids)
+        n, dim = len(ids), int(meta.get("dim") or 0)
+        index, vectors = None, None
+        if (path / "dense").is_dir():  # the dense index holds the only copy of the vectors
+            from matcher.ann import DenseIndex as _Dense
+
+            index = _Dense.load(path / "dense")
+            if index.dim != dim:
+                return None
+        else:
+            vectors = np.load(path / "vectors.npy", allow_pickle=False)
+            if vectors.shape != (n, dim):
+                return None
+        coll = cls(dim, analyzer, duplicate_threshold)
         kept = np.asarray(
             [bool(i) and i in items and items[i].embed_hash == h for i, h in zip(ids, hashes)], dtype=bool
         )
@@ -423,8 +441,9 @@ class Collection:
         coll.items = [items[i] if k else blank for i, k in zip(ids, kept)]
         coll.row_of = {i: r for r, (i, k) in enumerate(zip(ids, kept)) if k}
         coll._n = n
-        coll._vectors = vectors
-        coll._vectors[~kept] = 0.0
+        if vectors is not None:
+            coll._vectors = vectors
+            coll._vectors[~kept] = 0.0
         coll._alive = kept
         for key in FILTER_FIELDS:
             coll._codes[key] = np.asarray([coll._code(key, getattr(it, key)) for it in coll.items], dtype=np.int32)
@@ -437,13 +456,11 @@ class Collection:
         for label, rows in zip(labels, np.split(order, starts[1:])):
             if len(rows) > 1:
                 coll._members[int(label)] = tuple(int(r) for r in rows)
-        if (path / "dense").is_dir():
-            from matcher.ann import DenseIndex as _Dense
-
-            index = _Dense.load(path / "dense")
+        if index is not None:
             gone = np.nonzero(~kept)[0]
             if len(gone):
                 index.remove(gone.astype(np.int64))
+            index.reserve(n)
             coll.dense_index = index
         coll._publish()
         known = set(coll.row_of)

@@ -94,13 +94,46 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return rows[np.isfinite(scores[rows])].astype(np.int64)
 
 
-def _sparse_part(found: tuple[np.ndarray, np.ndarray], n: int, pool: int) -> tuple[np.ndarray, np.ndarray]:
-    """A sparse ranker's (rows, scores) as a dense array, and its top ``pool`` rows."""
+def _sparse_top(found: tuple[np.ndarray, np.ndarray], pool: int) -> np.ndarray:
+    """The top ``pool`` rows of a sparse ranker's (rows, scores)."""
     rows, vals = found
-    out = np.zeros(n, np.float32)
-    out[rows] = vals
     top = rows[np.argpartition(-vals, pool - 1)[:pool]] if len(rows) > pool > 0 else rows
-    return out, top.astype(np.int64)
+    return top.astype(np.int64)
+
+
+def _spread(found: tuple[np.ndarray, np.ndarray] | None, n: int) -> np.ndarray:
+    """A sparse ranker's (rows, scores) as a dense array over all ``n`` rows."""
+    out = np.zeros(n, np.float32)
+    if found is not None:
+        out[found[0]] = found[1]
+    return out
+
+
+def _at(found: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray) -> np.ndarray:
+    """A sparse ranker's scores at ``rows`` (0 where it has none); its rows are in ascending order."""
+    out = np.zeros(len(rows), np.float32)
+    if found is None or not len(found[0]) or not len(rows):
+        return out
+    have, vals = found
+    pos = np.minimum(np.searchsorted(have, rows), len(have) - 1)
+    hit = have[pos] == rows
+    out[hit] = vals[pos[hit]]
+    return out
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One query's fusion pool: its rows (ascending) with their fused, dense and BM25 scores.
+
+    ``rows`` is None when one ranker alone scored every row (the arrays then cover all rows).
+    """
+
+    rows: np.ndarray | None
+    fused: np.ndarray
+    dense: np.ndarray
+    lexical: np.ndarray
+    dense_all: np.ndarray | None = None  # every row's cosine, when the dense part was a scan
+    lexical_found: tuple[np.ndarray, np.ndarray] | None = None  # BM25's (rows, scores)
 
 
 def _fmt(x: float) -> str:
@@ -166,64 +199,82 @@ class HybridMatcher:
     def scores(
         self, collection: Collection | Snapshot, text: str, qvec: np.ndarray | None, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, ...]:
-        """(fused, dense, lexical) scores of every row for one query.
+        """(fused, dense, lexical) scores of every row for one query (see :meth:`pool_scores`).
+
+        Rows outside the fusion pool get fused -inf and dense / lexical 0. With one ranker alone,
+        its raw scores are returned for every row.
+        """
+        snap = collection.snapshot if isinstance(collection, Collection) else collection
+        n = len(snap)
+        pool = self.pool_scores(snap, text, qvec, mask)
+        if pool.rows is None:
+            return pool.fused, pool.dense, pool.lexical
+        fused, dense, lexical = np.full(n, -np.inf), np.zeros(n, np.float32), np.zeros(n, np.float32)
+        fused[pool.rows], dense[pool.rows], lexical[pool.rows] = pool.fused, pool.dense, pool.lexical
+        return fused, dense, lexical
+
+    def pool_scores(self, snap: Snapshot, text: str, qvec: np.ndarray | None, mask: np.ndarray | None = None) -> Pool:
+        """The fused, dense and lexical scores of the fusion pool for one query.
 
         "lexical" is the BM25 part; the character n-gram part enters the fused score only. The
         fusion pool is the top ``pool`` rows of each ranker: by dense cosine among the rows ``mask``
         allows, by each lexical score among the rows that share a term with the query (read from
-        the query terms' postings). Scores are normalised over the pool, and rows outside it get
-        -inf. With a dense index (large collections) the dense ranker's top rows come from the
-        index and dense cosines are computed for the pool only; otherwise by a scan of all rows.
-        With one ranker alone, its raw scores are returned for every row.
+        the query terms' postings). Scores are normalised over the pool. With a dense index (large
+        collections) the dense ranker's top rows come from the index and dense cosines are computed
+        for the pool only; otherwise by a scan of all rows. Only the pool's rows are scored and
+        fused, so beyond the rankers themselves a query costs what its pool costs, not the corpus.
+        With one ranker alone (no pool), its raw scores for every row are returned (``rows`` None).
         """
-        snap = collection.snapshot if isinstance(collection, Collection) else collection
         n = len(snap)
         f = self.fusion
         pool = min(f.pool, n)
-        zeros = np.zeros(n, np.float32)
         want_dense = qvec is not None and f.dense_weight > 0
         use_index = want_dense and snap.dense_index is not None
         tops = []
+        dense_all = None
         if use_index:
             assert snap.dense_index is not None and qvec is not None
-            dense = zeros.copy()
             tops.append(snap.dense_index.search(qvec[None, :], pool, allowed=mask)[0][0].astype(np.int64))
         elif want_dense:
             assert qvec is not None
-            dense = snap.vectors @ qvec
-            tops.append(_top(dense if mask is None else np.where(mask, dense, -np.inf), pool))
-        else:
-            dense = zeros
-        lexical, chars = zeros, zeros
-        if f.lexical_weight > 0:
-            lexical, top = _sparse_part(snap.lexical.sparse_scores(text), n, pool)
-            tops.append(top)
-        if f.char_weight > 0:
-            chars, top = _sparse_part(snap.chars.sparse_scores(text), n, pool)
-            tops.append(top)
-        parts = [
-            (w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars)) if w > 0
-        ]
-        if len(parts) == 1 and not use_index:
-            return parts[0][1].astype(np.float64), dense, lexical
-        pool_idx = np.unique(np.concatenate(tops)).astype(np.int64)
-        fused = np.full(n, -np.inf)
-        if not len(pool_idx):
-            return fused, dense, lexical
+            dense_all = (snap.vectors @ qvec).astype(np.float32, copy=False)
+            tops.append(_top(dense_all if mask is None else np.where(mask, dense_all, -np.inf), pool))
+        sparse = []
+        for weight, view in ((f.lexical_weight, snap.lexical), (f.char_weight, snap.chars)):
+            found = view.sparse_scores(text) if weight > 0 else None
+            sparse.append(found)
+            if found is not None:
+                tops.append(_sparse_top(found, pool))
+        lexical_found, chars_found = sparse
+        weights = (f.dense_weight, f.lexical_weight, f.char_weight)
+        if sum(w > 0 for w in weights) == 1 and not use_index:  # one ranker: its raw scores, every row
+            dense = dense_all if dense_all is not None else np.zeros(n, np.float32)
+            lexical = _spread(lexical_found, n)
+            only = dense if f.dense_weight > 0 else lexical if f.lexical_weight > 0 else _spread(chars_found, n)
+            return Pool(None, only.astype(np.float64), dense, lexical, dense_all, lexical_found)
+        rows = np.unique(np.concatenate(tops)).astype(np.int64) if tops else np.zeros(0, np.int64)
         if use_index:
             assert snap.dense_index is not None and qvec is not None
-            dense[pool_idx] = np.maximum(snap.dense_index.score_rows(qvec[None, :], pool_idx)[0], -1.0)
-        fused[pool_idx] = 0.0
+            dense = np.maximum(snap.dense_index.score_rows(qvec[None, :], rows)[0], -1.0).astype(np.float32)
+        else:
+            dense = dense_all[rows] if dense_all is not None else np.zeros(len(rows), np.float32)
+        lexical = _at(lexical_found, rows)
+        parts = [
+            (w, p)
+            for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, _at(chars_found, rows)))
+            if w > 0
+        ]
+        fused = np.zeros(len(rows))
         if f.method == "zscore":
             for weight, part in parts:
-                fused[pool_idx] += weight * _zscore(part[pool_idx])
+                fused += weight * _zscore(part)
         else:
             for weight, part in parts:
-                order = np.argsort(-part[pool_idx])
-                ranks = np.empty(len(pool_idx))
-                ranks[order] = np.arange(1, len(pool_idx) + 1)
-                fused[pool_idx] += weight / (f.rrf_k + ranks)
-        return fused, dense, lexical
+                order = np.argsort(-part)
+                ranks = np.empty(len(rows))
+                ranks[order] = np.arange(1, len(rows) + 1)
+                fused += weight / (f.rrf_k + ranks)
+        return Pool(rows, fused, dense, lexical, dense_all, lexical_found)
 
     def _rank(
         self,
@@ -238,29 +289,43 @@ class HybridMatcher:
         n = len(collection)
         if n == 0 or not mask.any():
             return []
-        fused, dense, lexical = self.scores(collection, text, qvec, mask)
-        fused = np.where(mask, fused, -np.inf)
+        pool = self.pool_scores(collection, text, qvec, mask)
+        rows = pool.rows if pool.rows is not None else np.arange(n, dtype=np.int64)
+        keep = mask[rows] & np.isfinite(pool.fused)
+        rows, fused = rows[keep], pool.fused[keep]
+        dense = dict(zip(rows.tolist(), pool.dense[keep].tolist()))
+        lexical = dict(zip(rows.tolist(), pool.lexical[keep].tolist()))
+        score = dict(zip(rows.tolist(), fused.tolist()))
         pin_rows = [r for r in (collection.row(p) for p in pinned) if r is not None and mask[r]]
-        want = min(n, max(4 * k, k + 20))
-        top = np.argpartition(-fused, want - 1)[:want] if want < n else np.arange(n)
-        top = top[np.argsort(-fused[top], kind="stable")]
+        want = min(len(rows), max(4 * k, k + 20))
+        top = np.argpartition(-fused, want - 1)[:want] if 0 < want < len(rows) else np.arange(len(rows))
+        top = top[np.lexsort((rows[top], -fused[top]))]  # ties: the lower row first
         for r in pin_rows:  # a confirmed row outside the fusion pool still needs its evidence
-            if not np.isfinite(fused[r]):
+            if r not in score:
                 if collection.dense_index is not None and qvec is not None:
                     dense[r] = float(collection.dense_index.score_rows(qvec[None, :], np.asarray([r]))[0, 0])
-                fused[r] = 0.0
-        ordered = pin_rows + [int(r) for r in top if np.isfinite(fused[r]) and int(r) not in pin_rows]
-        ordered = [r for r in ordered if collection.items[r].id]  # a row erased while this search ran
+                elif pool.dense_all is not None:
+                    dense[r] = float(pool.dense_all[r])
+                lexical[r] = float(_at(pool.lexical_found, np.asarray([r]))[0])
+                score[r] = 0.0
+        ordered = pin_rows + [int(rows[i]) for i in top if int(rows[i]) not in pin_rows]
         query_terms = set(collection.lexical.query_terms(text))
         hits: list[Hit] = []
         seen_groups: set[int] = set()
         for row in ordered:
+            if not collection.items[row].id:  # a row erased while this search ran
+                continue
             if collapse:
                 key = collection.group_key(row)
                 if key in seen_groups:
                     continue
                 seen_groups.add(key)
-            hits.append(self._hit(collection, row, fused[row], dense[row], lexical[row], query_terms, row in pin_rows))
+            hit = self._hit(
+                collection, row, score[row], dense.get(row, 0.0), lexical.get(row, 0.0), query_terms, row in pin_rows
+            )
+            if not hit.id:  # erased between the check above and the read in _hit
+                continue
+            hits.append(hit)
             if len(hits) == k:
                 break
         return hits

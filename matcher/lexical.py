@@ -123,7 +123,7 @@ class BM25Index:
                 rows.append(r)
                 cols.append(idx)
         shape = (len(texts), self._n_terms)
-        block = sp.csc_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)  # duplicates summed
+        block = seg.counts(sp.coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape))
         df = np.zeros(self._n_terms, dtype=np.float64)
         old = self.view.df
         df[: len(old)] = old
@@ -153,7 +153,7 @@ class BM25Index:
         A term that only erased rows held is written as "" (its id stays reserved), so no word of
         an erased text reaches the file.
         """
-        m = seg.merge(self._segments, dead).matrix if self._segments else sp.csc_matrix((0, 0), dtype=np.float32)
+        m = seg.merge(self._segments, dead).matrix if self._segments else sp.csc_matrix((0, 0), dtype=np.uint8)
         m = seg.widen(m, self._n_terms)
         df = np.diff(m.indptr).astype(np.float64)
         terms = [""] * self._n_terms
@@ -176,7 +176,7 @@ class BM25Index:
         lengths = np.asarray(arrays["lengths"], dtype=np.float32)
         index._n = len(lengths)
         shape = (index._n, len(terms))
-        m = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape, dtype=np.float32)
+        m = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
         index._segments = (seg.Segment(0, m),) if index._n else ()
         index._lengths = lengths
         index._total_length = float(lengths.sum())

@@ -10,7 +10,7 @@ into the main column-ordered matrix, with all norms recomputed, once it has grow
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +19,10 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from matcher import segments as seg
 
 N_FEATURES = 1 << 20
+
+
+# 1 + log(count), the sublinear tf of a stored count (0 stays 0)
+SUBLINEAR = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, seg.COUNT_MAX + 1))]).astype(np.float32)
 
 
 def _idf(df: np.ndarray, size: int) -> np.ndarray:
@@ -33,6 +37,9 @@ class CharNgramView:
     segments: tuple[seg.Segment, ...]
     df: np.ndarray
     norms: np.ndarray
+    # the last text's answer: /suggest asks the same view twice for one text (its similar ideas and
+    # its duplicates), and this ranker's cost grows with the corpus (common n-grams have long postings)
+    _last: list[tuple[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -40,35 +47,42 @@ class CharNgramView:
         return len(self.norms)
 
     def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosine) of the documents sharing an n-gram with ``text``."""
+        """(rows, cosine) of the documents sharing an n-gram with ``text`` (read-only arrays)."""
+        last = self._last[-1] if self._last else None  # one read: another thread may replace it
+        if last is not None and last[0] == text:
+            return last[1]
         dense = self.scores(text)
         rows = np.flatnonzero(dense)
-        return rows, dense[rows]
+        found = (rows, dense[rows])
+        for arr in found:
+            arr.flags.writeable = False  # shared by the callers that ask for the same text
+        self._last[:] = [(text, found)]
+        return found
 
     def scores(self, text: str) -> np.ndarray:
         """Cosine of every document with ``text`` (a sparse product over the query's n-gram columns)."""
         if not self.size:
             return np.zeros(0, np.float32)
-        q = _tf(self.hasher, [text])
-        cols, qtf = q.indices.astype(np.int64), q.data
+        q = _counts(self.hasher, [text])
+        cols, qtf = q.indices.astype(np.int64), SUBLINEAR[q.data]
         if not len(cols):
             return np.zeros(self.size, np.float32)
         idf = _idf(self.df[cols], self.size)
         qw = qtf * idf
         qnorm = float(np.sqrt((qw**2).sum())) + 1e-9
-        dots = seg.dot_columns(self.segments, cols, (qw * idf).astype(np.float32), self.size)
+        dots = seg.dot_columns(self.segments, cols, (qw * idf).astype(np.float32), self.size, SUBLINEAR)
         return dots / (self.norms * qnorm)
 
 
-def _tf(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
-    x = hasher.transform(texts).tocsr().astype(np.float32)
-    x.data = 1.0 + np.log(x.data)
-    return x
+def _counts(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    """Hashed n-gram counts of ``texts`` as uint8 (rows: texts)."""
+    return seg.counts(hasher.transform(texts)).tocsr()
 
 
 def _row_norms(x: sp.spmatrix, idf: np.ndarray) -> np.ndarray:
-    w = sp.csr_matrix(x, dtype=np.float32, copy=True)
-    w.data = w.data * idf[w.indices]
+    """Norms of the rows of ``x`` (counts) weighted as sublinear tf x idf."""
+    w = sp.csr_matrix(x)
+    w = sp.csr_matrix((SUBLINEAR[w.data] * idf[w.indices], w.indices, w.indptr), shape=w.shape)
     return np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel()).astype(np.float32) + 1e-9
 
 
@@ -97,7 +111,7 @@ class CharNgramIndex:
         """Append documents and publish a new view (``dead``: erased rows, dropped by a full merge)."""
         if not texts:
             return
-        x = _tf(self._hasher, texts)
+        x = _counts(self._hasher, texts)
         df = self.view.df.copy()  # views that hold the old array are unchanged
         np.add.at(df, x.indices, 1.0)
         size = self.size + x.shape[0]
@@ -118,7 +132,7 @@ class CharNgramIndex:
         if self._segments:
             m = seg.widen(seg.merge(self._segments, dead).matrix, N_FEATURES)
         else:
-            m = sp.csc_matrix((0, N_FEATURES), dtype=np.float32)
+            m = sp.csc_matrix((0, N_FEATURES), dtype=np.uint8)
         df = np.diff(m.indptr).astype(np.float32)
         norms = _row_norms(m.tocsr(), _idf(df, self.size)) if self.size else self._norms[:0]
         return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "df": df, "norms": norms}
@@ -129,9 +143,7 @@ class CharNgramIndex:
         index = cls(ngram_range)
         norms = np.asarray(arrays["norms"], dtype=np.float32)
         index.size = len(norms)
-        m = sp.csc_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES), dtype=np.float32
-        )
+        m = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES))
         index._segments = (seg.Segment(0, m),) if index.size else ()
         index._norms = norms
         df = np.asarray(arrays["df"], dtype=np.float32)

@@ -175,10 +175,17 @@ class Store:
         path: the database file (created when missing).
         read_only: open without taking the write lock.
         migrate: bring the schema to the latest version on opening (read-write only).
+        memory_limit: DuckDB's buffer pool limit (e.g. "512MB"); None leaves DuckDB's default, 80 % of
+            the machine's memory, which a long-running server keeps filled with cached table pages.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False, migrate: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, read_only: bool = False, migrate: bool = True, memory_limit: str | None = None
+    ) -> None:
         self.path = Path(path)
+        self._config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
         # Reads run concurrently, each thread on its own cursor (DuckDB's MVCC keeps them consistent);
         # writes take ``_lock`` one at a time; compaction, restore and close take the gate's write side,
         # because they close every cursor.
@@ -195,7 +202,7 @@ class Store:
         self._repositories()
         private_files()
         try:
-            self._root = duckdb.connect(str(self.path), read_only=read_only)
+            self._root = duckdb.connect(str(self.path), read_only=read_only, config=self._config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLockedError(
@@ -416,7 +423,7 @@ class Store:
                 os.replace(fresh, self.path)
                 _wal(self.path).unlink(missing_ok=True)
             finally:
-                self._root = duckdb.connect(str(self.path))
+                self._root = duckdb.connect(str(self.path), config=self._config)
 
     def backup(self, target: str | Path) -> Path:
         """Write a consistent copy of the database to ``target`` while the store stays in use.
@@ -463,7 +470,7 @@ class Store:
                 os.replace(incoming, self.path)
                 _wal(self.path).unlink(missing_ok=True)
             finally:
-                self._root = duckdb.connect(str(self.path))
+                self._root = duckdb.connect(str(self.path), config=self._config)
                 for store in (self, *self._views.values()):
                     store.themes.forget_current()
             self.migrate()
@@ -604,9 +611,27 @@ class Store:
             rows = self.read(sql + " WHERE list_contains(?, id) ORDER BY id", [list(ids)])
         return [_row_to_record(r) for r in rows]
 
+    def records_without_vector(self, kind: str, model_id: str) -> list[Record]:
+        """Records of a kind whose text has no stored vector for ``model_id``, ordered by id.
+
+        The database picks them (an anti-join), so a start-up where nothing is missing reads no record.
+        """
+        sql = _SELECT_RECORD.format(kind=_kind(kind)) + (
+            " r WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ? AND e.text_hash = r.embed_hash)"
+            " ORDER BY id"
+        )
+        return [_row_to_record(r) for r in self.read(sql, [model_id])]
+
     def page(self, kind: str, limit: int, offset: int) -> list[Record]:
-        """Records ordered by id, ``limit`` of them after ``offset`` (the database cuts the page)."""
-        sql = _SELECT_RECORD.format(kind=_kind(kind)) + " ORDER BY id LIMIT ? OFFSET ?"
+        """Records ordered by id, ``limit`` of them after ``offset`` (the database cuts the page).
+
+        The page's ids are cut first and only their rows read whole: the offset's rows are then
+        sorted as ids, not as whole records (at 100,000 ideas, page 2,500: 158 ms became 23 ms).
+        """
+        kind = _kind(kind)
+        sql = _SELECT_RECORD.format(kind=kind) + (
+            f" WHERE id IN (SELECT id FROM {kind} ORDER BY id LIMIT ? OFFSET ?) ORDER BY id"
+        )
         rows = self.read(sql, [limit, offset])
         return [_row_to_record(r) for r in rows]
 

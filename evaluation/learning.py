@@ -9,8 +9,9 @@ held-out share of the training half decides the switch, the fusion is chosen on 
 The other half of the questions is never seen by anything above: it only reports MRR@10
 before (the shipped model and fusion) and after (whatever ``learn`` switched to), with bootstrap
 95 % intervals and a paired test. SweParaphrase dev Spearman before and after checks forgetting.
-A separate timing run fine-tunes on 1,000 pairs (SweFAQ pairs repeated with their hard
-negatives) and reports the wall time; its model is thrown away.
+A separate timing run fine-tunes with ``learn``'s settings on 1,000 pairs (SweFAQ pairs repeated
+with their hard negatives), right after the first version's settings (:data:`OLD_CONFIG`, fp32) on
+160 of them, and reports the wall times and the ratio per step; the models are thrown away.
 
 Nothing is written to the real model cache: versions go to a temporary cache that links the
 embedded default model.
@@ -32,8 +33,8 @@ from evaluation.datasets import load_swefaq, load_sweparaphrase
 from evaluation.metrics import bootstrap_statistic_ci, paired_test, spearman, with_intervals
 from matcher.hybrid import FusionConfig, HybridMatcher
 from models.build import DEFAULT_MODEL_ID, ensure_default_model
-from models.finetune import TrainConfig, TrainPair, fine_tune
-from pipelines.learn import Example, Ranker, default_load, learn
+from models.finetune import TrainConfig, TrainPair
+from pipelines.learn import Example, Ranker, default_load, learn, learn_config, train_model
 from pipelines.records import validate_row
 from store import Store
 
@@ -81,12 +82,31 @@ def _sweparaphrase(before: Any, after: Any, path: Path) -> dict[str, Any]:
     }
 
 
-def _time_training(base: Path, pairs: list[TrainPair], n: int, cfg: TrainConfig) -> dict[str, Any]:
-    many = [pairs[i % len(pairs)] for i in range(n)]
+# the settings of the first version of `learn` (fp32, top 6 layers, lr 3e-5): the timing baseline
+OLD_CONFIG = {"train_layers": 6, "lr": 3e-5, "batch_size": 16, "max_seq_length": 128}
+
+
+def _train_timed(base: Path, pairs: list[TrainPair], cfg: TrainConfig, bf16: bool | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        stats = fine_tune(base, many, Path(tmp) / "model", cfg)
+        stats = train_model(base, pairs, Path(tmp) / "model", cfg, bf16=bf16)
     stats.pop("config", None)
-    return {**stats, "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
+    return stats
+
+
+def _time_training(base: Path, pairs: list[TrainPair], n: int, seed: int, old_pairs: int = 160) -> dict[str, Any]:
+    """Wall time of `learn`'s fine-tuning on ``n`` pairs, and of the old settings on ``old_pairs`` pairs
+    right before it (same machine, same minutes), as seconds per step and their ratio."""
+    many = [pairs[i % len(pairs)] for i in range(n)]
+    out: dict[str, Any] = {"cpus": os.cpu_count()}
+    if old_pairs:
+        old = _train_timed(base, many[:old_pairs], TrainConfig(epochs=1, seed=seed, **OLD_CONFIG), bf16=False)
+        out["old"] = {**old, "seconds_per_step": old["seconds"] / old["steps"]}
+    new = _train_timed(base, many, learn_config(seed, pairs=n), bf16=None)
+    out.update(new, seconds_per_step=new["seconds"] / new["steps"], load_avg_1min=os.getloadavg()[0])
+    if old_pairs:
+        out["old"]["seconds_extrapolated"] = out["old"]["seconds_per_step"] * new["steps"]
+        out["speed_ratio"] = out["old"]["seconds_per_step"] / out["seconds_per_step"]
+    return out
 
 
 def run(
@@ -94,7 +114,7 @@ def run(
     sweparaphrase: Path,
     cache_dir: Path,
     seed: int = SEED,
-    epochs: int = 3,
+    epochs: int | None = None,
     time_pairs: int = 1000,
 ) -> dict[str, Any]:
     """The whole measurement; returns the JSON-ready figures."""
@@ -119,7 +139,7 @@ def run(
                 store.feedback.set_need_link(e.query_id, h.id, "rejected", "eval")
         test_ex = _examples(store, test_idx, gold)
         before = base_ranker.reciprocal_ranks(test_ex, shipped)
-        cfg = TrainConfig(epochs=epochs, seed=seed)
+        cfg = None if epochs is None else learn_config(seed, epochs)
         started = time.perf_counter()
         report = learn(store, cache, shipped, holdout=0.2, seed=seed, embed=False, config=cfg)
         learn_seconds = time.perf_counter() - started
@@ -135,7 +155,7 @@ def run(
         after = Ranker(store, after_enc, ["needs"]).reciprocal_ranks(test_ex, fusion)
         para = _sweparaphrase(base, after_enc, sweparaphrase)
         pairs = [p for e in train_ex for p in e.pairs()]
-        timing = _time_training(base_dir, pairs, time_pairs, TrainConfig(seed=seed)) if time_pairs else {}
+        timing = _time_training(base_dir, pairs, time_pairs, seed) if time_pairs else {}
         store.close()
     b, a = with_intervals({"mrr": before}), with_intervals({"mrr": after})
     return {
@@ -151,7 +171,7 @@ def run(
         },
         "sweparaphrase_spearman": para,
         "training_time": {"pairs": time_pairs, **timing},
-        "train_config": cfg.__dict__,
+        "train_config": report.training.get("config"),
     }
 
 
@@ -183,8 +203,15 @@ def table(res: dict[str, Any]) -> str:
     if t.get("seconds") is not None:
         lines.append(
             f"training time, {t['pairs']} pairs: {t['seconds']:.0f} s ({t['steps']} steps) on {t['cpus']} CPUs "
-            f"(1-minute load average at the end {t['load_avg_1min']:.1f})"
+            f"(1-minute load average at the end {t['load_avg_1min']:.1f}; bf16 {t.get('bf16')})"
         )
+        if "old" in t:
+            o = t["old"]
+            lines.append(
+                f"old settings in the same run: {o['seconds_per_step']:.1f} s per step ({o['steps']} steps), "
+                f"{o['seconds_extrapolated']:.0f} s for the same {t['steps']} steps; "
+                f"now {t['seconds_per_step']:.1f} s per step: {t['speed_ratio']:.2f}x faster"
+            )
     return "\n".join(lines)
 
 
@@ -196,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("IDESLUSS_CACHE_DIR", ".cache/models")))
     ap.add_argument("--out", type=Path, default=Path("reports/learning.json"))
     ap.add_argument("--seed", type=int, default=SEED)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None, help="default: learn's own (by the number of pairs)")
     ap.add_argument("--time-pairs", type=int, default=1000, help="pairs of the timing run (0: skip it)")
     ap.add_argument(
         "--time-only", action="store_true", help="only the timing run (pairs: question, answer, a wrong answer)"
@@ -205,9 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_only:  # the timing run alone (it is the long part)
         questions, answers, gold = load_swefaq(args.swefaq)
         pairs = [TrainPair(q, answers[g], (answers[(g + 1) % len(answers)],)) for q, g in zip(questions, gold)]
-        timing = _time_training(
-            ensure_default_model(args.cache_dir), pairs, args.time_pairs, TrainConfig(seed=args.seed)
-        )
+        timing = _time_training(ensure_default_model(args.cache_dir), pairs, args.time_pairs, args.seed)
         print(json.dumps({"training_time": {"pairs": args.time_pairs, **timing}}, indent=1))
         return 0
     res = run(args.swefaq, args.sweparaphrase, args.cache_dir, args.seed, args.epochs, args.time_pairs)

@@ -85,29 +85,9 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray, min_precision: f
 
 # ----- uncertainty: bootstrap intervals over queries and paired tests between systems -----
 
-N_RESAMPLES = 1000
-SEED = 20240601
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = SEED,
-    confidence: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of per-query ``values`` (queries resampled).
-
-    Returns:
-        (low, high); (nan, nan) for no values.
-    """
-    x = np.asarray(values, dtype=float)
-    if not len(x):
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_resamples, len(x)))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
+# the mean's interval and the paired test live in the service (``idesluss learn`` reports them too);
+# one copy, imported here
+from pipelines.learn_stats import N_RESAMPLES, SEED, bootstrap_ci, paired_test  # noqa: E402, F401  (re-exported)
 
 
 def bootstrap_statistic_ci(
@@ -134,31 +114,6 @@ def bootstrap_statistic_ci(
     tail = (1 - confidence) / 2 * 100
     lo, hi = np.percentile(stats, [tail, 100 - tail]) - bias
     return float(lo), float(hi)
-
-
-def paired_test(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = SEED,
-) -> dict[str, float]:
-    """Compare two systems on the same queries: mean of ``a - b``, its bootstrap 95 % interval, and a
-    two-sided paired permutation (sign-flip) p-value.
-
-    Returns:
-        {"diff", "diff_low", "diff_high", "p"}; identical systems give diff 0 and p 1.
-    """
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    if d.shape[0] == 0:
-        raise ValueError("paired_test needs at least one query")
-    lo, hi = bootstrap_ci(d, n_resamples, seed)
-    observed = abs(d.mean())
-    rng = np.random.default_rng(seed + 1)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_resamples, len(d)))
-    flipped = np.abs((signs * d).mean(axis=1))
-    # the observed assignment counts as one permutation; a tolerance keeps exact ties as ties
-    p = (1 + int((flipped >= observed - 1e-12).sum())) / (n_resamples + 1)
-    return {"diff": float(d.mean()), "diff_low": lo, "diff_high": hi, "p": float(p)}
 
 
 def per_query_ranking(

@@ -20,10 +20,19 @@ def _share(value: str) -> float:
     return share
 
 
+def _epochs(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--epochs must be a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--epochs must be at least 1, got {n}")
+    return n
+
+
 def cmd_learn(args: argparse.Namespace) -> int:
-    from models.finetune import TrainConfig
     from models.registry import DEFAULT
-    from pipelines.learn import NotEnoughFeedback, learn, rollback
+    from pipelines.learn import NotEnoughFeedback, learn, learn_config, rollback
 
     settings = settings_for(args)
     if settings.model != DEFAULT:
@@ -45,7 +54,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
             seed=args.seed,
             min_gain=args.min_gain,
             embed=not args.no_embed,
-            config=TrainConfig(epochs=args.epochs, seed=args.seed),
+            config=None if args.epochs is None else learn_config(args.seed, args.epochs),
         )
     except NotEnoughFeedback as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
@@ -63,7 +72,9 @@ def register(sub: Any) -> None:
     p.add_argument("--rollback", action="store_true", help="return to the version before the current one")
     p.add_argument("--holdout", type=_share, default=0.2, help="share of the queries held out (default 0.2)")
     p.add_argument("--seed", type=int, default=20240601)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument(
+        "--epochs", type=_epochs, default=None, help="passes over the feedback (default: by its size, 1 to 4)"
+    )
     p.add_argument("--min-gain", type=float, default=0.0, help="held-out MRR gain needed to switch")
     p.add_argument("--no-embed", action="store_true", help="leave the new model's vectors to the nightly job")
     p.add_argument("--json", action="store_true")

@@ -81,8 +81,12 @@ serve: install
 
 run: demo cluster serve
 
+# The two-node Ray tests run in a pytest process of their own: in the same process as the rest (after
+# the real model and the live test server of the session) their encoder actors were cancelled before
+# they started, every time; alone they pass. The cause is not found yet (docs/ray.md, "Not done").
 test: install-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/test_ray.py
+	$(PY) -m pytest -q tests/test_ray.py
 
 test-fast: install-test
 	$(PY) -m pytest -q -m "not slow and not browser"

@@ -41,6 +41,7 @@ class System:
     split_compounds: bool = True
     char_ngrams: bool = False
     compounds: str = "corpus"
+    large: bool = False  # the service's large-collection mode: HNSW (float16 re-scoring), n-grams score the pool
 
 
 SERVICE = FusionConfig()
@@ -51,6 +52,7 @@ SYSTEMS = [
     System("dense + BM25", FusionConfig(lexical_weight=0.3, char_weight=0.0)),
     System("dense + n-grams", FusionConfig(lexical_weight=0.0, char_weight=0.3)),
     System("fused, rrf", FusionConfig(method="rrf", lexical_weight=0.5, char_weight=0.5)),
+    System("fused, large-collection mode", SERVICE, large=True),
     System("fused, no compound split", SERVICE, split_compounds=False),
     System("fused, Hunspell compound split", SERVICE, compounds="hunspell"),
     System(
@@ -115,6 +117,10 @@ def rank_all(
     analyzer = Analyzer(split_compounds=system.split_compounds, compounds=system.compounds)
     analyzer.learn([d.full_text for d in docs] + list(lexicon_texts))
     coll = Collection(encoder.dim, analyzer)
+    if system.large:  # what the service builds from ``ann_min_items`` rows of a kind
+        from matcher.ann import make_index
+
+        coll.use_dense_index(make_index("hnsw", encoder.dim, rescore_dtype="float16"))
     coll.add(list(docs), emb.get([d.full_text for d in docs], "passage"))
     matcher = HybridMatcher(encoder, system.fusion)
     qvecs = emb.get(list(queries), query_kind)

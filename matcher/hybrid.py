@@ -221,7 +221,8 @@ class HybridMatcher:
         allows, by each lexical score among the rows that share a term with the query (read from
         the query terms' postings). Scores are normalised over the pool. With a dense index (large
         collections) the dense ranker's top rows come from the index and dense cosines are computed
-        for the pool only; otherwise by a scan of all rows. Only the pool's rows are scored and
+        for the pool only, and the n-gram ranker scores the pool without adding to it; otherwise
+        dense cosines come from a scan of all rows. Only the pool's rows are scored and
         fused, so beyond the rankers themselves a query costs what its pool costs, not the corpus.
         With one ranker alone (no pool), its raw scores for every row are returned (``rows`` None).
         """
@@ -239,13 +240,15 @@ class HybridMatcher:
             assert qvec is not None
             dense_all = (snap.vectors @ qvec).astype(np.float32, copy=False)
             tops.append(_top(dense_all if mask is None else np.where(mask, dense_all, -np.inf), pool))
-        sparse = []
-        for weight, view in ((f.lexical_weight, snap.lexical), (f.char_weight, snap.chars)):
-            found = view.sparse_scores(text) if weight > 0 else None
-            sparse.append(found)
-            if found is not None:
-                tops.append(_sparse_top(found, pool))
-        lexical_found, chars_found = sparse
+        lexical_found = snap.lexical.sparse_scores(text) if f.lexical_weight > 0 else None
+        if lexical_found is not None:
+            tops.append(_sparse_top(lexical_found, pool))
+        # with a dense index (a large collection) the n-grams score the pool instead of adding to it:
+        # their postings grow with the corpus, and reading them whole cost 10x the rest of a search
+        # at a million rows (SweFAQ dev: see docs/scale.md for what it costs in quality)
+        chars_found = snap.chars.sparse_scores(text) if f.char_weight > 0 and not use_index else None
+        if chars_found is not None:
+            tops.append(_sparse_top(chars_found, pool))
         weights = (f.dense_weight, f.lexical_weight, f.char_weight)
         if sum(w > 0 for w in weights) == 1 and not use_index:  # one ranker: its raw scores, every row
             dense = dense_all if dense_all is not None else np.zeros(n, np.float32)
@@ -259,10 +262,11 @@ class HybridMatcher:
         else:
             dense = dense_all[rows] if dense_all is not None else np.zeros(len(rows), np.float32)
         lexical = _at(lexical_found, rows)
+        chars = (
+            _at(chars_found, rows) if chars_found is not None or not f.char_weight else snap.chars.scores_at(text, rows)
+        )
         parts = [
-            (w, p)
-            for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, _at(chars_found, rows)))
-            if w > 0
+            (w, p) for w, p in ((f.dense_weight, dense), (f.lexical_weight, lexical), (f.char_weight, chars)) if w > 0
         ]
         fused = np.zeros(len(rows))
         if f.method == "zscore":

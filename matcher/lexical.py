@@ -8,7 +8,7 @@ query reads the postings of its own terms only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +29,7 @@ class BM25View:
     avgdl: float
     k1: float
     b: float
+    _last: seg.LastAnswer = field(default_factory=seg.LastAnswer, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -52,7 +53,10 @@ class BM25View:
         return [t for t in terms if self.vocab.get(t, known) < known]
 
     def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, scores) of the documents sharing a term with ``text`` (all others score 0)."""
+        """(rows, scores) of the documents sharing a term with ``text`` (all others score 0; read-only)."""
+        return self._last.get(text, self._sparse_scores)
+
+    def _sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(self._ids(list(dict.fromkeys(self.analyzer.terms(text)))), dtype=np.int64)
         if not len(ids) or not self.size:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)

@@ -37,9 +37,7 @@ class CharNgramView:
     segments: tuple[seg.Segment, ...]
     df: np.ndarray
     norms: np.ndarray
-    # the last text's answer: /suggest asks the same view twice for one text (its similar ideas and
-    # its duplicates), and this ranker's cost grows with the corpus (common n-grams have long postings)
-    _last: list[tuple[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=list, compare=False, repr=False)
+    _last: seg.LastAnswer = field(default_factory=seg.LastAnswer, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -48,30 +46,51 @@ class CharNgramView:
 
     def sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosine) of the documents sharing an n-gram with ``text`` (read-only arrays)."""
-        last = self._last[-1] if self._last else None  # one read: another thread may replace it
-        if last is not None and last[0] == text:
-            return last[1]
+        return self._last.get(text, self._sparse_scores)
+
+    def _sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         dense = self.scores(text)
         rows = np.flatnonzero(dense)
-        found = (rows, dense[rows])
-        for arr in found:
-            arr.flags.writeable = False  # shared by the callers that ask for the same text
-        self._last[:] = [(text, found)]
-        return found
+        return rows, dense[rows]
+
+    def _query(self, text: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """The query's n-gram columns, the weight each gives a document's sublinear tf, and its norm."""
+        # one text: the hasher's own output (duplicates summed, columns sorted); the bulk path's
+        # conversion to column-ordered uint8 costs 20x more than the hashing for a single row
+        q = self.hasher.transform([text])
+        cols, qtf = q.indices.astype(np.int64), SUBLINEAR[np.minimum(q.data, seg.COUNT_MAX).astype(np.int64)]
+        idf = _idf(self.df[cols], self.size)
+        qw = qtf * idf
+        return cols, (qw * idf).astype(np.float32), float(np.sqrt((qw**2).sum())) + 1e-9
 
     def scores(self, text: str) -> np.ndarray:
         """Cosine of every document with ``text`` (a sparse product over the query's n-gram columns)."""
         if not self.size:
             return np.zeros(0, np.float32)
-        q = _counts(self.hasher, [text])
-        cols, qtf = q.indices.astype(np.int64), SUBLINEAR[q.data]
+        cols, weights, qnorm = self._query(text)
         if not len(cols):
             return np.zeros(self.size, np.float32)
-        idf = _idf(self.df[cols], self.size)
-        qw = qtf * idf
-        qnorm = float(np.sqrt((qw**2).sum())) + 1e-9
-        dots = seg.dot_columns(self.segments, cols, (qw * idf).astype(np.float32), self.size, SUBLINEAR)
+        dots = seg.dot_columns(self.segments, cols, weights, self.size, SUBLINEAR)
         return dots / (self.norms * qnorm)
+
+    def scores_at(self, text: str, rows: np.ndarray) -> np.ndarray:
+        """Cosine of the given documents (ascending rows) with ``text``, at a cost that does not grow with the corpus.
+
+        Each query n-gram's posting is binary-searched for the rows instead of read whole, so a
+        query costs (its n-grams) x (the rows) x log(posting length). It is what a large collection
+        uses to score a fusion pool: :meth:`sparse_scores` reads every posting of the query, and
+        common n-grams' postings grow with the corpus.
+        """
+        out = np.zeros(len(rows), np.float32)
+        if not self.size or not len(rows):
+            return out
+        cols, weights, qnorm = self._query(text)
+        for part in self.segments:
+            lo, hi = np.searchsorted(rows, [part.start, part.start + part.rows])
+            if lo == hi:
+                continue
+            out[lo:hi] = seg.dot_rows(part.matrix, cols, weights, (rows[lo:hi] - part.start), SUBLINEAR)
+        return out / (self.norms[rows] * qnorm)
 
 
 def _counts(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:

@@ -17,7 +17,7 @@ weighs counts (BM25's saturation, the n-grams' sublinear tf) maps them at scorin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +90,22 @@ def append(
     return out, False
 
 
+def _gather(m: sp.csc_matrix, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored entries of ``m``'s columns ``cols``: (positions in ``m.indices``/``m.data``, their
+    column's place in ``cols``, posting lengths), read straight from the column pointers.
+
+    scipy's column indexing builds a new matrix with its checks (about 0.1 ms a call, most of a short
+    query's cost); this is one repeat and one arange over the postings.
+    """
+    starts = m.indptr[cols].astype(np.int64)
+    lengths = m.indptr[cols + 1].astype(np.int64) - starts
+    total = int(lengths.sum())
+    which = np.repeat(np.arange(len(cols)), lengths)
+    # position of each entry: its column's start plus its offset within the column
+    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return starts[which] + offsets, which, lengths
+
+
 def postings(segments: tuple[Segment, ...], cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every stored entry in the given columns: (rows, position of the column in ``cols``, values)."""
     rows, which, values = [], [], []
@@ -97,10 +113,10 @@ def postings(segments: tuple[Segment, ...], cols: np.ndarray) -> tuple[np.ndarra
         present = np.nonzero(cols < seg.matrix.shape[1])[0]
         if not len(present):
             continue
-        sub = seg.matrix[:, cols[present]].tocoo()
-        rows.append(sub.row.astype(np.int64) + seg.start)
-        which.append(present[sub.col])
-        values.append(sub.data)
+        pos, col, _ = _gather(seg.matrix, cols[present])
+        rows.append(seg.matrix.indices[pos].astype(np.int64) + seg.start)
+        which.append(present[col])
+        values.append(seg.matrix.data[pos])
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return np.concatenate(rows), np.concatenate(which), np.concatenate(values).astype(np.float32)
@@ -132,6 +148,8 @@ def dot_columns(
     """Every row's weighted sum over the given columns (a sparse product per segment; dense result).
 
     ``values``, when given, maps each stored count to the value that is summed (``values[count]``).
+    A query of hundreds of n-grams reads long postings: scipy's column copy and product beat
+    gathering the entries by hand (:func:`_gather`, which wins for BM25's few terms) by 3x to 4x.
     """
     out = np.zeros(n_rows, dtype=np.float32)
     for seg in segments:
@@ -142,6 +160,64 @@ def dot_columns(
                 sub = sp.csc_matrix((values[sub.data], sub.indices, sub.indptr), shape=sub.shape)
             out[seg.start : seg.start + seg.rows] += sub @ weights[present]
     return out
+
+
+SHORT_POSTING = 1024  # postings up to this long are read whole for :func:`dot_rows`; longer ones searched
+
+
+def dot_rows(
+    m: sp.csc_matrix, cols: np.ndarray, weights: np.ndarray, rows: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """Like :func:`dot_columns` for a few ``rows`` (ascending, local to ``m``), at a cost that does not
+    grow with the postings: short postings are read whole in one vectorised pass (each entry looked
+    up among the rows), long ones are binary-searched for the rows, one column at a time.
+    ``values`` maps stored counts to what is summed."""
+    out = np.zeros(len(rows), np.float64)
+    keep = cols < m.shape[1]
+    cols, weights = cols[keep], weights[keep]
+    if not len(rows) or not len(cols):
+        return out.astype(np.float32)
+    indptr, indices, data = m.indptr, m.indices, m.data
+    rows = rows.astype(indices.dtype)
+    lengths = indptr[cols + 1] - indptr[cols]
+    short = lengths <= SHORT_POSTING
+    pos, which, _ = _gather(m, cols[short])
+    found = indices[pos]
+    at = np.minimum(np.searchsorted(rows, found), len(rows) - 1)
+    hit = rows[at] == found
+    out += np.bincount(at[hit], weights=weights[short][which[hit]] * values[data[pos[hit]]], minlength=len(rows))
+    for c, w in zip(cols[~short].tolist(), weights[~short].tolist()):
+        a, b = int(indptr[c]), int(indptr[c + 1])
+        posting = indices[a:b]
+        at = np.minimum(np.searchsorted(posting, rows), b - a - 1)
+        hit = posting[at] == rows
+        out[hit] += w * values[data[a + at[hit]]]
+    return out.astype(np.float32)
+
+
+class LastAnswer:
+    """A view's answer for the text it was asked last (one entry; safe to share between threads).
+
+    /suggest asks one view the same text up to three times (its similar ideas, its duplicates, and
+    with the same analyser its needs), and a sparse ranker's cost grows with how common the
+    query's terms are. The arrays handed out are read-only: every caller gets the same ones.
+    """
+
+    __slots__ = ("_entry",)
+
+    def __init__(self) -> None:
+        self._entry: tuple[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def get(self, text: str, compute: Callable[[str], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """``compute(text)``, or the stored answer when ``text`` was the last one asked."""
+        entry = self._entry  # one read: another thread may replace it
+        if entry is not None and entry[0] == text:
+            return entry[1]
+        found = compute(text)
+        for arr in found:
+            arr.flags.writeable = False
+        self._entry = (text, found)
+        return found
 
 
 def grown(buffer: np.ndarray, used: int, extra: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from store.base import DEFAULT_TENANT, KINDS, UnknownTenant, check_tenant, now, 
 from store.base import check_kind as _kind
 from store.erase import ErasureRepository
 from store.feedback import FeedbackRepository
-from store.keys import AuditRepository, KeyRepository
+from store.keys import AuditRepository, KeyRepository, LiveKeys
 from store.locks import ReadWriteLock
 from store.migrations import LATEST, MIGRATIONS, SCRUBBING, TENANTS_VERSION
 from store.reviews import ReviewRepository
@@ -94,6 +94,7 @@ class _Connection:
     def __init__(self) -> None:
         self.root: duckdb.DuckDBPyConnection
         self.local = threading.local()
+        self.live_keys = LiveKeys()
 
 
 class StoreLockedError(RuntimeError):
@@ -226,6 +227,11 @@ class Store:
         self.erasure = ErasureRepository(self)
         self.reviews = ReviewRepository(self)
         self.tenants = TenantRepository(self)
+
+    @property
+    def live_keys(self) -> LiveKeys:
+        """The live keys verified in this process (one set for every tenant's store)."""
+        return self._shared.live_keys
 
     @property
     def _root(self) -> duckdb.DuckDBPyConnection:
@@ -473,6 +479,7 @@ class Store:
                 self._root = duckdb.connect(str(self.path), config=self._config)
                 for store in (self, *self._views.values()):
                     store.themes.forget_current()
+                self.live_keys.changed()
             self.migrate()
 
     def _drop_cursors(self) -> None:

@@ -47,4 +47,5 @@ class ErasureRepository(Repository):
                         [json.dumps(kept, ensure_ascii=False), run_id, theme_id],
                     )
             con.execute("INSERT INTO audit VALUES (?, ?, 'delete', ?, ?)", [now(), actor, kind, item_id])
+        self._store.themes.changed()  # representatives may have lost this record
         return True

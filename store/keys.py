@@ -22,6 +22,37 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+class LiveKeys:
+    """Live keys this process has verified, so a request's key check reads no row (shared by every tenant).
+
+    Every change of a key (a revocation, a restore of the file) moves a generation on; an entry is
+    used only under the generation it was read in. A check that read the row just before a
+    revocation committed therefore stores an entry that is never used, and a revoked key is refused
+    from the moment its revocation returns. Only live keys are remembered, and only with the hash
+    of their secret: the compare with the presented secret still runs on every request.
+    """
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._rows: dict[str, tuple[int, tuple[Any, ...]]] = {}
+
+    def changed(self) -> None:
+        """A key was revoked or the file replaced: forget every remembered key."""
+        self._generation += 1
+        self._rows = {}
+
+    def get(self, key_id: str, read: Any) -> tuple[Any, ...] | None:
+        """The live key's row: remembered, or ``read(key_id)`` (None when there is no live key)."""
+        generation = self._generation
+        known = self._rows.get(key_id)
+        if known is not None and known[0] == generation:
+            return known[1]
+        row = read(key_id)
+        if row is not None and len(self._rows) < 10_000:  # bounded: ids that do not exist are not kept
+            self._rows[key_id] = (generation, tuple(row))
+        return row
+
+
 class KeyRepository(Repository):
     """API keys: created with a secret shown once, verified in constant time, revoked.
 
@@ -77,17 +108,20 @@ class KeyRepository(Repository):
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
         _, key_id, secret = parts
-        row = self._store.read_one(
-            "SELECT key_id, name, role, key_hash, coalesce(tenant, 'default'), region "
-            "FROM main.api_keys WHERE key_id = ? AND revoked_at IS NULL",
-            [key_id],
-        )
+        row = self._store.live_keys.get(key_id, self._live_row)
         expected = row[3] if row else _hash("no such key")
         ok = hmac.compare_digest(expected, _hash(secret))
         if not row or not ok:
             return None
         region = json.loads(row[5]) if row[5] else []
         return {"key_id": row[0], "name": row[1], "role": row[2], "tenant": row[4], "region": region}
+
+    def _live_row(self, key_id: str) -> tuple[Any, ...] | None:
+        return self._store.read_one(
+            "SELECT key_id, name, role, key_hash, coalesce(tenant, 'default'), region "
+            "FROM main.api_keys WHERE key_id = ? AND revoked_at IS NULL",
+            [key_id],
+        )
 
     def list_keys(self) -> list[dict[str, Any]]:
         """The tenant's keys without secrets or hashes."""
@@ -116,6 +150,7 @@ class KeyRepository(Repository):
             "AND coalesce(tenant, 'default') = ? RETURNING key_id",
             [now(), key_id, self._store.tenant_name],
         )
+        self._store.live_keys.changed()  # after the commit: a check from now on reads the row again
         return bool(rows)
 
 

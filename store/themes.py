@@ -46,13 +46,21 @@ class MemberRow:
 class ThemeRepository(Repository):
     """Theme runs, their themes and memberships, the current run, and staff curation.
 
-    The current run's id is remembered in memory (it is read by every suggestion and cached
-    answer): :meth:`write_run` sets it, and the store forgets it when a restore replaces the file.
+    The current run's id and its themes are remembered in memory (every suggestion reads them for
+    its provisional theme): :meth:`write_run` sets the run, every change of the themes table moves
+    a generation on (a run, a curation, an erasure), and the store forgets both when a restore
+    replaces the file.
     """
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self._current: tuple[int | None] | None = None
+        self._generation = 0
+        self._themes: tuple[tuple[int | None, int], list[ThemeRow]] | None = None
+
+    def changed(self) -> None:
+        """The themes table was written: the remembered themes are read again next time."""
+        self._generation += 1
 
     def current_run_id(self) -> int | None:
         """The run the service shows now."""
@@ -67,18 +75,27 @@ class ThemeRepository(Repository):
     def forget_current(self) -> None:
         """Read the current run from the database next time (the file was replaced)."""
         self._current = None
+        self.changed()
 
     def current_themes(self) -> list[ThemeRow]:
-        """Themes of the current run with their centroids (for alignment and provisional themes)."""
+        """Themes of the current run with their centroids (for alignment and provisional themes).
+
+        Remembered until the themes change; a read that overlapped a write is not remembered
+        under the new generation (the generation is taken before the read).
+        """
+        generation = self._generation
         run = self.current_run_id()
         if run is None:
             return []
+        known = self._themes
+        if known is not None and known[0] == (run, generation):
+            return list(known[1])
         rows = self._store.read(
             "SELECT theme_id, label, keywords, representatives, size, centroid, "
             "assign_threshold FROM themes WHERE run_id = ? ORDER BY size DESC, theme_id",
             [run],
         )
-        return [
+        themes = [
             ThemeRow(
                 r[0],
                 r[1],
@@ -90,6 +107,8 @@ class ThemeRepository(Repository):
             )
             for r in rows
         ]
+        self._themes = ((run, generation), themes)
+        return list(themes)
 
     def current_members(self) -> dict[str, set[str]]:
         """theme id -> member keys ("ideas:ID" / "needs:ID") of the current run."""
@@ -162,6 +181,7 @@ class ThemeRepository(Repository):
             con.execute("INSERT OR REPLACE INTO current_theme_run VALUES (1, ?)", [run_id])
             con.execute("DELETE FROM memberships WHERE run_id <= ?", [run_id - KEEP_MEMBERSHIP_RUNS])
         self._current = (run_id,)  # after the commit: readers see the new run once it is whole
+        self.changed()
 
     def add_curation(
         self,
@@ -205,6 +225,7 @@ class ThemeRepository(Repository):
                     "INSERT OR REPLACE INTO memberships (run_id, kind, item_id, theme_id, how) VALUES (?, ?, ?, ?, ?)",
                     [run, kind, item_id, theme_id, "pinned" if action == "pin" else "moved"],
                 )
+        self.changed()
         return cid
 
     def curations(self) -> list[dict[str, Any]]:

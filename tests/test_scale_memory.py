@@ -203,16 +203,51 @@ def test_a_page_cut_by_ids_first_is_the_page_of_the_ordered_records(tmp_path: Pa
             assert [r.id for r in store.page("ideas", 20, offset)] == everything[offset : offset + 20]
 
 
-def test_the_ngram_view_answers_a_repeated_text_once_and_a_new_view_afresh() -> None:
-    index = CharNgramIndex()
+@pytest.mark.parametrize("kind", ["ngrams", "bm25"])
+def test_a_sparse_view_answers_a_repeated_text_once_and_a_new_view_afresh(kind: str) -> None:
+    index = CharNgramIndex() if kind == "ngrams" else BM25Index(Analyzer())
     index.add(["cykelbana vid skolan", "snöröjning på gångvägar", "cykelväg till skolan"])
     view = index.view
-    first = view.sparse_scores("cykel skola")
-    assert view.sparse_scores("cykel skola") is first  # the same text on the same view: computed once
+    first = view.sparse_scores("cykel skolan")
+    assert view.sparse_scores("cykel skolan") is first  # the same text on the same view: computed once
     assert not first[1].flags.writeable
-    other = view.sparse_scores("snö")
+    other = view.sparse_scores("snöröjning")
     assert other is not first and set(other[0].tolist()) == {1}
-    np.testing.assert_allclose(view.sparse_scores("cykel skola")[1], first[1])
+    np.testing.assert_allclose(view.sparse_scores("cykel skolan")[1], first[1])
     index.add(["cykelparkering vid skolan"])
-    fresh = index.view.sparse_scores("cykel skola")
+    fresh = index.view.sparse_scores("cykel skolan")
     assert fresh is not first and 3 in fresh[0].tolist()
+
+
+def test_ngram_scores_are_the_cosine_of_sublinear_tf_idf_vectors() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = ["cykelbana vid skolan", "snöröjning på gångvägar", "cykelväg till skolan", "Snöröjningen i Öjebyn"]
+    index = CharNgramIndex()
+    index.add(docs)  # one append (a later small append keeps earlier rows' norms until a merge)
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit(docs)
+    m = reference.transform(docs)
+    for q in (docs[3], docs[0]):  # texts whose n-grams the reference vocabulary knows
+        expected = (m @ reference.transform([q]).T).toarray().ravel()
+        np.testing.assert_allclose(index.view.scores(q), expected, atol=1e-5)
+
+
+def test_ngram_scores_of_a_pool_equal_the_full_scores_at_those_rows() -> None:
+    rng = np.random.default_rng(3)
+    words = ["cykelbana", "skolan", "snöröjning", "gångväg", "belysning", "bibliotek", "lekplats", "hemtjänst"]
+    texts = [" ".join(rng.choice(words, 4)) + f" nr {i}" for i in range(3000)]
+    index = CharNgramIndex()
+    index.add(texts[:2600])
+    index.add(texts[2600:2900])  # small segments beside the big one
+    index.add(texts[2900:])
+    assert len(index.view.segments) > 1
+    old = segments.SHORT_POSTING
+    for short in (old, 0):  # postings read whole, and every posting binary-searched
+        segments.SHORT_POSTING = short
+        try:
+            for q in ("cykelbana vid skolan", "snöröjningen på gångvägarna", "okänt ord"):
+                rows = np.unique(rng.choice(len(texts), 150, replace=False))
+                np.testing.assert_allclose(index.view.scores_at(q, rows), index.view.scores(q)[rows], atol=1e-6)
+        finally:
+            segments.SHORT_POSTING = old
+    assert index.view.scores_at("cykel", np.zeros(0, np.int64)).shape == (0,)

@@ -149,3 +149,45 @@ def test_read_write_lock_reentry_and_exclusion() -> None:
     t.join(10)
     w.join(10)
     assert order == ["nested", "reentrant read", "reader done", "writer in"]
+
+
+def test_a_revoked_key_is_refused_at_once_though_live_keys_are_remembered(tmp_path: Path) -> None:
+    import threading
+
+    with Store(tmp_path / "k.duckdb") as store:
+        key_id, key = store.keys.create_key("coach", "coach 1")
+        _, other = store.keys.create_key("coach", "coach 2")
+        assert store.keys.verify_key(key)["key_id"] == key_id
+        reads = []
+        store.keys._live_row = lambda k, read=store.keys._live_row: reads.append(k) or read(k)  # count row reads
+        assert store.keys.verify_key(key)["key_id"] == key_id
+        assert reads == []  # a live key verified before is not read again
+        assert store.keys.verify_key(key[:-1] + ("x" if key[-1] != "x" else "y")) is None  # the secret is compared
+        refused_after: list[bool] = []
+        stop = threading.Event()
+        revoked = threading.Event()
+
+        def check() -> None:
+            while not stop.is_set():
+                was_revoked = revoked.is_set()  # read before the check: a check after the revocation returned
+                if store.keys.verify_key(key) is not None and was_revoked:
+                    refused_after.append(False)
+
+        threads = [threading.Thread(target=check) for _ in range(3)]
+        for t in threads:
+            t.start()
+        assert store.keys.revoke_key(key_id)
+        revoked.set()
+        stop.wait(0.3)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert refused_after == []  # no check that began after the revocation returned let the key in
+        assert store.keys.verify_key(key) is None
+        assert store.keys.verify_key(other) is not None
+        store.backup(tmp_path / "before.duckdb")
+        _, later = store.keys.create_key("coach", "made after the backup")
+        assert store.keys.verify_key(later) is not None
+        store.restore_from(tmp_path / "before.duckdb")
+        assert store.keys.verify_key(later) is None  # the restored file has no such key
+        assert store.keys.verify_key(other) is not None

@@ -102,6 +102,27 @@ def test_curation_survives_the_next_run(blobs) -> None:
     assert top == {"kind": "ideas", "id": pinned}
 
 
+def test_remembered_themes_follow_every_change_of_the_themes_table(blobs) -> None:
+    store, enc, records, *_ = blobs
+    run_theme_job(store, enc, show_bar=False)
+    first = store.themes.current_themes()
+    again = store.themes.current_themes()
+    assert again[0] is first[0]  # read once per generation, not once per suggestion
+    a, b, c = first[0].theme_id, first[1].theme_id, first[2].theme_id
+    store.themes.add_curation("rename", "coach", theme_id=a, name="Vinterväghållning")
+    assert {t.theme_id: t.label for t in store.themes.current_themes()}[a] == "Vinterväghållning"
+    store.themes.add_curation("merge", "coach", theme_id=b, other_theme_id=c)
+    assert b not in {t.theme_id for t in store.themes.current_themes()}
+    rep = next(t for t in store.themes.current_themes() if t.representatives).representatives[0]
+    store.erasure.erase_record(rep["kind"], rep["id"], "dpo")
+    shown = [r for t in store.themes.current_themes() for r in t.representatives]
+    assert rep not in shown  # an erased record is no longer named by the remembered themes
+    run_theme_job(store, enc, show_bar=False)
+    newest = store.themes.current_themes()
+    assert store.themes.current_run_id() == store.themes.current_run_id()
+    assert newest[0] is not first[0]
+
+
 def test_labels_are_surface_words_and_never_stop_words() -> None:
     docs = [
         [

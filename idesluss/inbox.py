@@ -20,6 +20,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from idesluss.errors import NotFound
+from idesluss.priority import lower_this_thread
 from pipelines.masking import mask
 
 if TYPE_CHECKING:
@@ -55,7 +56,9 @@ class Inbox:
         self._service = service
         self.store = service.store
         # an upload's ideas are precomputed here, one batch after another, off the request's thread
-        self._later = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idesluss-inbox")
+        self._later = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="idesluss-inbox", initializer=lower_this_thread
+        )
         self._pending: list[Future[int]] = []
 
     def _write(self, fn: Callable[..., Any], *args: Any) -> Any:

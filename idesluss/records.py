@@ -13,6 +13,7 @@ from typing import Any
 
 from idesluss.errors import Conflict, NotFound
 from idesluss.index import Index
+from idesluss.priority import as_bulk
 from idesluss.resources import Resources
 from idesluss.settings import Settings
 from pipelines.embed import Write, encode_missing, vector_key
@@ -75,7 +76,9 @@ class RecordService:
     def ingest(self, kind: str, path: str | Path, actor: str = "cli", shown_path: str | None = None) -> IngestReport:
         """Ingest a file batch by batch; each batch is stored and indexed as one write (audited: counts only)."""
         encoder = self._resources.encoder
-        report = ingest_file(
+        # parsing, masking and encoding run on a thread of lower priority: searches come first
+        report = as_bulk(
+            ingest_file,
             self.store,
             kind,
             path,

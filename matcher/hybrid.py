@@ -5,6 +5,7 @@ The matcher is handed an encoder and the rows to index; it never runs SQL or loa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -151,6 +152,9 @@ class HybridMatcher:
     def __init__(self, encoder: TextEncoder, fusion: FusionConfig | None = None) -> None:
         self.encoder = encoder
         self.fusion = fusion or FusionConfig()
+        # each thread's last fusion pool: a suggestion searches the same ideas for the same text
+        # twice (its similar ideas, and the near ones its duplicates come from)
+        self._local = threading.local()
 
     def search(self, collection: Collection | Snapshot, text: str, k: int = 10, **kw: Any) -> list[Hit]:
         """Top-k hits for one text (see :meth:`search_batch`)."""
@@ -280,6 +284,22 @@ class HybridMatcher:
                 fused += weight / (f.rrf_k + ranks)
         return Pool(rows, fused, dense, lexical, dense_all, lexical_found)
 
+    def _pool(self, snap: Snapshot, text: str, qvec: np.ndarray | None, mask: np.ndarray) -> Pool:
+        """:meth:`pool_scores`, or this thread's last pool when it was for the same view, query and rows."""
+        qkey = qvec.tobytes() if qvec is not None else b""
+        last = getattr(self._local, "last", None)
+        if (
+            last is not None
+            and last[0] is snap
+            and last[1] == text
+            and last[2] == qkey
+            and np.array_equal(last[3], mask)
+        ):
+            return last[4]  # type: ignore[no-any-return]
+        pool = self.pool_scores(snap, text, qvec, mask)
+        self._local.last = (snap, text, qkey, mask, pool)
+        return pool
+
     def _rank(
         self,
         collection: Snapshot,
@@ -293,7 +313,7 @@ class HybridMatcher:
         n = len(collection)
         if n == 0 or not mask.any():
             return []
-        pool = self.pool_scores(collection, text, qvec, mask)
+        pool = self._pool(collection, text, qvec, mask)
         rows = pool.rows if pool.rows is not None else np.arange(n, dtype=np.int64)
         keep = mask[rows] & np.isfinite(pool.fused)
         rows, fused = rows[keep], pool.fused[keep]

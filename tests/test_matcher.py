@@ -154,3 +154,22 @@ def test_fusion_config_rejects_bad_values() -> None:
 def test_stop_words_are_lower_case_words() -> None:
     assert all(w == w.lower() for w in STOP_WORDS)
     assert {"och", "att", "det", "som", "är"} <= STOP_WORDS
+
+
+def test_one_thread_reuses_its_last_pool_only_for_the_same_view_query_and_rows(fake_encoder, monkeypatch) -> None:
+    coll = _collection(fake_encoder)
+    m = HybridMatcher(fake_encoder)
+    computed: list[str] = []
+    real = m.pool_scores
+    monkeypatch.setattr(m, "pool_scores", lambda snap, text, *a: computed.append(text) or real(snap, text, *a))
+    snap = coll.snapshot
+    first = m.search_batch(snap, ["cykelbana"], k=4)[0]
+    again = m.search_batch(snap, ["cykelbana"], k=2, collapse_duplicates=True)[0]
+    assert computed == ["cykelbana"]  # the second search (other k, collapsed) used the same pool
+    assert [h.id for h in again] == [h.id for h in first][:2]
+    m.search_batch(snap, ["cykelbana"], k=4, exclude=[{"a"}])
+    m.search_batch(snap, ["snöröjning"], k=4)
+    assert computed == ["cykelbana", "cykelbana", "snöröjning"]  # other rows, other text: computed
+    coll.add([Item("e", "Cykelbana till badet")], fake_encoder.encode_passages(["Cykelbana till badet"]))
+    after = m.search_batch(coll.snapshot, ["cykelbana"], k=5)[0]
+    assert computed[-1] == "cykelbana" and "e" in {h.id for h in after}  # a new view: computed afresh

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,5 +136,38 @@ def test_the_saved_index_loads_at_start_and_erasure_deletes_it(tmp_path: Path) -
         assert svc._index.loaded_rows["ideas"] == live == 404  # one erased, one added: all from the save
         after = [h.id for h in svc.similar([Query(text="snöröjning cykelbana")], k=9)[0]]
         assert victim not in after and "NY1" in after
+    finally:
+        svc.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="threads have their own nice value on Linux only")
+def test_an_upload_is_encoded_on_a_thread_of_lower_priority_and_searches_are_not(tmp_path: Path) -> None:
+    from idesluss.priority import BULK_NICE, thread_nice
+
+    seen: dict[str, list[int | None]] = {"passages": [], "queries": []}
+
+    class Watching(KeywordEncoder):
+        def encode_passages(self, texts):  # type: ignore[no-untyped-def]
+            seen["passages"].append(thread_nice())
+            return super().encode_passages(texts)
+
+        def encode_queries(self, texts):  # type: ignore[no-untyped-def]
+            seen["queries"].append(thread_nice())
+            return super().encode_queries(texts)
+
+    upload = tmp_path / "ideas.csv"
+    upload.write_text("id;text\n" + "".join(f"U{i};Cykelbana vid skolan nummer {i}\n" for i in range(40)))
+    svc = _service(tmp_path / "p.duckdb", Watching())
+    try:
+        before = thread_nice()
+        report = svc.ingest("ideas", upload)
+        assert report.stored == 40
+        assert seen["passages"] and all(n is not None and n >= BULK_NICE for n in seen["passages"])
+        assert thread_nice() == before  # the caller's own thread is untouched
+        svc.similar([Query(text="cykelbana")], k=3)
+        assert seen["queries"][-1] == before  # a search encodes at the caller's priority
+        bad = tmp_path / "bad.csv"
+        bad.write_text("id;text\nB1;\n")
+        assert svc.ingest("ideas", bad).errors  # a row error still reaches the caller as a report
     finally:
         svc.close()

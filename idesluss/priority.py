@@ -1,0 +1,69 @@
+"""Bulk work gives way to the requests being served: it runs on threads of lower CPU priority.
+
+An upload's parsing, masking and encoding, and the suggestions precomputed for its ideas, are
+bulk work: nobody waits for one row of it. Coaches wait for every search. On a machine with two
+cores, an upload's encoding used to take a whole core from the searches for as long as it ran.
+
+Linux gives each thread its own nice value, and a thread inherits it from the thread that starts
+it (so the worker threads of torch's pool that a bulk thread starts run at its priority too).
+An unprivileged process cannot raise a priority it has lowered, so a thread is lowered only when
+it does bulk work and nothing else: the bulk threads that uploads run on, and the inbox's worker.
+Elsewhere (another system, or where the call is refused) the work runs as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+BULK_NICE = 10  # CFS weight 110 against 1024 at nice 0: about a tenth of a core when searches want it
+
+
+def thread_nice() -> int | None:
+    """The calling thread's nice value (None where threads have none of their own)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except OSError:
+        return None
+
+
+def lower_this_thread(nice: int = BULK_NICE) -> bool:
+    """Lower the calling thread's CPU priority to ``nice`` (never raise it); True when it is now that low.
+
+    Irreversible without privileges: call it only on a thread that does bulk work alone.
+    """
+    current = thread_nice()
+    if current is None:
+        return False
+    if current >= nice:
+        return True
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        return False
+    return True
+
+
+_bulk: ThreadPoolExecutor | None = None
+_bulk_lock = threading.Lock()
+
+
+def as_bulk(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a bulk thread (lowered priority); its result, or its exception raised here.
+
+    The bulk threads live as long as the process (two, so a second upload need not wait for the
+    first): each keeps its own database cursor and torch threads instead of making new ones per call.
+    """
+    global _bulk
+    with _bulk_lock:
+        if _bulk is None:
+            _bulk = ThreadPoolExecutor(max_workers=2, thread_name_prefix="idesluss-bulk", initializer=lower_this_thread)
+    return _bulk.submit(fn, *args, **kwargs).result()

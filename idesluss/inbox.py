@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from idesluss.errors import NotFound
 from idesluss.priority import lower_this_thread
+from idesluss.search import Search
 from pipelines.masking import mask
 
 if TYPE_CHECKING:
@@ -105,12 +106,21 @@ class Inbox:
         if not wanted:
             return 0
         bases = self.store.reviews.bases(wanted)
+        records = [r for r in (self.store.get_record("ideas", i) for i in wanted) if r is not None]  # none erased
+        texts = [Search.query_text(r.text, r.title) for r in records]
+        # encoded together on this thread (the inbox's worker runs at bulk priority), not in the
+        # batches that serve the coaches' requests
+        vectors = self._service.bulk_queries(texts) if texts else None
         rows = []
-        for idea_id in wanted:
-            rec = self.store.get_record("ideas", idea_id)
-            if rec is None:  # erased meanwhile
-                continue
-            found = self._service.suggest(rec.text, rec.title, k=K_SUGGESTIONS, exclude_id=rec.id)
+        for n, rec in enumerate(records):
+            idea_id = rec.id
+            found = self._service.suggest(
+                rec.text,
+                rec.title,
+                k=K_SUGGESTIONS,
+                exclude_id=rec.id,
+                vector=vectors[n] if vectors is not None else None,
+            )
             data = {
                 "similar": [_slim(h) for h in found["similar"]],
                 "needs": [_slim(h) for h in found["needs"]],

@@ -50,6 +50,16 @@ class Resources:
             )
         return self._encoder
 
+    def bulk_queries(self, texts: list[str]) -> Any:
+        """Query vectors encoded on the calling thread, past the batcher that serves requests.
+
+        For bulk work (an upload's precomputed suggestions) on a thread of lower priority: the
+        forward passes then run at that thread's priority, in batches of their own, instead of
+        joining the requests' batches at theirs.
+        """
+        encoder = self.encoder
+        return getattr(encoder, "inner", encoder).encode_queries(texts)
+
     @property
     def theme_encoder(self) -> TextEncoder:
         """The encoder whose vectors the nightly themes use: the service's, or its static model."""

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from idesluss.index import Index
 from idesluss.records import stored_record
 from idesluss.resources import Resources
@@ -165,6 +167,18 @@ class Search:
             collapse_duplicates=collapse,
         )
 
+    @staticmethod
+    def query_text(text: str, title: str | None = None) -> str:
+        """What a suggestion encodes and searches for a text and its title (masked).
+
+        Raises:
+            ValueError: nothing is left of the text.
+        """
+        masked = mask(text.strip()).text
+        if not masked:
+            raise ValueError("text: the idea text is empty")
+        return Item(id="", text=masked, title=mask(title).text if title else None).full_text
+
     def suggest(
         self,
         text: str,
@@ -173,19 +187,19 @@ class Search:
         filters: dict[str, Any] | None = None,
         exclude_id: str | None = None,
         scope: str = "own",
+        vector: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once.
+
+        ``vector``: the query vector of :meth:`query_text` when the caller encoded it already.
 
         With ``scope="shared"`` the similar ideas are those other municipalities share (each with its
         tenant); needs, duplicates and the theme stay the tenant's own.
         """
         if scope not in ("own", "shared"):
             raise ValueError(f"scope must be 'own' or 'shared', got {scope!r}")
-        masked = mask(text.strip()).text
-        if not masked:
-            raise ValueError("text: the idea text is empty")
-        full = Item(id="", text=masked, title=mask(title).text if title else None).full_text
-        vec = self._resources.encoder.encode_queries([full])
+        full = self.query_text(text, title)
+        vec = self._resources.encoder.encode_queries([full]) if vector is None else vector.reshape(1, -1)
         matcher = self._resources.matcher()
         colls = self._index.collections()
         exclude = [{exclude_id}] if exclude_id else None

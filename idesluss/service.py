@@ -165,6 +165,10 @@ class Service:
         """The encoder whose vectors the nightly themes use: the service's, or its static model."""
         return self._resources.theme_encoder
 
+    def bulk_queries(self, texts: list[str]) -> Any:
+        """Query vectors encoded on the calling thread, outside the requests' batches (bulk work)."""
+        return self._resources.bulk_queries(texts)
+
     @property
     def matcher_config(self) -> FusionConfig:
         """The fusion the searches use (from the settings)."""
@@ -295,10 +299,12 @@ class Service:
         filters: dict[str, Any] | None = None,
         exclude_id: str | None = None,
         scope: str = "own",
+        vector: Any = None,
     ) -> dict[str, Any]:
         """Similar ideas, needs, likely duplicates and the theme for one text, encoding it once
-        (``scope="shared"``: similar ideas from the other municipalities' shared ones)."""
-        return self._search.suggest(text, title, k, filters, exclude_id, scope)
+        (``scope="shared"``: similar ideas from the other municipalities' shared ones; ``vector``:
+        the query vector of :meth:`~idesluss.search.Search.query_text`, when already encoded)."""
+        return self._search.suggest(text, title, k, filters, exclude_id, scope, vector)
 
     # -- themes (writes: cluster, curate) -------------------------------------------------
     def cluster(

@@ -13,14 +13,13 @@ idea may change after the suggestion was computed) and an erased record leaves n
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from idesluss.errors import NotFound
-from idesluss.priority import lower_this_thread
+from idesluss.priority import Pacer, lower_this_thread
 from idesluss.search import Search
 from pipelines.masking import mask
 
@@ -75,11 +74,11 @@ class Inbox:
         """Precompute in small steps, resting as long as each step took: a background upload's
         suggestions take at most about half of one core from the requests being served."""
         done = 0
+        pace = Pacer(share)
         try:
             for start in range(0, len(idea_ids), 8):
-                began = time.perf_counter()
                 done += self.precompute(idea_ids[start : start + 8])
-                time.sleep((time.perf_counter() - began) * (1 - share) / share)
+                pace()
         except Exception:  # noqa: BLE001 - a page view computes what is missing
             log.exception("precomputing inbox suggestions failed; they are computed when the idea is opened")
         return done

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -50,6 +51,48 @@ def lower_this_thread(nice: int = BULK_NICE) -> bool:
     except OSError:
         return False
     return True
+
+
+class Pacer:
+    """Paces bulk work done in steps: after a step, it rests for as long as the step took times
+    ``(1 - share) / share``, so the work takes at most about ``share`` of one core's time.
+
+    A lower priority (above) does not cover everything: the parts of bulk work that hold Python's
+    interpreter lock (masking, Python between torch calls) delay the searches whatever their
+    priority. With ``activity`` (a counter of the requests served, e.g. the query batcher's) it
+    rests only when requests were served during the step: an upload on an idle server runs at
+    full speed.
+
+    Args:
+        share: the share of the time the work may take while it paces (0 < share <= 1).
+        activity: a counter that moves on with every request served (None: always pace).
+        sleep: how to rest (replaced in tests).
+    """
+
+    def __init__(
+        self, share: float = 0.5, activity: Callable[[], int] | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.share = share
+        self._activity = activity
+        self._sleep = sleep
+        self._began = time.perf_counter()
+        self._seen = activity() if activity is not None else 0
+        self.rested = 0.0  # seconds rested so far
+
+    def __call__(self) -> None:
+        """A step ended: rest if the pace asks for it; the next step starts when this returns."""
+        took = time.perf_counter() - self._began
+        busy = True
+        if self._activity is not None:
+            now = self._activity()
+            busy, self._seen = now != self._seen, now
+        if busy and self.share < 1:
+            rest = took * (1 - self.share) / self.share
+            self._sleep(rest)
+            self.rested += rest
+        self._began = time.perf_counter()
 
 
 _bulk: ThreadPoolExecutor | None = None

@@ -13,13 +13,17 @@ from typing import Any
 
 from idesluss.errors import Conflict, NotFound
 from idesluss.index import Index
-from idesluss.priority import as_bulk
+from idesluss.priority import Pacer, as_bulk
 from idesluss.resources import Resources
 from idesluss.settings import Settings
 from pipelines.embed import Write, encode_missing, vector_key
 from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
+
+# while coaches search, an upload takes at most about this share of one core's time (lower priority
+# alone leaves its interpreter-bound parts in the searches' way; an idle server uploads at full speed)
+UPLOAD_SHARE = 0.5
 
 # the fields of an idea that the cached theme answers show (titles, departments, monthly trends)
 SHOWN_IN_THEMES = frozenset({"title", "text", "department", "created_at"})
@@ -88,9 +92,18 @@ class RecordService:
             shown_path=shown_path,
             write=self._write,
             on_stored=lambda records: self._stored(kind, records),
+            pace=self._upload_pace(),
         )
         self._write(self._audit_ingest, report, actor)
         return report
+
+    def _upload_pace(self) -> Pacer | None:
+        """An upload's pace: half of one core while coaches' searches run (the batcher counts them),
+        full speed otherwise; None where no batcher serves requests (the CLI, on the file)."""
+        stats = getattr(self._resources.encoder, "stats", None)
+        if stats is None:
+            return None
+        return Pacer(UPLOAD_SHARE, activity=lambda: stats.requests)
 
     def _stored(self, kind: str, records: Sequence[Record], keep_cache: bool = False) -> None:
         """On the writer, inside a batch's write: index the batch and tell whoever waits for new ideas.

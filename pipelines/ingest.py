@@ -89,6 +89,7 @@ def ingest_file(
     write: Write = _direct,
     on_stored: Callable[[Sequence[Record]], None] | None = None,
     show_bar: bool | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Store the valid rows of a file batch by batch, each with the vectors of its new or changed texts.
 
@@ -110,6 +111,7 @@ def ingest_file(
         write: runs each batch's store step (the service's single writer; a direct call by default).
         on_stored: called with each stored batch, inside its write step.
         show_bar: a progress bar of rows read and stored (default: when stderr is a terminal).
+        pace: called after each stored batch (a server rests there while coaches' searches run).
 
     Raises:
         pipelines.records.FileRejected: when the file as a whole cannot be read.
@@ -130,6 +132,8 @@ def ingest_file(
             report.unchanged += res.unchanged
             report.ids.extend(r.id for r in pending)
             pending.clear()
+            if pace is not None:
+                pace()
 
     bar = None
     if show_bar if show_bar is not None else sys.stderr.isatty():

@@ -171,3 +171,25 @@ def test_an_upload_is_encoded_on_a_thread_of_lower_priority_and_searches_are_not
         assert svc.ingest("ideas", bad).errors  # a row error still reaches the caller as a report
     finally:
         svc.close()
+
+
+def test_the_pacer_rests_in_proportion_to_the_work_and_only_while_requests_are_served() -> None:
+    import time as _time
+
+    from idesluss.priority import Pacer
+
+    served = [0]
+    rests: list[float] = []
+    pace = Pacer(0.25, activity=lambda: served[0], sleep=rests.append)
+    _time.sleep(0.02)
+    pace()  # nobody searched during the step: no rest
+    assert rests == []
+    served[0] += 3
+    _time.sleep(0.02)
+    pace()
+    assert len(rests) == 1 and 0.02 * 3 <= rests[0] < 1.0  # three times the step at a quarter share
+    always = Pacer(0.5, sleep=rests.append)
+    always()
+    assert len(rests) == 2 and rests[1] >= 0
+    with pytest.raises(ValueError, match="share"):
+        Pacer(0)

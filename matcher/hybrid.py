@@ -249,7 +249,7 @@ class HybridMatcher:
             tops.append(_sparse_top(lexical_found, pool))
         # with a dense index (a large collection) the n-grams score the pool instead of adding to it:
         # their postings grow with the corpus, and reading them whole cost 10x the rest of a search
-        # at a million rows (SweFAQ dev: see docs/scale.md for what it costs in quality)
+        # at a million rows (SweFAQ dev: no loss, see the README, "Large collections")
         chars_found = snap.chars.sparse_scores(text) if f.char_weight > 0 and not use_index else None
         if chars_found is not None:
             tops.append(_sparse_top(chars_found, pool))

@@ -306,7 +306,8 @@ def fine_tune(
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = SentenceTransformer(str(model_dir), device="cpu")
-    model.max_seq_length = min(int(model.max_seq_length or cfg.max_seq_length), cfg.max_seq_length)
+    window = model.max_seq_length  # the model's own window: training cuts texts, the saved model does not
+    model.max_seq_length = min(int(window or cfg.max_seq_length), cfg.max_seq_length)
     q_prompt = model.prompts.get("query") or ""
     p_prompt = model.prompts.get("document") or ""
     for name, param in model.named_parameters():
@@ -345,6 +346,7 @@ def fine_tune(
             if progress is not None:
                 progress(step, steps, last)
     model.eval()
+    model.max_seq_length = window  # saved with a cut window, a long need would be read in averaged pieces
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save(str(out))

@@ -267,19 +267,13 @@ def train_model(
         fine_tune's stats plus "bf16".
     """
     import torch
-    from sentence_transformers import SentenceTransformer
 
     from models import finetune
     from models.registry import cpu_has_bf16
 
     use_bf16 = cpu_has_bf16() if bf16 is None else bf16
-    window = SentenceTransformer(str(src), device="cpu").max_seq_length
     with torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
-        stats = finetune.fine_tune(src, pairs, out, config)
-    tuned = SentenceTransformer(str(out), device="cpu")
-    if tuned.max_seq_length != window:
-        tuned.max_seq_length = window
-        tuned.save(str(out))
+        stats = finetune.fine_tune(src, pairs, out, config)  # saves the start model's window
     return {**stats, "bf16": use_bf16}
 
 

@@ -55,6 +55,8 @@ __all__ = [
     "private_files",
 ]
 RECORD_FIELDS = ("id", "title", "text", "created_at", "department", "status", "outcome", "source")
+# up to this many text hashes are looked up in the hash index one by one; more read the table once
+INDEX_LOOKUPS = 512
 
 
 def _wal(path: Path) -> Path:
@@ -658,12 +660,26 @@ class Store:
         wanted = list(dict.fromkeys(hashes))
         if not wanted:
             return []
-        rows = self.read(
-            "SELECT text_hash FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
-            [model_id, wanted],
-        )
-        have = {r[0] for r in rows}
+        have = {h for h, _ in self._embeddings_of(model_id, wanted, "NULL")}
         return [h for h in wanted if h not in have]
+
+    def _embeddings_of(self, model_id: str, hashes: list[str], column: str) -> list[tuple[str, Any]]:
+        """(hash, ``column``) of the stored vectors of ``model_id`` among ``hashes``.
+
+        A few hashes are looked up in the text-hash index: DuckDB uses an index only when it
+        covers the whole filter, so the model is compared here, not in SQL. Many hashes (a
+        start-up or a bulk step) read the table once, which costs less than that many lookups.
+        """
+        if len(hashes) <= INDEX_LOOKUPS:
+            rows = self.read(
+                f"SELECT text_hash, model_id, {column} FROM embeddings WHERE list_contains(?, text_hash)", [hashes]
+            )
+            return [(h, v) for h, m, v in rows if m == model_id]
+        rows = self.read(
+            f"SELECT text_hash, {column} FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
+            [model_id, hashes],
+        )
+        return [(h, v) for h, v in rows]
 
     def put_embeddings(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         """Store vectors (one transaction); an existing (model, hash) pair is kept as it is."""
@@ -698,10 +714,7 @@ class Store:
         """Stored vectors of the given text hashes (those that have one), by hash."""
         if not hashes:
             return {}
-        rows = self.read(
-            "SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND list_contains(?, text_hash)",
-            [model_id, list(dict.fromkeys(hashes))],
-        )
+        rows = self._embeddings_of(model_id, list(dict.fromkeys(hashes)), "vector")
         return {h: np.asarray(v, dtype=np.float32) for h, v in rows}
 
     def vectors(self, kind: str, model_id: str) -> tuple[list[str], np.ndarray]:

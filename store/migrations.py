@@ -235,6 +235,18 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        8,
+        "an index on the embeddings' text hash: a vector is found by its hash without a scan",
+        [
+            # DuckDB looks rows up in an index only through a single-column one that covers the whole
+            # filter (the composite primary key is not used for lookups): a vector by its hash was a
+            # scan of every stored vector, 14 ms at 100,000 ideas and growing with them
+            "CREATE INDEX IF NOT EXISTS embeddings_text_hash ON embeddings (text_hash)",
+        ],
+    )
+)
 # Migrations that remove personal data from existing rows: the store compacts after applying them,
 # so the removed bytes do not linger in the file's free blocks.
 SCRUBBING = {5}

@@ -191,3 +191,24 @@ def test_a_revoked_key_is_refused_at_once_though_live_keys_are_remembered(tmp_pa
         store.restore_from(tmp_path / "before.duckdb")
         assert store.keys.verify_key(later) is None  # the restored file has no such key
         assert store.keys.verify_key(other) is not None
+
+
+def test_vectors_are_found_by_hash_through_an_index_and_only_for_their_model(tmp_path: Path) -> None:
+    with Store(tmp_path / "v.duckdb") as store:
+        pitea = store.for_tenant("pitea", create=True)
+        indexed = {
+            r[0]
+            for r in store.read("SELECT schema_name FROM duckdb_indexes() WHERE index_name = 'embeddings_text_hash'")
+        }
+        assert indexed == {"main", "tenant_pitea"}  # every tenant's schema, by the same migration
+        a, b = np.eye(3, dtype=np.float32)[:1], np.eye(3, dtype=np.float32)[1:2]
+        store.put_embeddings("m1", ["h1"], a)
+        store.put_embeddings("m2", ["h1"], b)  # the same text under another model
+        assert set(store.vectors_for("m1", ["h1", "h2"])) == {"h1"}
+        np.testing.assert_array_equal(store.vectors_for("m2", ["h1"])["h1"], b[0])
+        assert store.missing_hashes("m1", ["h2", "h1", "h2"]) == ["h2"]
+        assert store.missing_hashes("m3", ["h1"]) == ["h1"]
+        assert pitea.missing_hashes("m1", ["h1"]) == ["h1"]  # another tenant's vectors are its own
+        many = [f"x{i}" for i in range(600)] + ["h1"]  # past the lookups: one read of the table
+        assert store.missing_hashes("m1", many) == many[:-1]
+        assert set(store.vectors_for("m2", many)) == {"h1"}

@@ -15,6 +15,7 @@ from idesluss.settings import Settings
 from idesluss.themes_service import ThemeService
 from matcher.collection import Item
 from matcher.hybrid import Hit
+from pipelines.embed import vector_key
 from pipelines.masking import mask
 from store import Store
 
@@ -127,10 +128,12 @@ class Search:
         collapse: bool,
     ) -> list[list[Hit]]:
         texts, excludes, pins = [], [], []
+        hashes: list[str | None] = []  # a stored record's text hash (its cached query vector), None for a draft
         for q in queries:
             if q.id is not None:
                 rec = stored_record(self.store, query_kind, q.id)
                 texts.append(Item(id=rec.id, text=rec.text, title=rec.title).full_text)
+                hashes.append(rec.embed_hash)
                 exclude = {rec.id} if query_kind == target_kind else set()
                 exclude |= self.store.feedback.rejected_targets(query_kind, rec.id, target_kind)
                 pin: set[str] = set()
@@ -152,9 +155,9 @@ class Search:
                 texts.append(mask(text).text)
                 excludes.append(set())
                 pins.append(set())
+                hashes.append(None)
         coll = self._index.collections()[target_kind]
-        res = self._resources
-        vectors = res.encoder.encode_queries(texts) if res.matcher_config.dense_weight > 0 else None
+        vectors = self._query_vectors(texts, hashes) if self._resources.matcher_config.dense_weight > 0 else None
         # the snapshot published last: no lock, and no write can change it under the search
         return self._resources.matcher().search_batch(
             coll.snapshot,
@@ -166,6 +169,21 @@ class Search:
             pinned=pins,
             collapse_duplicates=collapse,
         )
+
+    def _query_vectors(self, texts: list[str], hashes: list[str | None]) -> np.ndarray:
+        """Query vectors of the texts: a stored record's from the store when the nightly job cached
+        it (its query-prompt vector of the same text, by the text's hash), the rest encoded here."""
+        encoder = self._resources.encoder
+        known = [h for h in hashes if h is not None]
+        stored = self.store.vectors_for(vector_key(encoder.model_id, "query"), known) if known else {}
+        todo = [i for i, h in enumerate(hashes) if h not in stored]
+        out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+        if todo:
+            out[todo] = encoder.encode_queries([texts[i] for i in todo])
+        for i, h in enumerate(hashes):
+            if h is not None and h in stored:
+                out[i] = stored[h]
+        return out
 
     @staticmethod
     def query_text(text: str, title: str | None = None) -> str:

@@ -193,3 +193,30 @@ def test_the_pacer_rests_in_proportion_to_the_work_and_only_while_requests_are_s
     assert len(rests) == 2 and rests[1] >= 0
     with pytest.raises(ValueError, match="share"):
         Pacer(0)
+
+
+def test_a_stored_ideas_search_uses_its_cached_query_vector_and_a_draft_is_encoded(tmp_path: Path) -> None:
+    encoded: list[str] = []
+
+    class Counting(KeywordEncoder):
+        def encode_queries(self, texts):  # type: ignore[no-untyped-def]
+            encoded.extend(texts)
+            return super().encode_queries(texts)
+
+    upload = tmp_path / "ideas.csv"
+    words = ["cykelbana", "snöröjning", "belysning", "lekplats"]
+    upload.write_text("id;text\n" + "".join(f"U{i};{words[i % 4]} vid skolan nummer {i}\n" for i in range(24)))
+    svc = _service(tmp_path / "q.duckdb", Counting())
+    try:
+        svc.ingest("ideas", upload)
+        before = [h.id for h in svc.similar([Query(id="U1")], k=5)[0]]
+        assert any("nummer 1" in t for t in encoded)  # no cached query vector yet: encoded
+        svc.cluster(show_bar=False)  # the nightly job caches every text's query vector
+        encoded.clear()
+        after = [h.id for h in svc.similar([Query(id="U1")], k=5)[0]]
+        assert not any("nummer 1" in t for t in encoded)  # read from the store, not encoded
+        assert after == before and "U1" not in after
+        svc.similar([Query(text="cykelbana nära skolan")], k=5)
+        assert encoded[-1] == "cykelbana nära skolan"  # a draft is encoded as before
+    finally:
+        svc.close()

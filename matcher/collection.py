@@ -194,7 +194,8 @@ class Collection:
         """Answer dense queries from ``index`` (approximate candidates, exact scores) from now on.
 
         The index is filled with every live row now and kept in step by :meth:`add` and :meth:`remove`;
-        it holds the only copy of the vectors from now on.
+        it holds the only copy of the vectors from now on. The character n-grams, which then score
+        the fusion pool only, are kept row-ordered (:meth:`CharNgramIndex.by_rows`).
         """
         rows = np.nonzero(self._alive)[0].astype(np.int64)
         for start in range(0, len(rows), 4096):  # bounded pieces: searches wait at most one piece
@@ -202,6 +203,7 @@ class Collection:
             index.add(part, self._vectors[part])
         index.reserve(self._n)
         self.dense_index = index
+        self.chars.by_rows()
         self._publish()
         self._vectors = np.zeros((0, self.dim), dtype=np.float32)
 
@@ -462,6 +464,7 @@ class Collection:
                 index.remove(gone.astype(np.int64))
             index.reserve(n)
             coll.dense_index = index
+            coll.chars.by_rows()  # a save made before the index existed is column-ordered
         coll._publish()
         known = set(coll.row_of)
         return coll, [it for i, it in items.items() if i not in known]

@@ -225,7 +225,8 @@ class HybridMatcher:
         allows, by each lexical score among the rows that share a term with the query (read from
         the query terms' postings). Scores are normalised over the pool. With a dense index (large
         collections) the dense ranker's top rows come from the index and dense cosines are computed
-        for the pool only, and the n-gram ranker scores the pool without adding to it; otherwise
+        for the pool only, the n-gram ranker scores the pool without adding to it, and BM25's
+        candidates come from the query's uncommon terms (every term still scores the pool); otherwise
         dense cosines come from a scan of all rows. Only the pool's rows are scored and
         fused, so beyond the rankers themselves a query costs what its pool costs, not the corpus.
         With one ranker alone (no pool), its raw scores for every row are returned (``rows`` None).
@@ -244,8 +245,11 @@ class HybridMatcher:
             assert qvec is not None
             dense_all = (snap.vectors @ qvec).astype(np.float32, copy=False)
             tops.append(_top(dense_all if mask is None else np.where(mask, dense_all, -np.inf), pool))
-        lexical_found = snap.lexical.sparse_scores(text) if f.lexical_weight > 0 else None
-        if lexical_found is not None:
+        lexical_found = None
+        if f.lexical_weight > 0 and use_index:  # common terms score the pool without nominating (lexical.py)
+            tops.append(snap.lexical.nominees(text, pool))
+        elif f.lexical_weight > 0:
+            lexical_found = snap.lexical.sparse_scores(text)
             tops.append(_sparse_top(lexical_found, pool))
         # with a dense index (a large collection) the n-grams score the pool instead of adding to it:
         # their postings grow with the corpus, and reading them whole cost 10x the rest of a search
@@ -265,7 +269,7 @@ class HybridMatcher:
             dense = np.maximum(snap.dense_index.score_rows(qvec[None, :], rows)[0], -1.0).astype(np.float32)
         else:
             dense = dense_all[rows] if dense_all is not None else np.zeros(len(rows), np.float32)
-        lexical = _at(lexical_found, rows)
+        lexical = snap.lexical.scores_at(text, rows) if use_index and f.lexical_weight else _at(lexical_found, rows)
         chars = (
             _at(chars_found, rows) if chars_found is not None or not f.char_weight else snap.chars.scores_at(text, rows)
         )
@@ -330,7 +334,11 @@ class HybridMatcher:
                     dense[r] = float(collection.dense_index.score_rows(qvec[None, :], np.asarray([r]))[0, 0])
                 elif pool.dense_all is not None:
                     dense[r] = float(pool.dense_all[r])
-                lexical[r] = float(_at(pool.lexical_found, np.asarray([r]))[0])
+                one = np.asarray([r])
+                large = pool.lexical_found is None and self.fusion.lexical_weight > 0  # BM25 scored the pool only
+                lexical[r] = float(
+                    (collection.lexical.scores_at(text, one) if large else _at(pool.lexical_found, one))[0]
+                )
                 score[r] = 0.0
         ordered = pin_rows + [int(rows[i]) for i in top if int(rows[i]) not in pin_rows]
         query_terms = set(collection.lexical.query_terms(text))

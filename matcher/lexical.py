@@ -3,6 +3,14 @@
 Documents are kept as term-frequency segments (:mod:`matcher.segments`). Every append publishes
 a new immutable :class:`BM25View`; searches read a view and never see a half-done append. A
 query reads the postings of its own terms only.
+
+A large collection reads fewer: there the query's terms nominate rows for the fusion pool rarest
+first, until their postings would pass :data:`NOMINATION_BUDGET` entries. A common term beyond the
+budget (its posting grows with the corpus, and a row that holds only such terms scores little)
+still scores every row of the pool (:meth:`BM25View.scores_at`), so a pooled row's BM25 is exact.
+The idea is the "cutoff frequency" of classic search engines: high-frequency terms only score
+documents that the rarer terms (here also the dense ranker) already found. Below the budget, as in
+every collection of up to 20,000 rows, nothing changes.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import scipy.sparse as sp
 
 from matcher import segments as seg
 from matcher.swedish import Analyzer
+
+NOMINATION_BUDGET = 20_000  # with a dense index: posting entries read to nominate, rarest terms first
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class BM25View:
     k1: float
     b: float
     _last: seg.LastAnswer = field(default_factory=seg.LastAnswer, compare=False, repr=False)
+    _rare: seg.LastAnswer = field(default_factory=seg.LastAnswer, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -56,15 +67,49 @@ class BM25View:
         """(rows, scores) of the documents sharing a term with ``text`` (all others score 0; read-only)."""
         return self._last.get(text, self._sparse_scores)
 
-    def _sparse_scores(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(self._ids(list(dict.fromkeys(self.analyzer.terms(text)))), dtype=np.int64)
+    def _term_ids(self, text: str) -> np.ndarray:
+        return np.asarray(self._ids(list(dict.fromkeys(self.analyzer.terms(text)))), dtype=np.int64)
+
+    def _sparse_scores(self, text: str, rare_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._term_ids(text)
+        if rare_only:  # the rarest terms whose postings fit the budget together
+            ids = ids[np.argsort(self.df[ids], kind="stable")]
+            ids = ids[np.cumsum(self.df[ids]) <= NOMINATION_BUDGET]
         if not len(ids) or not self.size:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         weights = self.idf(ids).astype(np.float32)
         rows, which, tf = seg.postings(self.segments, ids)
+        return seg.sum_by_row(rows, self._saturate(weights[which], tf, rows), self.size)
+
+    def _saturate(self, idf: np.ndarray, tf: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """BM25's contribution of counts ``tf`` in ``rows`` for terms of weight ``idf`` (0 where tf is 0)."""
         norm = self.k1 * (1 - self.b + self.b * self.lengths[rows] / self.avgdl)
-        contrib = weights[which] * tf * (self.k1 + 1) / (tf + norm)
-        return seg.sum_by_row(rows, contrib, self.size)
+        return idf * tf * (self.k1 + 1) / (tf + norm)
+
+    def nominees(self, text: str, k: int) -> np.ndarray:
+        """Up to ``k`` rows with the highest BM25 over the query's rarest terms (those whose postings fit
+        :data:`NOMINATION_BUDGET` together): a large collection's lexical candidates for the fusion pool.
+        """
+        found = self._rare.get(text, lambda t: self._sparse_scores(t, rare_only=True))
+        rows, vals = found
+        top = rows[np.argpartition(-vals, k - 1)[:k]] if len(rows) > k > 0 else rows
+        return top.astype(np.int64)
+
+    def scores_at(self, text: str, rows: np.ndarray) -> np.ndarray:
+        """BM25 of the given rows (ascending) over all of the query's terms, at a cost that does not
+        grow with the corpus (each term's posting is searched for the rows, :func:`segments.counts_at`)."""
+        out = np.zeros(len(rows), np.float32)
+        ids = self._term_ids(text)
+        if not len(ids) or not len(rows) or not self.size:
+            return out
+        idf = self.idf(ids).astype(np.float32)
+        for part in self.segments:
+            lo, hi = np.searchsorted(rows, [part.start, part.start + part.rows])
+            if lo == hi:
+                continue
+            tf = seg.counts_at(part.matrix, ids, rows[lo:hi] - part.start).astype(np.float32)
+            out[lo:hi] = self._saturate(idf[None, :], tf, rows[lo:hi, None]).sum(axis=1)
+        return out
 
     def scores(self, text: str) -> np.ndarray:
         """BM25 score of every document for ``text`` (zeros where no term is shared)."""

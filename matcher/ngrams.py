@@ -4,7 +4,12 @@ It catches what word stems miss: spelling variants, typos ("hemtjänsen"), infle
 does not fold, and compounds whose parts no lexicon knows. Vectors are hashed into a fixed space so
 new documents never change the feature set; idf comes from running document frequencies. New
 documents go to a small buffer (their norms computed with the idf of the moment) that is folded
-into the main column-ordered matrix, with all norms recomputed, once it has grown by a tenth.
+into the main matrix, with all norms recomputed, once it has grown by a tenth.
+
+The matrix is column-ordered (postings), which ranks every document sharing an n-gram with a
+query. A large collection only scores its fusion pool with the n-grams (:meth:`CharNgramView.scores_at`);
+its index is turned row-ordered (:meth:`CharNgramIndex.by_rows`), so that scoring 200 rows reads
+those rows' own n-grams instead of searching hundreds of postings that grow with the corpus.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class CharNgramView:
         # one text: the hasher's own output (duplicates summed, columns sorted); the bulk path's
         # conversion to column-ordered uint8 costs 20x more than the hashing for a single row
         q = self.hasher.transform([text])
+        if not q.has_canonical_format:
+            q.sum_duplicates()  # row-ordered scoring looks the stored columns up in these, sorted
         cols, qtf = q.indices.astype(np.int64), SUBLINEAR[np.minimum(q.data, seg.COUNT_MAX).astype(np.int64)]
         idf = _idf(self.df[cols], self.size)
         qw = qtf * idf
@@ -76,10 +83,11 @@ class CharNgramView:
     def scores_at(self, text: str, rows: np.ndarray) -> np.ndarray:
         """Cosine of the given documents (ascending rows) with ``text``, at a cost that does not grow with the corpus.
 
-        Each query n-gram's posting is binary-searched for the rows instead of read whole, so a
-        query costs (its n-grams) x (the rows) x log(posting length). It is what a large collection
-        uses to score a fusion pool: :meth:`sparse_scores` reads every posting of the query, and
-        common n-grams' postings grow with the corpus.
+        Row-ordered segments (a large collection's, see :meth:`CharNgramIndex.by_rows`) read the
+        rows' own n-grams and look them up among the query's. Column-ordered ones binary-search each
+        query n-gram's posting for the rows instead of reading it whole. It is what a large
+        collection uses to score a fusion pool: :meth:`sparse_scores` reads every posting of the
+        query, and common n-grams' postings grow with the corpus.
         """
         out = np.zeros(len(rows), np.float32)
         if not self.size or not len(rows):
@@ -89,7 +97,9 @@ class CharNgramView:
             lo, hi = np.searchsorted(rows, [part.start, part.start + part.rows])
             if lo == hi:
                 continue
-            out[lo:hi] = seg.dot_rows(part.matrix, cols, weights, (rows[lo:hi] - part.start), SUBLINEAR)
+            local = rows[lo:hi] - part.start
+            dot = seg.dot_stored_rows if part.matrix.format == "csr" else seg.dot_rows
+            out[lo:hi] = dot(part.matrix, cols, weights, local, SUBLINEAR)
         return out / (self.norms[rows] * qnorm)
 
 
@@ -124,7 +134,21 @@ class CharNgramIndex:
         self._segments: tuple[seg.Segment, ...] = ()
         self._norms = np.zeros(0, dtype=np.float32)
         self.size = 0
+        self.rows_ordered = False
         self.view = CharNgramView(self._hasher, self._segments, np.zeros(N_FEATURES, np.float32), self._norms)
+
+    def by_rows(self) -> None:
+        """Keep the n-grams row-ordered from now on (for a collection that scores given rows only).
+
+        :meth:`CharNgramView.scores_at` then costs the given rows' own n-grams; a full ranking
+        (:meth:`CharNgramView.scores`) still works, at the cost of reading every row. The bytes held
+        are the same. Publishes a new view; views taken before keep their segments.
+        """
+        if self.rows_ordered:
+            return
+        self._segments = tuple(seg.Segment(s.start, s.matrix.tocsr()) for s in self._segments)
+        self.rows_ordered = True
+        self.view = CharNgramView(self._hasher, self._segments, self.view.df, self._norms[: self.size])
 
     def add(self, texts: Sequence[str], dead: np.ndarray | None = None) -> None:
         """Append documents and publish a new view (``dead``: erased rows, dropped by a full merge)."""
@@ -134,7 +158,7 @@ class CharNgramIndex:
         df = self.view.df.copy()  # views that hold the old array are unchanged
         np.add.at(df, x.indices, 1.0)
         size = self.size + x.shape[0]
-        self._segments, merged = seg.append(self._segments, x.tocsc(), dead)
+        self._segments, merged = seg.append(self._segments, x if self.rows_ordered else x.tocsc(), dead)
         if merged:
             self._norms = _row_norms(self._segments[0].matrix.tocsr(), _idf(df, size))
         else:
@@ -152,9 +176,14 @@ class CharNgramIndex:
             m = seg.widen(seg.merge(self._segments, dead).matrix, N_FEATURES)
         else:
             m = sp.csc_matrix((0, N_FEATURES), dtype=np.uint8)
-        df = np.diff(m.indptr).astype(np.float32)
+        if self.rows_ordered:
+            m = m.tocsr()
+            df = np.bincount(m.indices, minlength=N_FEATURES).astype(np.float32)
+        else:
+            df = np.diff(m.indptr).astype(np.float32)
         norms = _row_norms(m.tocsr(), _idf(df, self.size)) if self.size else self._norms[:0]
-        return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "df": df, "norms": norms}
+        arrays = {"data": m.data, "indices": m.indices, "indptr": m.indptr, "df": df, "norms": norms}
+        return {**arrays, "rows_ordered": np.asarray(self.rows_ordered)}
 
     @classmethod
     def restore(cls, arrays: dict[str, np.ndarray], ngram_range: tuple[int, int] = (3, 5)) -> CharNgramIndex:
@@ -162,7 +191,9 @@ class CharNgramIndex:
         index = cls(ngram_range)
         norms = np.asarray(arrays["norms"], dtype=np.float32)
         index.size = len(norms)
-        m = sp.csc_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES))
+        index.rows_ordered = bool(arrays.get("rows_ordered", False))
+        layout = sp.csr_matrix if index.rows_ordered else sp.csc_matrix
+        m = layout((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(index.size, N_FEATURES))
         index._segments = (seg.Segment(0, m),) if index.size else ()
         index._norms = norms
         df = np.asarray(arrays["df"], dtype=np.float32)

@@ -8,7 +8,10 @@ before keeps a complete, consistent view while the writer goes on (the writer pu
 tuple by assigning one attribute).
 
 Scoring reads only the columns of the query's terms (their postings): its cost follows the
-query's terms and how common they are, not the number of rows.
+query's terms and how common they are, not the number of rows. An index that only ever scores a
+few given rows (the character n-grams of a large collection, which score the fusion pool) keeps
+its segments row-ordered instead: a row's entries are then one contiguous slice, and scoring 200
+rows reads those rows, whatever the length of the postings (:func:`dot_stored_rows`).
 
 Entries are term counts stored as uint8 (:func:`counts`): 5 bytes per posting with the int32 row
 index instead of 8 as float32, which at a million n-gram-indexed rows is some 700 MB. A scorer that
@@ -38,7 +41,7 @@ def counts(m: sp.spmatrix) -> sp.csc_matrix:
 
 @dataclass(frozen=True)
 class Segment:
-    """Rows ``start .. start + matrix.shape[0]`` of a term-by-row matrix (column-ordered)."""
+    """Rows ``start .. start + matrix.shape[0]`` of a term-by-row matrix (column- or row-ordered)."""
 
     start: int
     matrix: sp.csc_matrix
@@ -48,27 +51,30 @@ class Segment:
         return int(self.matrix.shape[0])
 
 
-def widen(m: sp.csc_matrix, cols: int) -> sp.csc_matrix:
+def widen(m: sp.csc_matrix | sp.csr_matrix, cols: int) -> sp.csc_matrix | sp.csr_matrix:
     """The same matrix with ``cols`` columns (new columns empty)."""
     if m.shape[1] >= cols:
         return m
+    if m.format == "csr":  # a row-ordered matrix only gets a wider shape
+        return sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], cols))
     indptr = np.concatenate([m.indptr, np.full(cols - m.shape[1], m.indptr[-1], dtype=m.indptr.dtype)])
     return sp.csc_matrix((m.data, m.indices, indptr), shape=(m.shape[0], cols))
 
 
 def merge(segments: Sequence[Segment], dead: np.ndarray | None = None) -> Segment:
-    """One segment holding the rows of consecutive ``segments``; entries of ``dead`` rows are dropped."""
+    """One segment holding the rows of consecutive ``segments`` (in the first one's order); entries of
+    ``dead`` rows are dropped."""
     cols = max(s.matrix.shape[1] for s in segments)
-    dtype = segments[0].matrix.dtype
-    stacked = sp.vstack([widen(s.matrix, cols) for s in segments], format="csc", dtype=dtype)
+    dtype, layout = segments[0].matrix.dtype, segments[0].matrix.format
+    stacked = sp.vstack([widen(s.matrix, cols) for s in segments], format=layout, dtype=dtype)
     start = segments[0].start
     if dead is not None:
         gone = dead[start : start + stacked.shape[0]]
         if gone.any():
             coo = stacked.tocoo()
             keep = ~gone[coo.row]
-            stacked = sp.csc_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=stacked.shape)
-    return Segment(start, sp.csc_matrix(stacked, dtype=dtype))
+            stacked = sp.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=stacked.shape)
+    return Segment(start, stacked.asformat(layout).astype(dtype, copy=False))
 
 
 def append(
@@ -76,10 +82,11 @@ def append(
 ) -> tuple[tuple[Segment, ...], bool]:
     """Segments with ``block``'s rows appended (merging as the policy says), and whether all were merged.
 
-    ``dead`` marks erased rows; a full merge leaves their entries out.
+    ``dead`` marks erased rows; a full merge leaves their entries out. A row-ordered ``block`` stays
+    row-ordered; anything else is stored column-ordered.
     """
     start = segments[-1].start + segments[-1].rows if segments else 0
-    out = (*segments, Segment(start, sp.csc_matrix(block)))
+    out = (*segments, Segment(start, block if block.format in ("csc", "csr") else sp.csc_matrix(block)))
     if len(out) == 1:
         return out, True
     rest = sum(s.rows for s in out[1:])
@@ -90,9 +97,10 @@ def append(
     return out, False
 
 
-def _gather(m: sp.csc_matrix, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stored entries of ``m``'s columns ``cols``: (positions in ``m.indices``/``m.data``, their
-    column's place in ``cols``, posting lengths), read straight from the column pointers.
+def _gather(m: sp.csc_matrix | sp.csr_matrix, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored entries of ``m``'s columns ``cols`` (its rows, when ``m`` is row-ordered):
+    (positions in ``m.indices``/``m.data``, their column's place in ``cols``, posting lengths), read
+    straight from the column pointers.
 
     scipy's column indexing builds a new matrix with its checks (about 0.1 ms a call, most of a short
     query's cost); this is one repeat and one arange over the postings.
@@ -157,7 +165,7 @@ def dot_columns(
         if len(present):
             sub = seg.matrix[:, cols[present]]  # a copy: mapping its entries leaves the segment as it is
             if values is not None:
-                sub = sp.csc_matrix((values[sub.data], sub.indices, sub.indptr), shape=sub.shape)
+                sub.data = values[sub.data]
             out[seg.start : seg.start + seg.rows] += sub @ weights[present]
     return out
 
@@ -165,34 +173,58 @@ def dot_columns(
 SHORT_POSTING = 1024  # postings up to this long are read whole for :func:`dot_rows`; longer ones searched
 
 
-def dot_rows(
-    m: sp.csc_matrix, cols: np.ndarray, weights: np.ndarray, rows: np.ndarray, values: np.ndarray
-) -> np.ndarray:
-    """Like :func:`dot_columns` for a few ``rows`` (ascending, local to ``m``), at a cost that does not
-    grow with the postings: short postings are read whole in one vectorised pass (each entry looked
-    up among the rows), long ones are binary-searched for the rows, one column at a time.
-    ``values`` maps stored counts to what is summed."""
-    out = np.zeros(len(rows), np.float64)
-    keep = cols < m.shape[1]
-    cols, weights = cols[keep], weights[keep]
-    if not len(rows) or not len(cols):
-        return out.astype(np.float32)
+def counts_at(m: sp.csc_matrix, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The stored counts of the given ``rows`` (ascending, local to ``m``) in ``cols``: a (rows, cols)
+    array, 0 where nothing is stored, at a cost that does not grow with the postings.
+
+    Short postings are read whole in one vectorised pass (each entry looked up among the rows);
+    long ones are binary-searched for the rows, one column at a time.
+    """
+    out = np.zeros((len(rows), len(cols)), m.dtype)
+    inside = np.flatnonzero(cols < m.shape[1])
+    if not len(rows) or not len(inside):
+        return out
     indptr, indices, data = m.indptr, m.indices, m.data
     rows = rows.astype(indices.dtype)
-    lengths = indptr[cols + 1] - indptr[cols]
-    short = lengths <= SHORT_POSTING
+    lengths = indptr[cols[inside] + 1] - indptr[cols[inside]]
+    short = inside[lengths <= SHORT_POSTING]
     pos, which, _ = _gather(m, cols[short])
     found = indices[pos]
     at = np.minimum(np.searchsorted(rows, found), len(rows) - 1)
     hit = rows[at] == found
-    out += np.bincount(at[hit], weights=weights[short][which[hit]] * values[data[pos[hit]]], minlength=len(rows))
-    for c, w in zip(cols[~short].tolist(), weights[~short].tolist()):
-        a, b = int(indptr[c]), int(indptr[c + 1])
+    out[at[hit], short[which[hit]]] = data[pos[hit]]
+    for j in inside[lengths > SHORT_POSTING].tolist():
+        a, b = int(indptr[cols[j]]), int(indptr[cols[j] + 1])
         posting = indices[a:b]
         at = np.minimum(np.searchsorted(posting, rows), b - a - 1)
         hit = posting[at] == rows
-        out[hit] += w * values[data[a + at[hit]]]
-    return out.astype(np.float32)
+        out[hit, j] = data[a + at[hit]]
+    return out
+
+
+def dot_rows(
+    m: sp.csc_matrix, cols: np.ndarray, weights: np.ndarray, rows: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """Like :func:`dot_columns` for a few ``rows`` (ascending, local to ``m``), at a cost that does not
+    grow with the postings (:func:`counts_at`). ``values`` maps stored counts to what is summed
+    (``values[0]`` must be 0)."""
+    return (values[counts_at(m, cols, rows)] @ weights.astype(np.float32)).astype(np.float32)
+
+
+def dot_stored_rows(
+    m: sp.csr_matrix, cols: np.ndarray, weights: np.ndarray, rows: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """:func:`dot_rows` for a row-ordered ``m``: the given rows' entries are read (one slice each) and
+    looked up among the query's ``cols`` (ascending), so the cost is the rows' own entries, whatever
+    the length of the postings. ``values`` maps stored counts to what is summed."""
+    if not len(rows) or not len(cols):
+        return np.zeros(len(rows), np.float32)
+    pos, which, _ = _gather(m, rows)
+    found = m.indices[pos]
+    at = np.minimum(np.searchsorted(cols, found), len(cols) - 1)
+    hit = cols[at] == found
+    summed = np.bincount(which[hit], weights=weights[at[hit]] * values[m.data[pos[hit]]], minlength=len(rows))
+    return summed.astype(np.float32)
 
 
 class LastAnswer:

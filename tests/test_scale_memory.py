@@ -251,3 +251,67 @@ def test_ngram_scores_of_a_pool_equal_the_full_scores_at_those_rows() -> None:
         finally:
             segments.SHORT_POSTING = old
     assert index.view.scores_at("cykel", np.zeros(0, np.int64)).shape == (0,)
+
+
+def test_row_ordered_ngrams_score_a_pool_as_the_column_ordered_ones_and_survive_a_save() -> None:
+    rng = np.random.default_rng(4)
+    words = ["cykelbana", "skolan", "snöröjning", "gångväg", "belysning", "bibliotek", "lekplats", "hemtjänst"]
+    texts = [" ".join(rng.choice(words, 4)) + f" nr {i}" for i in range(3000)]
+    columns, rows_first = CharNgramIndex(), CharNgramIndex()
+    for index in (columns, rows_first):
+        index.add(texts[:2600])
+        index.add(texts[2600:2800])
+    rows_first.by_rows()
+    assert rows_first.rows_ordered and all(s.matrix.format == "csr" for s in rows_first.view.segments)
+    for index in (columns, rows_first):
+        index.add(texts[2800:])  # appended after the switch: row-ordered too
+    assert {s.matrix.format for s in rows_first.view.segments} == {"csr"}
+    assert len(rows_first.view.segments) > 1
+    queries = ("cykelbana vid skolan", "snöröjningen på gångvägarna nr 12", "okänt ord")
+    for q in queries:
+        pool = np.unique(rng.choice(len(texts), 150, replace=False))
+        expected = columns.view.scores(q)
+        assert expected[pool].max() > 0 or q == "okänt ord"
+        np.testing.assert_allclose(rows_first.view.scores_at(q, pool), expected[pool], atol=1e-6)
+        np.testing.assert_allclose(rows_first.view.scores(q), expected, atol=1e-6)  # the slow full ranking
+    dead = np.zeros(len(texts), bool)
+    dead[[5, 2900]] = True  # erased rows: their n-grams leave the saved arrays
+    saved = rows_first.export(dead)
+    restored = CharNgramIndex.restore(saved)
+    assert restored.rows_ordered and restored.view.segments[0].matrix.format == "csr"
+    np.testing.assert_array_equal(saved["df"], columns.export(dead)["df"])
+    assert restored.view.segments[0].matrix[[5, 2900]].nnz == 0
+    pool = np.arange(0, 3000, 7)
+    np.testing.assert_allclose(
+        restored.view.scores_at(queries[1], pool),
+        CharNgramIndex.restore(columns.export(dead)).view.scores(queries[1])[pool],
+        atol=1e-6,
+    )
+
+
+def test_bm25_of_a_pool_is_exact_and_common_terms_do_not_nominate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matcher import lexical
+
+    monkeypatch.setattr(lexical, "NOMINATION_BUDGET", 200)  # as a million rows would make it, for 1,500
+
+    rng = np.random.default_rng(5)
+    texts = [f"cykelbana skolan {rng.choice(WORDS)} {rng.choice(WORDS)}" for _ in range(1500)]
+    texts[100] = "belysning vid ridhuset"  # the only row with "ridhus"
+    index = BM25Index(Analyzer())
+    index.add(texts[:1200])
+    index.add(texts[1200:])  # a second segment
+    view = index.view
+    for q in ("cykelbana vid ridhuset", "skolan", "okänt"):
+        rows = np.unique(np.concatenate([rng.choice(1500, 120, replace=False), [100]]))
+        np.testing.assert_allclose(view.scores_at(q, rows), view.scores(q)[rows], rtol=1e-5, atol=1e-6)
+    # "cykelbana" is in nearly every row: past the budget, it scores the pool but nominates nothing
+    assert set(view.nominees("cykelbana vid ridhuset", 10).tolist()) == {100}
+    assert len(view.nominees("cykelbana skolan", 10)) == 0
+    full = view.scores("cykelbana skolan")
+    assert (full > 0).sum() == 1499  # the common terms do score every row that holds them
+    monkeypatch.setattr(lexical, "NOMINATION_BUDGET", 10**9)  # within the budget: BM25's own top rows
+    view = index.view  # its last answer is for another text, so this one is computed afresh
+    scores = view.scores("cykelbana vid ridhuset")
+    picked = view.nominees("cykelbana vid ridhuset", 10)
+    assert len(picked) == 10 and 100 in picked.tolist()
+    np.testing.assert_allclose(np.sort(scores[picked]), np.sort(scores)[-10:])

@@ -34,6 +34,7 @@ from api.schemas import (
     SuggestOut,
 )
 from idesluss.service import Query as SearchQuery
+from pipelines.records import MAX_ID_CHARS
 
 router = APIRouter(tags=["coach"], responses=PROBLEM_RESPONSES)
 
@@ -94,10 +95,31 @@ def submit_idea(body: IdeaIn, service: ServiceDep, user: LimitedCoach) -> Submit
     return SubmitOut(idea=_idea_out(rec), suggestions=_suggest_out(result))
 
 
+After = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="the previous page's next_after: the ideas after that id (instead of page=)",
+    ),
+]
+
+
 @router.get("/ideas", response_model=Page[IdeaOut], summary="Idéer, sida för sida")
-def list_ideas(service: ServiceDep, user: Coach, page: PageNo = 1, page_size: PageSize = 20) -> Page[IdeaOut]:
-    records, total = service.page("ideas", page, page_size)
-    return Page[IdeaOut](items=[_idea_out(r) for r in records], page=page, page_size=page_size, total=total)
+def list_ideas(
+    service: ServiceDep, user: Coach, page: PageNo = 1, page_size: PageSize = 20, after: After = None
+) -> Page[IdeaOut]:
+    if after is not None and page != 1:
+        raise ValueError("page and after: give one of them (after= goes on from the previous page's next_after)")
+    records, total = service.page("ideas", page, page_size, after)
+    more = len(records) == page_size and (after is not None or page * page_size < total)
+    return Page[IdeaOut](
+        items=[_idea_out(r) for r in records],
+        page=page,
+        page_size=page_size,
+        total=total,
+        next_after=records[-1].id if more and records else None,
+    )
 
 
 @router.get("/ideas/{idea_id:record_id}/similar", response_model=list[HitOut], summary="Liknande tidigare idéer")

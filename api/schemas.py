@@ -196,6 +196,9 @@ class Page(BaseModel, Generic[T]):
     page: int
     page_size: int
     total: int
+    next_after: str | None = Field(
+        None, description="where a list that pages by cursor goes on: pass it as after= (None on the last page)"
+    )
 
 
 class FeedbackIn(BaseModel):

@@ -269,6 +269,10 @@ def routes_for(client: httpx.Client, keys: dict[str, str], n: int, rng: np.rando
         Route("GET /admin/keys (key check)", lambda i: client.get("/admin/keys", headers=admin)),
         Route("GET /ideas/{id}", lambda i: client.get(f"/ideas/{ids[i]}", headers=coach)),
         Route("GET /ideas?page=", lambda i: client.get(f"/ideas?page={pages[i]}&page_size=20", headers=coach)),
+        Route(  # the next page after a random idea (the cursor the previous page handed out)
+            "GET /ideas?after=",
+            lambda i: client.get("/ideas", params={"after": ids[-1 - i], "page_size": 20}, headers=coach),
+        ),
         Route("GET /ideas/{id}/similar", lambda i: client.get(f"/ideas/{ids[-1 - i]}/similar?k=10", headers=coach)),
         Route("GET /ideas/{id}/needs", lambda i: client.get(f"/ideas/{ids[i]}/needs?k=10", headers=coach)),
         Route("GET /search", lambda i: client.get("/search", params={"q": queries[i], "k": 10}, headers=coach)),

@@ -191,8 +191,14 @@ class RecordService:
         self._compact_if_due()
         return rec
 
-    def page(self, kind: str, page: int, page_size: int) -> tuple[list[Record], int]:
-        """One page of records, ordered by id, and the total (both cut and counted by the database)."""
+    def page(self, kind: str, page: int, page_size: int, after: str | None = None) -> tuple[list[Record], int]:
+        """One page of records, ordered by id, and the total (both cut and counted by the database).
+
+        With ``after`` (the last id of the previous page) the page is the ``page_size`` records
+        after that id, at a cost that does not grow with how far into the list it lies.
+        """
+        if after is not None:
+            return self.store.page_after(kind, page_size, after), self.store.count(kind)
         return self.store.page(kind, page_size, (page - 1) * page_size), self.store.count(kind)
 
     def feedback(

@@ -241,9 +241,9 @@ class Service:
         """Change the given fields of a stored idea (the rest are kept); masked and audited."""
         return self._records.update_idea(idea_id, changes, actor)
 
-    def page(self, kind: str, page: int, page_size: int) -> tuple[list[Record], int]:
-        """One page of records, ordered by id, and the total (both cut and counted by the database)."""
-        return self._records.page(kind, page, page_size)
+    def page(self, kind: str, page: int, page_size: int, after: str | None = None) -> tuple[list[Record], int]:
+        """One page of records, ordered by id, and the total (see :meth:`Records.page`)."""
+        return self._records.page(kind, page, page_size, after)
 
     def feedback(
         self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str, actor: str

@@ -169,6 +169,44 @@ def test_pagination(env) -> None:
     assert not {i["id"] for i in p1["items"]} & {i["id"] for i in p2["items"]}
 
 
+def test_paging_by_cursor_walks_every_idea_once_while_ideas_are_added(env) -> None:
+    client, keys, _ = env
+    c = H(keys["coach"])
+    by_number = []
+    page = 1
+    while True:
+        body = client.get(f"/ideas?page={page}&page_size=50", headers=c).json()
+        by_number += [i["id"] for i in body["items"]]
+        if body["next_after"] is None:
+            break
+        assert body["next_after"] == body["items"][-1]["id"]
+        page += 1
+    assert len(by_number) == body["total"] >= 404 and by_number == sorted(by_number)
+    seen, after, added = [], None, 0
+    while True:
+        query = {"page_size": 50, **({"after": after} if after else {})}
+        body = client.get("/ideas", params=query, headers=c).json()
+        seen += [i["id"] for i in body["items"]]
+        after = body["next_after"]
+        if after is None:
+            break
+        if added < 3:  # an idea that sorts before the cursor: an offset would shift, a cursor does not
+            r = client.post(
+                "/ideas",
+                json={"id": f"A-{added}", "title": "Bänkar vid stranden", "text": "Fler bänkar vid stranden"},
+                headers=c,
+            )
+            assert r.status_code == 201, r.text
+            added += 1
+    assert seen == by_number  # every idea once, in order, none of the new ones (they lie behind the cursor)
+    tail = client.get("/ideas", params={"after": by_number[-3], "page_size": 50}, headers=c).json()
+    assert [i["id"] for i in tail["items"]] == by_number[-2:] and tail["next_after"] is None
+    r = client.get("/ideas", params={"after": by_number[0], "page": 2}, headers=c)
+    assert r.status_code == 400 and "page and after" in r.json()["detail"]
+    r = client.get("/ideas", params={"after": "x" * 201}, headers=c)
+    assert r.status_code == 422 and r.json()["field"] == "after"
+
+
 def test_admin_upload_curate_job_erase_and_keys(env) -> None:
     client, keys, svc = env
     a = H(keys["admin"])

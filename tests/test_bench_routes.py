@@ -18,6 +18,7 @@ REQUIRED = {
     "POST /ideas",
     "PATCH /ideas/{id}",
     "GET /ideas?page=",
+    "GET /ideas?after=",
     "GET /ideas/{id}",
     "GET /ideas/{id}/similar",
     "POST /suggest",

@@ -14,6 +14,7 @@ those rows' own n-grams instead of searching hundreds of postings that grow with
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,44 @@ N_FEATURES = 1 << 20
 SUBLINEAR = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, seg.COUNT_MAX + 1))]).astype(np.float32)
 
 
+class _Hasher:
+    """The n-gram hasher of one n-gram range, shared by every index that uses it, with the last query
+    it hashed: a suggestion asks the ideas' and the needs' n-grams about the same text, and hashing
+    it is most of a short query's n-gram cost."""
+
+    def __init__(self, ngram_range: tuple[int, int]) -> None:
+        self.vectorizer = HashingVectorizer(
+            analyzer="char_wb",
+            ngram_range=ngram_range,
+            n_features=N_FEATURES,
+            alternate_sign=False,
+            norm=None,
+            lowercase=True,
+        )
+        self._last = seg.LastAnswer()
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Hashed n-gram counts of ``texts`` (rows: texts)."""
+        return self.vectorizer.transform(texts)
+
+    def query(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(columns ascending, counts) of one text's n-grams (read-only; the last text's are kept)."""
+        return self._last.get(text, self._hash_one)
+
+    def _hash_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        # the hasher's own output (duplicates summed, columns sorted); the bulk path's conversion
+        # to column-ordered uint8 costs 20x more than the hashing for a single row
+        q = self.vectorizer.transform([text])
+        if not q.has_canonical_format:
+            q.sum_duplicates()  # row-ordered scoring looks the stored columns up in these, sorted
+        return q.indices.astype(np.int64), np.minimum(q.data, seg.COUNT_MAX).astype(np.int64)
+
+
+@functools.cache
+def _hasher(ngram_range: tuple[int, int]) -> _Hasher:
+    return _Hasher(ngram_range)
+
+
 def _idf(df: np.ndarray, size: int) -> np.ndarray:
     return (np.log((1.0 + size) / (1.0 + df)) + 1.0).astype(np.float32)
 
@@ -38,7 +77,7 @@ def _idf(df: np.ndarray, size: int) -> np.ndarray:
 class CharNgramView:
     """The index as it was after one append (immutable)."""
 
-    hasher: HashingVectorizer
+    hasher: _Hasher
     segments: tuple[seg.Segment, ...]
     df: np.ndarray
     norms: np.ndarray
@@ -60,12 +99,8 @@ class CharNgramView:
 
     def _query(self, text: str) -> tuple[np.ndarray, np.ndarray, float]:
         """The query's n-gram columns, the weight each gives a document's sublinear tf, and its norm."""
-        # one text: the hasher's own output (duplicates summed, columns sorted); the bulk path's
-        # conversion to column-ordered uint8 costs 20x more than the hashing for a single row
-        q = self.hasher.transform([text])
-        if not q.has_canonical_format:
-            q.sum_duplicates()  # row-ordered scoring looks the stored columns up in these, sorted
-        cols, qtf = q.indices.astype(np.int64), SUBLINEAR[np.minimum(q.data, seg.COUNT_MAX).astype(np.int64)]
+        cols, counts = self.hasher.query(text)
+        qtf = SUBLINEAR[counts]
         idf = _idf(self.df[cols], self.size)
         qw = qtf * idf
         return cols, (qw * idf).astype(np.float32), float(np.sqrt((qw**2).sum())) + 1e-9
@@ -103,7 +138,7 @@ class CharNgramView:
         return out / (self.norms[rows] * qnorm)
 
 
-def _counts(hasher: HashingVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+def _counts(hasher: _Hasher, texts: Sequence[str]) -> sp.csr_matrix:
     """Hashed n-gram counts of ``texts`` as uint8 (rows: texts)."""
     return seg.counts(hasher.transform(texts)).tocsr()
 
@@ -123,14 +158,7 @@ class CharNgramIndex:
     """
 
     def __init__(self, ngram_range: tuple[int, int] = (3, 5)) -> None:
-        self._hasher = HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=ngram_range,
-            n_features=N_FEATURES,
-            alternate_sign=False,
-            norm=None,
-            lowercase=True,
-        )
+        self._hasher = _hasher(ngram_range)
         self._segments: tuple[seg.Segment, ...] = ()
         self._norms = np.zeros(0, dtype=np.float32)
         self.size = 0

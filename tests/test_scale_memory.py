@@ -315,3 +315,20 @@ def test_bm25_of_a_pool_is_exact_and_common_terms_do_not_nominate(monkeypatch: p
     picked = view.nominees("cykelbana vid ridhuset", 10)
     assert len(picked) == 10 and 100 in picked.tolist()
     np.testing.assert_allclose(np.sort(scores[picked]), np.sort(scores)[-10:])
+
+
+def test_two_ngram_indexes_hash_a_repeated_query_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    ideas, needs = CharNgramIndex(), CharNgramIndex()
+    ideas.add(["cykelbana vid skolan", "snöröjning på gångvägar"])
+    needs.add(["säkrare skolvägar", "plogade cykelbanor"])
+    vectorizer = ideas._hasher.vectorizer
+    assert needs._hasher is ideas._hasher
+    calls = []
+    real = vectorizer.transform
+    monkeypatch.setattr(vectorizer, "transform", lambda texts: calls.append(list(texts)) or real(texts))
+    first = ideas.view.scores("cykelbanor vid skolan")
+    second = needs.view.scores("cykelbanor vid skolan")
+    assert calls == [["cykelbanor vid skolan"]]  # hashed once for both views
+    assert first[0] > first[1] and second[1] > 0
+    needs.view.scores("snöröjning")
+    assert len(calls) == 2

@@ -228,7 +228,7 @@ class Search:
             similar = matcher.search_batch(
                 ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
             )[0]
-        near = matcher.search_batch(ideas, [full], k=10, vectors=vec, exclude=exclude)[0]
+        near = matcher.search_batch(ideas, [full], k=10, vectors=vec, exclude=exclude, explain=False)[0]  # scores only
         needs = matcher.search_batch(colls["needs"].snapshot, [full], k=k, vectors=vec)[0]
         threshold = self.settings.duplicate_threshold
         duplicates = [h.id for h in near if h.dense >= threshold]

@@ -170,6 +170,7 @@ class HybridMatcher:
         exclude: Sequence[set[str]] | None = None,
         pinned: Sequence[set[str]] | None = None,
         collapse_duplicates: bool = False,
+        explain: bool = True,
     ) -> list[list[Hit]]:
         """Top-k hits for each text.
 
@@ -182,6 +183,8 @@ class HybridMatcher:
             exclude: per query, ids never to return (the query itself, rejected suggestions).
             pinned: per query, ids confirmed by a coach: always ranked first.
             collapse_duplicates: return one representative per near-duplicate group.
+            explain: find the shared words and write the explanation of each hit (False: scores only,
+                ``shared_terms`` empty and ``why`` blank, for a caller that reads the scores alone).
         """
         if not texts:
             return []
@@ -197,7 +200,8 @@ class HybridMatcher:
                 if row is not None:
                     mask[row] = False
             qvec = vectors[i] if vectors is not None else None
-            out.append(self._rank(snap, text, qvec, mask, k, pinned[i] if pinned else set(), collapse_duplicates))
+            pin = pinned[i] if pinned else set()
+            out.append(self._rank(snap, text, qvec, mask, k, pin, collapse_duplicates, explain))
         return out
 
     def scores(
@@ -313,6 +317,7 @@ class HybridMatcher:
         k: int,
         pinned: set[str],
         collapse: bool,
+        explain: bool = True,
     ) -> list[Hit]:
         n = len(collection)
         if n == 0 or not mask.any():
@@ -341,7 +346,7 @@ class HybridMatcher:
                 )
                 score[r] = 0.0
         ordered = pin_rows + [int(rows[i]) for i in top if int(rows[i]) not in pin_rows]
-        query_terms = set(collection.lexical.query_terms(text))
+        query_terms = set(collection.lexical.query_terms(text)) if explain else None
         hits: list[Hit] = []
         seen_groups: set[int] = set()
         for row in ordered:
@@ -369,11 +374,11 @@ class HybridMatcher:
         fused: float,
         dense: float,
         lexical: float,
-        query_terms: set[str],
+        query_terms: set[str] | None,
         pinned: bool,
     ) -> Hit:
         item = collection.items[row]
-        words = shared_words(collection.lexical.analyzer, item.full_text, query_terms)
+        words = shared_words(collection.lexical.analyzer, item.full_text, query_terms) if query_terms else []
         group = [collection.items[r].id for r in collection.group(row)] if collection.duplicate_threshold else []
         return Hit(
             id=item.id,
@@ -381,7 +386,7 @@ class HybridMatcher:
             dense=float(dense),
             lexical=float(lexical),
             shared_terms=words,
-            why=self._explain(dense, lexical, words, pinned),
+            why=self._explain(dense, lexical, words, pinned) if query_terms is not None else "",
             item=item,
             duplicate_group=group if len(group) > 1 else [],
             pinned=pinned,

@@ -75,6 +75,16 @@ def test_lexical_only_ranks_by_shared_compound_parts(fake_encoder) -> None:
     assert "Delar orden" in hits[0].why
 
 
+def test_hits_without_explanations_rank_and_score_the_same(fake_encoder) -> None:
+    coll = _collection(fake_encoder)
+    m = HybridMatcher(fake_encoder)
+    full = m.search(coll, "nya cykelvägar", k=4)
+    bare = m.search(coll, "nya cykelvägar", k=4, explain=False)
+    assert [(h.id, h.score, h.dense, h.lexical) for h in bare] == [(h.id, h.score, h.dense, h.lexical) for h in full]
+    assert full[0].shared_terms and full[0].why
+    assert all(not h.shared_terms and h.why == "" for h in bare)
+
+
 def test_dense_only_ranks_by_vector(fake_encoder) -> None:
     coll = _collection(fake_encoder)
     m = HybridMatcher(fake_encoder, FusionConfig(dense_weight=1, lexical_weight=0, char_weight=0))

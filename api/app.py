@@ -21,7 +21,7 @@ from api import errors, security
 from api.deps import RateLimiter, key_user
 from api.jobs import JobRunner
 from api.limits import BodyGuard, local_token_ok
-from idesluss import __version__
+from idesluss import __version__, priority
 from idesluss.cli.remote import sidecar_path
 from idesluss.service import Service
 from idesluss.settings import Settings
@@ -85,7 +85,14 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service is None:
             one_blas_thread_per_request()
-            svc = Service(settings)
+            priority.set_search_slots(settings.search_slots)
+            # the server encodes in a process of its own unless told otherwise (models/process_encoder.py)
+            own = (
+                settings
+                if "encoder_process" in settings.model_fields_set
+                else settings.model_copy(update={"encoder_process": True})
+            )
+            svc = Service(own)
             svc.collections()  # load the model and build the index before the first request
             attach(app, svc)
         svc = app.state.service

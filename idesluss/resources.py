@@ -38,16 +38,27 @@ class Resources:
 
             # concurrent requests' query encodings share forward passes (a wait of at most 2 ms)
             self._owns_encoder = True
-            self._encoder = MicroBatcher(
-                load_encoder(
-                    self.settings.model,
-                    self.settings.cache_dir,
-                    batch_size=self.settings.batch_size,
-                    threads=self.settings.threads,
-                    precision=self.settings.precision,
-                    engine=self.settings.engine,
+            kwargs: dict[str, Any] = {
+                "name": self.settings.model,
+                "cache_dir": self.settings.cache_dir,
+                "batch_size": self.settings.batch_size,
+                "threads": self.settings.threads,
+                "precision": self.settings.precision,
+                "engine": self.settings.engine,
+            }
+            # (not with the static theme model, which is distilled from the encoder's own weights)
+            if self.settings.encoder_process and self.settings.theme_model == "same":
+                from models.process_encoder import EncoderProcess
+
+                # the server: forward passes in a process of their own, one torch thread unless set
+                # (models/process_encoder.py has the measurement)
+                kwargs["threads"] = self.settings.threads or 1
+                inner: Any = EncoderProcess(
+                    "models.registry:load_encoder", kwargs, bulk_setup="idesluss.priority:lower_this_thread"
                 )
-            )
+            else:
+                inner = load_encoder(**kwargs)
+            self._encoder = MicroBatcher(inner)
         return self._encoder
 
     def bulk_queries(self, texts: list[str]) -> Any:
@@ -57,8 +68,9 @@ class Resources:
         forward passes then run at that thread's priority, in batches of their own, instead of
         joining the requests' batches at theirs.
         """
-        encoder = self.encoder
-        return getattr(encoder, "inner", encoder).encode_queries(texts)
+        inner = getattr(self.encoder, "inner", self.encoder)
+        bulk = getattr(inner, "bulk_queries", None)  # an encoder process: its bulk connection
+        return bulk(texts) if bulk is not None else inner.encode_queries(texts)
 
     @property
     def theme_encoder(self) -> TextEncoder:
@@ -79,3 +91,6 @@ class Resources:
         """Stop the encoder's batching thread, when this object started one."""
         if self._owns_encoder and self._encoder is not None:
             self._encoder.close()
+            close_inner = getattr(getattr(self._encoder, "inner", None), "close", None)
+            if close_inner is not None:  # an encoder process
+                close_inner()

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from idesluss import priority
 from idesluss.index import Index
 from idesluss.records import stored_record
 from idesluss.resources import Resources
@@ -70,7 +71,8 @@ class Search:
         if scope == "shared":
             texts = [self._query_text("ideas", q) for q in queries]
             vectors = self._resources.encoder.encode_queries(texts)
-            return [self._shared_similar(t, vectors[i : i + 1], k, filters) for i, t in enumerate(texts)]
+            with priority.searching():
+                return [self._shared_similar(t, vectors[i : i + 1], k, filters) for i, t in enumerate(texts)]
         if scope != "own":
             raise ValueError(f"scope must be 'own' or 'shared', got {scope!r}")
         return self._search("ideas", "ideas", queries, k, filters, collapse=not all_duplicates)
@@ -159,16 +161,17 @@ class Search:
         coll = self._index.collections()[target_kind]
         vectors = self._query_vectors(texts, hashes) if self._resources.matcher_config.dense_weight > 0 else None
         # the snapshot published last: no lock, and no write can change it under the search
-        return self._resources.matcher().search_batch(
-            coll.snapshot,
-            texts,
-            k=k,
-            vectors=vectors,
-            filters=filters,
-            exclude=excludes,
-            pinned=pins,
-            collapse_duplicates=collapse,
-        )
+        with priority.searching():
+            return self._resources.matcher().search_batch(
+                coll.snapshot,
+                texts,
+                k=k,
+                vectors=vectors,
+                filters=filters,
+                exclude=excludes,
+                pinned=pins,
+                collapse_duplicates=collapse,
+            )
 
     def _query_vectors(self, texts: list[str], hashes: list[str | None]) -> np.ndarray:
         """Query vectors of the texts: a stored record's from the store when the nightly job cached
@@ -222,14 +225,16 @@ class Search:
         colls = self._index.collections()
         exclude = [{exclude_id}] if exclude_id else None
         ideas = colls["ideas"].snapshot  # both idea searches read the same moment
-        if scope == "shared":
-            similar = self._shared_similar(full, vec, k, filters)
-        else:
-            similar = matcher.search_batch(
-                ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
-            )[0]
-        near = matcher.search_batch(ideas, [full], k=10, vectors=vec, exclude=exclude, explain=False)[0]  # scores only
-        needs = matcher.search_batch(colls["needs"].snapshot, [full], k=k, vectors=vec)[0]
+        with priority.searching():
+            if scope == "shared":
+                similar = self._shared_similar(full, vec, k, filters)
+            else:
+                similar = matcher.search_batch(
+                    ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True
+                )[0]
+            # the near ones are read for their scores alone (duplicates)
+            near = matcher.search_batch(ideas, [full], k=10, vectors=vec, exclude=exclude, explain=False)[0]
+            needs = matcher.search_batch(colls["needs"].snapshot, [full], k=k, vectors=vec)[0]
         threshold = self.settings.duplicate_threshold
         duplicates = [h.id for h in near if h.dense >= threshold]
         theme = None

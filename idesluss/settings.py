@@ -38,6 +38,18 @@ class Settings(BaseSettings):
         "(opt-in fast path for very large runs; lower quality, see the README)",
     )
     threads: int | None = Field(None, ge=1, le=256)
+    encoder_process: bool = Field(
+        False,
+        description="encode in a child process of its own (the server turns it on: its forward passes "
+        "then never wait for the searches' interpreter lock; models/process_encoder.py)",
+    )
+    search_slots: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="searches scored at once in the server process (the others wait their turn; "
+        "see idesluss/priority.py, searching)",
+    )
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1024)
     fusion_method: Literal["zscore", "rrf"] = "zscore"
     dense_weight: float = Field(1.0, ge=0)

@@ -1,0 +1,129 @@
+"""The encoder in a child process (models/process_encoder.py), with fake encoders: no model is loaded.
+
+The child is a real process (``spawn``) building its encoder from an importable factory; these
+tests check that it answers like the encoder would in-process, under concurrent callers, and that
+its failures and its death reach the caller as clear errors instead of a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from models.process_encoder import EncoderProcess, EncoderProcessError
+from tests.fakes import KeywordEncoder
+
+FAKE = "tests.fakes:KeywordEncoder"
+
+
+class PickyEncoder(KeywordEncoder):
+    """A keyword encoder that refuses some texts, and can report the priority of the thread that encodes."""
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if "fel" in texts:
+            raise ValueError("text 'fel' is refused")
+        if "krasch" in texts:
+            raise KeyError("an internal fault")
+        if "nice?" in texts:
+            return np.full(
+                (len(texts), self.dim), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), np.float32
+            )
+        return super().encode_queries(texts)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode_queries(texts)
+
+
+def broken_factory() -> KeywordEncoder:
+    raise RuntimeError("no model in the cache")
+
+
+@pytest.fixture(scope="module")
+def child():
+    proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 64}, bulk_setup="idesluss.priority:lower_this_thread")
+    yield proc
+    proc.close()
+
+
+def test_the_child_answers_as_the_encoder_does_in_process(child) -> None:
+    local = KeywordEncoder(dim=64)
+    texts = ["cykelbana vid skolan", "snöröjning på gångvägar", "fler bänkar"]
+    assert child.model_id == "fake-keywords" and child.dim == 64 and child.pid != os.getpid()
+    np.testing.assert_array_equal(child.encode_queries(texts), local.encode_queries(texts))
+    np.testing.assert_array_equal(child.encode_passages(texts), local.encode_passages(texts))
+    np.testing.assert_array_equal(child.bulk_queries(texts[:1]), local.encode_queries(texts[:1]))
+    assert child.encode_queries([]).shape == (0, 64)
+
+
+def test_concurrent_callers_each_get_their_own_rows(child) -> None:
+    local = KeywordEncoder(dim=64)
+    words = ["cykel", "skola", "snö", "bänk", "park", "buss", "lampa", "bad"]
+    failures: list[str] = []
+
+    def caller(i: int) -> None:
+        for n in range(30):
+            texts = [f"{words[(i + n) % 8]} {words[(i * n) % 8]} {n}", words[i % 8]]
+            call = (child.encode_queries, child.encode_passages, child.bulk_queries)[(i + n) % 3]
+            if not np.array_equal(call(texts), local.encode_queries(texts)):
+                failures.append(f"caller {i}, call {n}")
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_bulk_work_runs_at_a_lower_priority_in_the_child_and_queries_do_not(child) -> None:
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert child.encode_queries(["nice?"])[0, 0] == mine  # the child starts at the server's priority
+    assert child.encode_passages(["nice?"])[0, 0] >= 10
+    assert child.bulk_queries(["nice?"])[0, 0] >= 10
+
+
+def test_a_refused_text_is_a_value_error_and_an_internal_fault_names_itself(child) -> None:
+    with pytest.raises(ValueError, match="'fel' is refused"):
+        child.encode_queries(["fel"])
+    with pytest.raises(EncoderProcessError, match="KeyError: 'an internal fault'"):
+        child.encode_passages(["krasch"])
+    assert child.encode_queries(["cykel"]).shape == (1, 64)  # the child goes on serving
+
+
+def test_a_factory_that_fails_is_reported_at_start() -> None:
+    with pytest.raises(EncoderProcessError, match="could not start: RuntimeError: no model in the cache"):
+        EncoderProcess(f"{__name__}:broken_factory")
+
+
+def test_a_dead_child_fails_every_call_instead_of_hanging() -> None:
+    proc = EncoderProcess(FAKE, {"dim": 8})
+    try:
+        assert proc.encode_queries(["cykel"]).shape == (1, 8)
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while proc.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(EncoderProcessError, match="stopped"):
+            proc.encode_queries(["cykel"])
+        with pytest.raises(EncoderProcessError, match="stopped"):
+            proc.encode_passages(["cykel"])
+    finally:
+        proc.close()
+    proc.close()  # twice is fine
+    with pytest.raises(EncoderProcessError, match="closed"):
+        proc.encode_queries(["cykel"])
+
+
+def test_closing_stops_the_child() -> None:
+    proc = EncoderProcess(FAKE, {"dim": 8})
+    pid = proc.pid
+    proc.close()
+    assert not proc.alive
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from idesluss.errors import Conflict, NotFound
+from models.process_encoder import EncoderProcessError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -91,6 +92,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return problem(409, "Conflict", str(exc))
+
+    @app.exception_handler(EncoderProcessError)
+    async def _encoder_down(request: Request, exc: EncoderProcessError) -> JSONResponse:
+        log.warning("encoding failed on %s %s: %s", request.method, request.url.path, exc)
+        return problem(
+            503,
+            "Service unavailable",
+            "the encoder stopped while answering; it starts again on the next request: try again",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import multiprocessing
 import os
 import threading
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 STOP = None
+log = logging.getLogger(__name__)
 
 
 class EncoderProcessError(RuntimeError):
@@ -102,6 +104,9 @@ def _main(factory: str, kwargs: dict[str, Any], queries: Connection, bulk: Conne
 class EncoderProcess:
     """A :class:`~models.encoder.TextEncoder` whose encoder runs in a child process.
 
+    A child that died (killed for memory, say) is started again by the next call: the calls that
+    were waiting on it fail, the ones after it wait for the new child to load the encoder.
+
     Args:
         factory: ``"module:function"``, importable in a fresh interpreter, that returns the encoder.
         kwargs: the factory's keyword arguments (picklable).
@@ -120,23 +125,33 @@ class EncoderProcess:
         bulk_setup: str | None = None,
         start_timeout: float = 900.0,
     ) -> None:
+        self._args = (factory, dict(kwargs or {}), bulk_setup)
+        self._start_timeout = start_timeout
+        self._locks = {"queries": threading.Lock(), "bulk": threading.Lock()}
+        self._restart_lock = threading.Lock()
+        self._closed = False
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        """Start a child and wait until its encoder is built (its model id and dimension are read)."""
+        factory, kwargs, bulk_setup = self._args
         ctx = multiprocessing.get_context("spawn")
-        self._queries, queries_child = ctx.Pipe()
-        self._bulk, bulk_child = ctx.Pipe()
-        self._process = ctx.Process(
+        queries, queries_child = ctx.Pipe()
+        bulk, bulk_child = ctx.Pipe()
+        process = ctx.Process(
             target=_main,
-            args=(factory, dict(kwargs or {}), queries_child, bulk_child, bulk_setup),
+            args=(factory, kwargs, queries_child, bulk_child, bulk_setup),
             name="idesluss-encoder",
             daemon=True,  # never outlives the server
         )
-        self._process.start()
+        process.start()
         queries_child.close()  # this process keeps only its own ends: the child's EOF is then real
         bulk_child.close()
-        self._locks = {id(self._queries): threading.Lock(), id(self._bulk): threading.Lock()}
-        self._closed = False
-        answer = self._receive(self._queries, start_timeout, "starting")
+        self._process, self._conns = process, {"queries": queries, "bulk": bulk}
+        answer = self._receive(queries, self._start_timeout, "starting")
         if answer[0] != "ready":
-            self.close()
+            self._stop()
             raise EncoderProcessError(f"the encoder process could not start: {answer[1]}: {answer[2]}")
         self.model_id: str = answer[1]["model_id"]
         self.dim: int = answer[1]["dim"]
@@ -153,38 +168,54 @@ class EncoderProcess:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors, on the queries connection (the coaches' searches)."""
-        return self._call(self._queries, "queries", texts)
+        return self._call("queries", "queries", texts)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         """Passage vectors, on the bulk connection (lower priority in the child)."""
-        return self._call(self._bulk, "passages", texts)
+        return self._call("bulk", "passages", texts)
 
     def bulk_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Query vectors for bulk work (an upload's precomputed suggestions), on the bulk connection."""
-        return self._call(self._bulk, "queries", texts)
+        return self._call("bulk", "queries", texts)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the child (after the calls it is answering); later calls raise EncoderProcessError."""
-        if self._closed:
-            return
-        self._closed = True
-        for conn in (self._queries, self._bulk):
+        with self._restart_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop(timeout)
+
+    def _stop(self, timeout: float = 10.0) -> None:
+        for conn in self._conns.values():
             with contextlib.suppress(OSError, ValueError):  # already closed: the child sees EOF
                 conn.send(STOP)
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(timeout)
-        for conn in (self._queries, self._bulk):
+        for conn in self._conns.values():
             conn.close()
 
-    def _call(self, conn: Connection, kind: str, texts: Sequence[str]) -> np.ndarray:
+    def _restart_if_dead(self) -> None:
+        """Start a new child when the current one died (once, whoever notices first)."""
+        with self._restart_lock:
+            if self._closed:
+                raise EncoderProcessError("the encoder process is closed")
+            if self._process.is_alive():
+                return
+            log.warning("the encoder process stopped (%s); starting a new one", self._exit())
+            self._stop(1.0)
+            self.restarts += 1
+            self._start()
+
+    def _call(self, line: str, kind: str, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._locks[id(conn)]:
-            if self._closed:
-                raise EncoderProcessError("the encoder process is closed")
+        self._restart_if_dead()
+        with self._locks[line]:
+            conn = self._conns[line]
             try:
                 conn.send((kind, texts))
             except (OSError, ValueError) as exc:

@@ -30,6 +30,8 @@ class PickyEncoder(KeywordEncoder):
             raise ValueError("text 'fel' is refused")
         if "krasch" in texts:
             raise KeyError("an internal fault")
+        if "slow" in texts:
+            time.sleep(30)
         if "nice?" in texts:
             return np.full(
                 (len(texts), self.dim), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), np.float32
@@ -101,18 +103,29 @@ def test_a_factory_that_fails_is_reported_at_start() -> None:
         EncoderProcess(f"{__name__}:broken_factory")
 
 
-def test_a_dead_child_fails_every_call_instead_of_hanging() -> None:
-    proc = EncoderProcess(FAKE, {"dim": 8})
+def test_a_dead_child_fails_the_calls_waiting_on_it_and_the_next_call_starts_a_new_one() -> None:
+    proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 8})
     try:
         assert proc.encode_queries(["cykel"]).shape == (1, 8)
-        os.kill(proc.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while proc.alive and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with pytest.raises(EncoderProcessError, match="stopped"):
-            proc.encode_queries(["cykel"])
-        with pytest.raises(EncoderProcessError, match="stopped"):
-            proc.encode_passages(["cykel"])
+        first = proc.pid
+        failed: list[BaseException] = []
+
+        def waiting() -> None:
+            try:
+                proc.encode_passages(["slow"])
+            except BaseException as exc:  # noqa: BLE001 - the test reads it
+                failed.append(exc)
+
+        caller = threading.Thread(target=waiting)
+        caller.start()
+        time.sleep(0.5)  # the call is in the child now
+        os.kill(first, signal.SIGKILL)
+        caller.join(10)
+        assert not caller.is_alive()  # no hang
+        assert len(failed) == 1 and isinstance(failed[0], EncoderProcessError) and "stopped" in str(failed[0])
+        np.testing.assert_array_equal(proc.encode_queries(["cykel"]), KeywordEncoder(dim=8).encode_queries(["cykel"]))
+        assert proc.pid != first and proc.alive and proc.restarts == 1
+        assert proc.encode_passages(["buss"]).shape == (1, 8)  # both connections are the new child's
     finally:
         proc.close()
     proc.close()  # twice is fine

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -88,3 +90,28 @@ def test_every_cli_command_works_beside_the_server(live_server, tmp_path: Path) 
     assert missing.returncode == 2 and "FINNS-INTE" in missing.stderr
     bad = _cli(live_server, "ingest", "ideas", str(tmp_path / "saknas.csv"))
     assert bad.returncode == 2 and "saknas.csv" in bad.stderr
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").glob("*/children") for c in task.read_text().split()]
+
+
+def test_the_server_encodes_in_a_child_that_comes_back_when_killed(live_server) -> None:
+    server = live_server.proc.pid
+    (child,) = _children(server)
+    assert "libtorch" not in Path(f"/proc/{server}/maps").read_text()  # the server imports no torch
+    assert "libtorch" in Path(f"/proc/{child}/maps").read_text()
+    coach = {"Authorization": f"Bearer {live_server.keys['coach']}"}
+    draft = {"text": "Bättre snöröjning på cykelvägarna i Öjebyn", "k": 5}
+    with httpx.Client(base_url=live_server.url, timeout=300, headers=coach) as c:
+        before = c.post("/suggest", json=draft).json()
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while child in _children(server) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.get("/health").status_code == 200
+        after = c.post("/suggest", json=draft)  # starts a new child, then answers
+        assert after.status_code == 200, after.text
+        assert [h["id"] for h in after.json()["similar"]] == [h["id"] for h in before["similar"]]
+    (new_child,) = _children(server)
+    assert new_child != child

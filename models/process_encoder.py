@@ -50,6 +50,10 @@ class EncoderProcessError(RuntimeError):
     """The encoder process failed to start, stopped, or failed a call in a way the caller cannot fix."""
 
 
+class EncoderProcessDied(EncoderProcessError):
+    """The child stopped while a call waited on it (the call itself may be fine: it is retried once)."""
+
+
 encoder_of_this_process: Any = None  # the child's encoder (None in the server)
 
 
@@ -104,8 +108,8 @@ def _main(factory: str, kwargs: dict[str, Any], queries: Connection, bulk: Conne
 class EncoderProcess:
     """A :class:`~models.encoder.TextEncoder` whose encoder runs in a child process.
 
-    A child that died (killed for memory, say) is started again by the next call: the calls that
-    were waiting on it fail, the ones after it wait for the new child to load the encoder.
+    A child that died (killed for memory, say) is started again by the next call; the calls that
+    were waiting on it are tried once more on the new one, and wait for it to load the encoder.
 
     Args:
         factory: ``"module:function"``, importable in a fresh interpreter, that returns the encoder.
@@ -213,14 +217,14 @@ class EncoderProcess:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self._restart_if_dead()
-        with self._locks[line]:
-            conn = self._conns[line]
-            try:
-                conn.send((kind, texts))
-            except (OSError, ValueError) as exc:
-                raise EncoderProcessError(f"the encoder process stopped ({self._exit()})") from exc
-            answer = self._receive(conn, None, "encoding")
+        try:
+            answer = self._send(line, kind, texts)
+        except EncoderProcessDied:
+            # an encoding is a pure function of its texts: once more on a new child (a text that
+            # kills the child kills the new one too, and that failure is the caller's)
+            log.warning("the encoder process stopped during a call; trying it once more on a new one")
+            self._process.join(5.0)  # a child being killed may still look alive for a moment
+            answer = self._send(line, kind, texts)
         if answer[0] == "ok":
             vectors: np.ndarray = answer[1]
             return vectors
@@ -228,6 +232,16 @@ class EncoderProcess:
         if name == "ValueError":
             raise ValueError(message)
         raise EncoderProcessError(f"the encoder process failed: {name}: {message}")
+
+    def _send(self, line: str, kind: str, texts: list[str]) -> Any:
+        self._restart_if_dead()
+        with self._locks[line]:
+            conn = self._conns[line]
+            try:
+                conn.send((kind, texts))
+            except (OSError, ValueError) as exc:
+                raise EncoderProcessDied(f"the encoder process stopped ({self._exit()})") from exc
+            return self._receive(conn, None, "encoding")
 
     def _receive(self, conn: Connection, timeout: float | None, doing: str) -> Any:
         """The next answer on ``conn``, waiting in slices so a dead child cannot leave the caller hanging."""
@@ -237,13 +251,13 @@ class EncoderProcess:
             if not self._process.is_alive():
                 if conn.poll(0):  # it answered just before it stopped
                     break
-                raise EncoderProcessError(f"the encoder process stopped while {doing} ({self._exit()})")
+                raise EncoderProcessDied(f"the encoder process stopped while {doing} ({self._exit()})")
             if timeout is not None and waited >= timeout:
                 raise EncoderProcessError(f"the encoder process took over {timeout:.0f} s {doing}")
         try:
             return conn.recv()
         except (EOFError, OSError) as exc:
-            raise EncoderProcessError(f"the encoder process stopped while {doing} ({self._exit()})") from exc
+            raise EncoderProcessDied(f"the encoder process stopped while {doing} ({self._exit()})") from exc
 
     def _exit(self) -> str:
         code = self._process.exitcode

@@ -26,12 +26,17 @@ class PickyEncoder(KeywordEncoder):
     """A keyword encoder that refuses some texts, and can report the priority of the thread that encodes."""
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if "dö" in texts:  # the child dies on this text
+            os._exit(3)
         if "fel" in texts:
             raise ValueError("text 'fel' is refused")
         if "krasch" in texts:
             raise KeyError("an internal fault")
-        if "slow" in texts:
-            time.sleep(30)
+        for text in texts:  # "hold:PATH": answer only once the file PATH is gone
+            if text.startswith("hold:"):
+                while os.path.exists(text[5:]):
+                    time.sleep(0.02)
+                return np.zeros((len(texts), self.dim), np.float32)
         if "nice?" in texts:
             return np.full(
                 (len(texts), self.dim), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), np.float32
@@ -103,34 +108,59 @@ def test_a_factory_that_fails_is_reported_at_start() -> None:
         EncoderProcess(f"{__name__}:broken_factory")
 
 
-def test_a_dead_child_fails_the_calls_waiting_on_it_and_the_next_call_starts_a_new_one() -> None:
+def test_a_dead_child_is_replaced_and_the_call_waiting_on_it_is_tried_again(tmp_path) -> None:
     proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 8})
+    hold = tmp_path / "hold"
+    hold.touch()
     try:
         assert proc.encode_queries(["cykel"]).shape == (1, 8)
         first = proc.pid
-        failed: list[BaseException] = []
+        answers: list[object] = []
 
         def waiting() -> None:
             try:
-                proc.encode_passages(["slow"])
+                answers.append(proc.encode_passages([f"hold:{hold}"]))
             except BaseException as exc:  # noqa: BLE001 - the test reads it
-                failed.append(exc)
+                answers.append(exc)
 
         caller = threading.Thread(target=waiting)
         caller.start()
-        time.sleep(0.5)  # the call is in the child now
+        time.sleep(0.5)  # the call is in the child now, held
         os.kill(first, signal.SIGKILL)
-        caller.join(10)
+        time.sleep(0.3)
+        hold.unlink()  # the new child answers the call at once
+        caller.join(30)
         assert not caller.is_alive()  # no hang
-        assert len(failed) == 1 and isinstance(failed[0], EncoderProcessError) and "stopped" in str(failed[0])
-        np.testing.assert_array_equal(proc.encode_queries(["cykel"]), KeywordEncoder(dim=8).encode_queries(["cykel"]))
+        assert len(answers) == 1 and isinstance(answers[0], np.ndarray) and answers[0].shape == (1, 8)
         assert proc.pid != first and proc.alive and proc.restarts == 1
-        assert proc.encode_passages(["buss"]).shape == (1, 8)  # both connections are the new child's
+        np.testing.assert_array_equal(proc.encode_queries(["cykel"]), KeywordEncoder(dim=8).encode_queries(["cykel"]))
     finally:
         proc.close()
     proc.close()  # twice is fine
     with pytest.raises(EncoderProcessError, match="closed"):
         proc.encode_queries(["cykel"])
+
+
+def test_a_child_that_dies_twice_on_one_call_fails_it_with_a_clear_error(tmp_path) -> None:
+    proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 8})
+    try:
+        failed: list[BaseException] = []
+
+        def waiting() -> None:
+            try:
+                proc.encode_queries(["dö"])
+            except BaseException as exc:  # noqa: BLE001 - the test reads it
+                failed.append(exc)
+
+        caller = threading.Thread(target=waiting)
+        caller.start()
+        caller.join(60)
+        assert not caller.is_alive()
+        assert len(failed) == 1 and isinstance(failed[0], EncoderProcessError) and "stopped" in str(failed[0])
+        assert proc.restarts == 1
+        assert proc.encode_queries(["cykel"]).shape == (1, 8)  # and the next call gets a working child
+    finally:
+        proc.close()
 
 
 def test_closing_stops_the_child() -> None:

@@ -195,6 +195,47 @@ def test_the_pacer_rests_in_proportion_to_the_work_and_only_while_requests_are_s
         Pacer(0)
 
 
+def test_searches_score_one_at_a_time_in_the_given_slots_and_the_service_waits_its_turn(tmp_path: Path) -> None:
+    from idesluss import priority
+    from matcher.hybrid import HybridMatcher
+
+    inside, most, target = [0], [0], [0]
+    changed = threading.Condition()
+    search_batch = HybridMatcher.search_batch
+
+    def watched(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with changed:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            changed.notify_all()
+            # with several slots, the first searches wait until that many are inside together once
+            changed.wait_for(lambda: most[0] >= target[0], timeout=10)
+        try:
+            threading.Event().wait(0.002)  # a moment in which another search could come in
+            return search_batch(self, *args, **kwargs)
+        finally:
+            with changed:
+                inside[0] -= 1
+
+    svc = _service(tmp_path / "s.duckdb")
+    try:
+        svc.add_idea({"id": "I1", "text": "Cykelbana vid skolan"}, actor="test")
+        for slots in (1, 3):
+            priority.set_search_slots(slots)
+            most[0], target[0] = 0, slots
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(HybridMatcher, "search_batch", watched)
+                with ThreadPoolExecutor(6) as pool:
+                    results = list(pool.map(lambda i: svc.suggest(f"cykelbana {i}", k=3), range(12)))
+            assert all(r["similar"][0].id == "I1" for r in results)
+            assert most[0] == slots  # never more at once than the slots, and all of them used
+    finally:
+        priority.set_search_slots(1)
+        svc.close()
+    with pytest.raises(ValueError, match="search slots"):
+        priority.set_search_slots(0)
+
+
 def test_a_stored_ideas_search_uses_its_cached_query_vector_and_a_draft_is_encoded(tmp_path: Path) -> None:
     encoded: list[str] = []
 

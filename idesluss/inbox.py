@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from idesluss.errors import NotFound
-from idesluss.priority import Pacer, lower_this_thread
+from idesluss.priority import BACKGROUND_SHARE, Pacer, lower_this_thread
 from idesluss.search import Search
 from pipelines.masking import mask
 
@@ -70,11 +70,11 @@ class Inbox:
         for start in range(0, len(idea_ids), batch):
             self._pending.append(self._later.submit(self._precompute_logged, idea_ids[start : start + batch]))
 
-    def _precompute_logged(self, idea_ids: list[str], share: float = 0.5) -> int:
-        """Precompute in small steps, resting as long as each step took: a background upload's
-        suggestions take at most about half of one core from the requests being served."""
+    def _precompute_logged(self, idea_ids: list[str], share: float = BACKGROUND_SHARE) -> int:
+        """Precompute in small steps; while coaches' requests are served, rest after each step so that
+        this takes at most ``share`` of the time (at full speed on an idle server)."""
         done = 0
-        pace = Pacer(share)
+        pace = Pacer(share, activity=self._service.requests_served())
         try:
             for start in range(0, len(idea_ids), 8):
                 done += self.precompute(idea_ids[start : start + 8])

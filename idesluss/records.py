@@ -100,10 +100,8 @@ class RecordService:
     def _upload_pace(self) -> Pacer | None:
         """An upload's pace: half of one core while coaches' searches run (the batcher counts them),
         full speed otherwise; None where no batcher serves requests (the CLI, on the file)."""
-        stats = getattr(self._resources.encoder, "stats", None)
-        if stats is None:
-            return None
-        return Pacer(UPLOAD_SHARE, activity=lambda: stats.requests)
+        served = self._resources.requests_served()
+        return Pacer(UPLOAD_SHARE, activity=served) if served is not None else None
 
     def _stored(self, kind: str, records: Sequence[Record], keep_cache: bool = False) -> None:
         """On the writer, inside a batch's write: index the batch and tell whoever waits for new ideas.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from idesluss.settings import Settings
@@ -71,6 +72,15 @@ class Resources:
         inner = getattr(self.encoder, "inner", self.encoder)
         bulk = getattr(inner, "bulk_queries", None)  # an encoder process: its bulk connection
         return bulk(texts) if bulk is not None else inner.encode_queries(texts)
+
+    def requests_served(self) -> Callable[[], int] | None:
+        """A counter that moves on with every request whose query the batcher encodes (None where no
+        batcher serves requests: the CLI on the file, or an encoder handed in). Bulk work paces
+        itself by it (:class:`idesluss.priority.Pacer`)."""
+        stats = getattr(self.encoder, "stats", None)
+        if stats is None:
+            return None
+        return lambda: int(stats.requests)
 
     @property
     def theme_encoder(self) -> TextEncoder:

@@ -169,6 +169,10 @@ class Service:
         """Query vectors encoded on the calling thread, outside the requests' batches (bulk work)."""
         return self._resources.bulk_queries(texts)
 
+    def requests_served(self) -> Callable[[], int] | None:
+        """See :meth:`Resources.requests_served` (background work paces itself by it)."""
+        return self._resources.requests_served()
+
     @property
     def matcher_config(self) -> FusionConfig:
         """The fusion the searches use (from the settings)."""

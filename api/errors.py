@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from idesluss.errors import Conflict, NotFound
-from models.process_encoder import EncoderProcessError
+from models.process_encoder import EncoderProcessDied
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -93,8 +93,10 @@ def install(app: FastAPI) -> None:
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return problem(409, "Conflict", str(exc))
 
-    @app.exception_handler(EncoderProcessError)
-    async def _encoder_down(request: Request, exc: EncoderProcessError) -> JSONResponse:
+    @app.exception_handler(EncoderProcessDied)
+    async def _encoder_down(request: Request, exc: EncoderProcessDied) -> JSONResponse:
+        # a passing failure (the encoder process stopped twice during one call): worth a retry; a
+        # failure the child reports (every time the same) stays a 500, logged with its traceback
         log.warning("encoding failed on %s %s: %s", request.method, request.url.path, exc)
         return problem(
             503,

@@ -32,6 +32,7 @@ BACKGROUND_SHARE = 0.25
 
 
 _search_slots = threading.BoundedSemaphore(1)
+_this_thread = threading.local()  # .bulk: this thread does bulk work at a lower priority
 
 
 def set_search_slots(slots: int) -> None:
@@ -52,8 +53,11 @@ def searching() -> Iterator[None]:
     encoding, which needs it between its tensor operations, slowed to a third. One search at a
     time finishes each sooner and leaves the encoder its turns (in-process, 8 threads: 262
     searches/s and the encoder 154 queries/s with one slot, against 210 and 76 with none).
-    Not reentrant: take it once per request.
+    Not reentrant: take it once per request. A bulk thread (:func:`lower_this_thread`) takes no slot.
     """
+    if getattr(_this_thread, "bulk", False):  # bulk work paces itself; a slot held at nice 10 would
+        yield  # keep the coaches' searches waiting behind a thread that gets a tenth of a core
+        return
     slots = _search_slots
     with slots:
         yield
@@ -74,6 +78,7 @@ def lower_this_thread(nice: int = BULK_NICE) -> bool:
 
     Irreversible without privileges: call it only on a thread that does bulk work alone.
     """
+    _this_thread.bulk = True  # bulk work whatever the system allows: it takes no search slot
     current = thread_nice()
     if current is None:
         return False

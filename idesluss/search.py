@@ -71,8 +71,9 @@ class Search:
         if scope == "shared":
             texts = [self._query_text("ideas", q) for q in queries]
             vectors = self._resources.encoder.encode_queries(texts)
+            targets = self._shared_targets(filters)
             with priority.searching():
-                return [self._shared_similar(t, vectors[i : i + 1], k, filters) for i, t in enumerate(texts)]
+                return [self._shared_similar(targets, t, vectors[i : i + 1], k) for i, t in enumerate(texts)]
         if scope != "own":
             raise ValueError(f"scope must be 'own' or 'shared', got {scope!r}")
         return self._search("ideas", "ideas", queries, k, filters, collapse=not all_duplicates)
@@ -86,20 +87,31 @@ class Search:
             raise ValueError("the search text is empty")
         return mask(text).text
 
-    def _shared_similar(self, text: str, vector: Any, k: int, filters: dict[str, Any] | None) -> list[Hit]:
+    def _shared_targets(self, filters: dict[str, Any] | None) -> list[tuple[str, Any, dict[str, Any]]]:
+        """(tenant, ideas snapshot, filters with its shared rows) of each tenant that shares ideas.
+
+        Read before a search takes its slot: the first read of another tenant's index builds it.
+        """
+        out = []
+        for tenant, search, codes in self._shared_sources():
+            snapshot = search._index.collections()["ideas"].snapshot
+            out.append((tenant, snapshot, {**(filters or {}), "shared": codes}))
+        return out
+
+    def _shared_similar(
+        self, targets: list[tuple[str, Any, dict[str, Any]]], text: str, vector: Any, k: int
+    ) -> list[Hit]:
         """The ideas other tenants share that are most like ``text``, each hit carrying its tenant.
 
-        Each sharing tenant is searched in its own index with only its shared rows allowed (the
-        filter is applied before ranking, so an unshared idea is never a candidate, nor counted).
-        Fused scores are relative to one collection, so the tenants' top hits are merged by their
-        dense similarity, which is on one scale for all. Duplicate groups are not shown: they could
-        name ideas the other tenant does not share.
+        Each sharing tenant (``targets``, :meth:`_shared_targets`) is searched in its own index with
+        only its shared rows allowed (the filter is applied before ranking, so an unshared idea is
+        never a candidate, nor counted). Fused scores are relative to one collection, so the
+        tenants' top hits are merged by their dense similarity, which is on one scale for all.
+        Duplicate groups are not shown: they could name ideas the other tenant does not share.
         """
         matcher = self._resources.matcher()
         merged: list[Hit] = []
-        for tenant, search, codes in self._shared_sources():
-            snapshot = search._index.collections()["ideas"].snapshot
-            allowed = {**(filters or {}), "shared": codes}
+        for tenant, snapshot, allowed in targets:
             for hit in matcher.search_batch(snapshot, [text], k=k, vectors=vector, filters=allowed)[0]:
                 hit.tenant = tenant
                 hit.duplicate_group = []
@@ -225,9 +237,10 @@ class Search:
         colls = self._index.collections()
         exclude = [{exclude_id}] if exclude_id else None
         ideas = colls["ideas"].snapshot  # both idea searches read the same moment
+        targets = self._shared_targets(filters) if scope == "shared" else []
         with priority.searching():
             if scope == "shared":
-                similar = self._shared_similar(full, vec, k, filters)
+                similar = self._shared_similar(targets, full, vec, k)
             else:
                 similar = matcher.search_batch(
                     ideas, [full], k=k, vectors=vec, filters=filters, exclude=exclude, collapse_duplicates=True

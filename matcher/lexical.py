@@ -9,8 +9,9 @@ first, until their postings would pass :data:`NOMINATION_BUDGET` entries. A comm
 budget (its posting grows with the corpus, and a row that holds only such terms scores little)
 still scores every row of the pool (:meth:`BM25View.scores_at`), so a pooled row's BM25 is exact.
 The idea is the "cutoff frequency" of classic search engines: high-frequency terms only score
-documents that the rarer terms (here also the dense ranker) already found. Below the budget, as in
-every collection of up to 20,000 rows, nothing changes.
+documents that the rarer terms (here also the dense ranker) already found. A query whose terms'
+postings hold at most 20,000 entries together nominates as before; one whose every term is past the
+budget on its own nominates nothing (the pool is then the other rankers', each row with its BM25).
 """
 
 from __future__ import annotations

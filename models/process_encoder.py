@@ -18,10 +18,13 @@ connections, each on its own thread:
   priority (``bulk_setup``), so an upload's encoding gives way to searches as it does in one process.
 
 Each connection carries one call at a time (a lock per connection in this process). A failure in
-the child comes back as an exception of the same kind where that is a ``ValueError``, a
-``RuntimeError`` otherwise; a child that dies fails every call waiting on it, and the next ones, with
-a ``RuntimeError`` that says so. The child never outlives this process: it stops when the
-connections close (this process ended or called :meth:`EncoderProcess.close`).
+the child comes back as an exception of the same kind where that is a ``ValueError``, an
+:class:`EncoderProcessError` otherwise. A child that dies (killed for memory, say) is replaced by
+a new one, and every call that was waiting on it is tried once more on the new one (an encoding is
+a pure function of its texts); a call that outlasts ``call_timeout`` has its child replaced too.
+Each child has a generation number, so that two calls that saw the same child die replace it once.
+The child never outlives this process: it stops when the connections close (this process ended or
+called :meth:`EncoderProcess.close`).
 
 Only the server uses it (``idesluss serve``): a command that encodes once and exits would pay a
 second interpreter's start for nothing. The server then imports neither torch nor transformers;
@@ -34,9 +37,9 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
-import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -51,7 +54,13 @@ class EncoderProcessError(RuntimeError):
 
 
 class EncoderProcessDied(EncoderProcessError):
-    """The child stopped while a call waited on it (the call itself may be fine: it is retried once)."""
+    """The child stopped (or hung) while a call waited on it; the call itself may be fine.
+
+    Attributes:
+        generation: the child's generation number (see :class:`EncoderProcess`).
+    """
+
+    generation = -1
 
 
 encoder_of_this_process: Any = None  # the child's encoder (None in the server)
@@ -80,7 +89,10 @@ def _answer(conn: Connection, call: tuple[str, list[str]]) -> None:
 
 def _serve_connection(conn: Connection, setup: str | None = None) -> None:
     if setup:
-        _resolve(setup)()
+        try:
+            _resolve(setup)()
+        except Exception:  # noqa: BLE001 - best effort (a priority); serving matters more
+            log.exception("the encoder process's setup %s failed; serving without it", setup)
     while True:
         try:
             call = conn.recv()
@@ -94,7 +106,6 @@ def _serve_connection(conn: Connection, setup: str | None = None) -> None:
 def _main(factory: str, kwargs: dict[str, Any], queries: Connection, bulk: Connection, bulk_setup: str | None) -> None:
     """The child: build the encoder, report ready, serve both connections until the queries' stops."""
     global encoder_of_this_process
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         encoder_of_this_process = _resolve(factory)(**kwargs)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
@@ -108,15 +119,13 @@ def _main(factory: str, kwargs: dict[str, Any], queries: Connection, bulk: Conne
 class EncoderProcess:
     """A :class:`~models.encoder.TextEncoder` whose encoder runs in a child process.
 
-    A child that died (killed for memory, say) is started again by the next call; the calls that
-    were waiting on it are tried once more on the new one, and wait for it to load the encoder.
-
     Args:
         factory: ``"module:function"``, importable in a fresh interpreter, that returns the encoder.
         kwargs: the factory's keyword arguments (picklable).
         bulk_setup: ``"module:function"`` the child's bulk thread calls first (the server lowers
             that thread's CPU priority with it); None: nothing.
-        start_timeout: seconds to wait for the child to build the encoder.
+        start_timeout: seconds to wait for a child to build the encoder.
+        call_timeout: seconds one call may take before its child is taken for hung and replaced.
 
     Raises:
         EncoderProcessError: the child could not build the encoder (its error is in the message).
@@ -128,17 +137,20 @@ class EncoderProcess:
         kwargs: dict[str, Any] | None = None,
         bulk_setup: str | None = None,
         start_timeout: float = 900.0,
+        call_timeout: float = 900.0,
     ) -> None:
         self._args = (factory, dict(kwargs or {}), bulk_setup)
         self._start_timeout = start_timeout
+        self._call_timeout = call_timeout
         self._locks = {"queries": threading.Lock(), "bulk": threading.Lock()}
         self._restart_lock = threading.Lock()
         self._closed = False
         self.restarts = 0
-        self._start()
+        self.generation = 0
+        self._process, self._conns = self._start()
 
-    def _start(self) -> None:
-        """Start a child and wait until its encoder is built (its model id and dimension are read)."""
+    def _start(self) -> tuple[Any, dict[str, Connection]]:
+        """A new child, once its encoder is built; its connections are handed out only then."""
         factory, kwargs, bulk_setup = self._args
         ctx = multiprocessing.get_context("spawn")
         queries, queries_child = ctx.Pipe()
@@ -152,22 +164,26 @@ class EncoderProcess:
         process.start()
         queries_child.close()  # this process keeps only its own ends: the child's EOF is then real
         bulk_child.close()
-        self._process, self._conns = process, {"queries": queries, "bulk": bulk}
-        answer = self._receive(queries, self._start_timeout, "starting")
-        if answer[0] != "ready":
-            self._stop()
-            raise EncoderProcessError(f"the encoder process could not start: {answer[1]}: {answer[2]}")
+        conns = {"queries": queries, "bulk": bulk}
+        try:
+            answer = _receive(process, queries, self._start_timeout, "starting")
+            if answer[0] != "ready":
+                raise EncoderProcessError(f"the encoder process could not start: {answer[1]}: {answer[2]}")
+        except BaseException:
+            _stop(process, conns)
+            raise
         self.model_id: str = answer[1]["model_id"]
         self.dim: int = answer[1]["dim"]
+        return process, conns
 
     @property
     def pid(self) -> int | None:
-        """The child's process id."""
+        """The current child's process id."""
         return self._process.pid
 
     @property
     def alive(self) -> bool:
-        """Whether the child is running."""
+        """Whether the current child is running."""
         return self._process.is_alive()
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -183,35 +199,47 @@ class EncoderProcess:
         return self._call("bulk", "queries", texts)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the child (after the calls it is answering); later calls raise EncoderProcessError."""
+        """Stop the child after the calls it is answering (one still running after ``timeout`` fails);
+        later calls raise EncoderProcessError."""
         with self._restart_lock:
             if self._closed:
                 return
             self._closed = True
-            self._stop(timeout)
+            with self._every_line(wait=timeout):
+                _stop(self._process, self._conns, timeout)
 
-    def _stop(self, timeout: float = 10.0) -> None:
-        for conn in self._conns.values():
-            with contextlib.suppress(OSError, ValueError):  # already closed: the child sees EOF
-                conn.send(STOP)
-        self._process.join(timeout)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout)
-        for conn in self._conns.values():
-            conn.close()
+    @contextlib.contextmanager
+    def _every_line(self, wait: float) -> Iterator[None]:
+        """Hold both connections' locks, so that no call is reading or writing either while they are
+        closed or swapped (a closed pipe's descriptor is soon reused, and a read still blocked on it
+        would read someone else's data). A call still running after ``wait`` seconds has its child
+        terminated: it then fails at once and lets go."""
+        taken: list[threading.Lock] = []
+        try:
+            for name in ("queries", "bulk"):
+                lock = self._locks[name]
+                if not lock.acquire(timeout=wait):
+                    self._process.terminate()
+                    lock.acquire()
+                taken.append(lock)
+            yield
+        finally:
+            for lock in reversed(taken):
+                lock.release()
 
-    def _restart_if_dead(self) -> None:
-        """Start a new child when the current one died (once, whoever notices first)."""
+    def _replace(self, generation: int, why: str) -> None:
+        """Replace the child of ``generation`` (once: a call that saw an older child die does nothing)."""
         with self._restart_lock:
             if self._closed:
                 raise EncoderProcessError("the encoder process is closed")
-            if self._process.is_alive():
-                return
-            log.warning("the encoder process stopped (%s); starting a new one", self._exit())
-            self._stop(1.0)
-            self.restarts += 1
-            self._start()
+            if self.generation != generation:
+                return  # another call replaced it already
+            log.warning("the encoder process %s (%s); starting a new one", why, _exit(self._process))
+            with self._every_line(wait=0.0):  # the child is dead or hung: no call on it can succeed
+                _stop(self._process, self._conns, 1.0)
+                self._process, self._conns = self._start()
+                self.generation += 1
+                self.restarts += 1
 
     def _call(self, line: str, kind: str, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -219,11 +247,10 @@ class EncoderProcess:
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
             answer = self._send(line, kind, texts)
-        except EncoderProcessDied:
+        except EncoderProcessDied as died:
             # an encoding is a pure function of its texts: once more on a new child (a text that
             # kills the child kills the new one too, and that failure is the caller's)
-            log.warning("the encoder process stopped during a call; trying it once more on a new one")
-            self._process.join(5.0)  # a child being killed may still look alive for a moment
+            self._replace(died.generation, "stopped during a call")
             answer = self._send(line, kind, texts)
         if answer[0] == "ok":
             vectors: np.ndarray = answer[1]
@@ -234,31 +261,55 @@ class EncoderProcess:
         raise EncoderProcessError(f"the encoder process failed: {name}: {message}")
 
     def _send(self, line: str, kind: str, texts: list[str]) -> Any:
-        self._restart_if_dead()
+        """One call on the current child; EncoderProcessDied (with the child's generation) if it stops."""
         with self._locks[line]:
-            conn = self._conns[line]
+            if self._closed:
+                raise EncoderProcessError("the encoder process is closed")
+            generation, process, conn = self.generation, self._process, self._conns[line]
             try:
+                if not process.is_alive():
+                    raise EncoderProcessDied(f"the encoder process stopped ({_exit(process)})")
                 conn.send((kind, texts))
-            except (OSError, ValueError) as exc:
-                raise EncoderProcessDied(f"the encoder process stopped ({self._exit()})") from exc
-            return self._receive(conn, None, "encoding")
+                return _receive(process, conn, self._call_timeout, "encoding")
+            except EncoderProcessDied as exc:
+                exc.generation = generation
+                raise
+            except (OSError, ValueError) as exc:  # its connection closed or broke under us
+                died = EncoderProcessDied(f"the encoder process stopped ({_exit(process)})")
+                died.generation = generation
+                raise died from exc
 
-    def _receive(self, conn: Connection, timeout: float | None, doing: str) -> Any:
-        """The next answer on ``conn``, waiting in slices so a dead child cannot leave the caller hanging."""
-        waited = 0.0
+
+def _receive(process: Any, conn: Connection, timeout: float | None, doing: str) -> Any:
+    """The next answer on ``conn``, waiting in slices so that a dead or hung child cannot hold the caller."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
         while not conn.poll(1.0):
-            waited += 1.0
-            if not self._process.is_alive():
+            if not process.is_alive():
                 if conn.poll(0):  # it answered just before it stopped
                     break
-                raise EncoderProcessDied(f"the encoder process stopped while {doing} ({self._exit()})")
-            if timeout is not None and waited >= timeout:
-                raise EncoderProcessError(f"the encoder process took over {timeout:.0f} s {doing}")
-        try:
-            return conn.recv()
-        except (EOFError, OSError) as exc:
-            raise EncoderProcessDied(f"the encoder process stopped while {doing} ({self._exit()})") from exc
+                raise EncoderProcessDied(f"the encoder process stopped while {doing} ({_exit(process)})")
+            if deadline is not None and time.monotonic() > deadline:
+                process.terminate()  # taken for hung: the next call starts a new one
+                raise EncoderProcessDied(f"the encoder process took over {timeout:.0f} s {doing}")
+        return conn.recv()
+    except (EOFError, OSError, ValueError) as exc:
+        raise EncoderProcessDied(f"the encoder process stopped while {doing} ({_exit(process)})") from exc
 
-    def _exit(self) -> str:
-        code = self._process.exitcode
-        return "still running" if code is None else f"exit code {code}"
+
+def _stop(process: Any, conns: dict[str, Connection], timeout: float = 10.0) -> None:
+    """Ask a child to stop, make sure it did, and close this side's connections."""
+    for conn in conns.values():
+        with contextlib.suppress(OSError, ValueError):  # already closed: the child sees EOF
+            conn.send(STOP)
+    process.join(timeout)
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout)
+    for conn in conns.values():
+        conn.close()
+
+
+def _exit(process: Any) -> str:
+    code = process.exitcode
+    return "still running" if code is None else f"exit code {code}"

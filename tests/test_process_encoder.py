@@ -12,11 +12,12 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.process_encoder import EncoderProcess, EncoderProcessError
+from models.process_encoder import EncoderProcess, EncoderProcessDied, EncoderProcessError
 from tests.fakes import KeywordEncoder
 
 FAKE = "tests.fakes:KeywordEncoder"
@@ -32,8 +33,9 @@ class PickyEncoder(KeywordEncoder):
             raise ValueError("text 'fel' is refused")
         if "krasch" in texts:
             raise KeyError("an internal fault")
-        for text in texts:  # "hold:PATH": answer only once the file PATH is gone
+        for text in texts:  # "hold:PATH": say so in PATH.in, and answer only once the file PATH is gone
             if text.startswith("hold:"):
+                open(text[5:] + ".in", "w").close()
                 while os.path.exists(text[5:]):
                     time.sleep(0.02)
                 return np.zeros((len(texts), self.dim), np.float32)
@@ -108,37 +110,86 @@ def test_a_factory_that_fails_is_reported_at_start() -> None:
         EncoderProcess(f"{__name__}:broken_factory")
 
 
-def test_a_dead_child_is_replaced_and_the_call_waiting_on_it_is_tried_again(tmp_path) -> None:
-    proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 8})
-    hold = tmp_path / "hold"
+def _held(proc: EncoderProcess, call: str, hold: Path, answers: list[object]) -> threading.Thread:
+    """A call that the child holds until ``hold`` is removed, started and seen inside the child."""
     hold.touch()
+
+    def run() -> None:
+        try:
+            answers.append(getattr(proc, call)([f"hold:{hold}"]))
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            answers.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not Path(f"{hold}.in").exists():  # the call has reached the child
+        assert time.monotonic() < deadline, "the held call never reached the child"
+        time.sleep(0.01)
+    return thread
+
+
+def _running(pid: int) -> bool:
     try:
-        assert proc.encode_queries(["cykel"]).shape == (1, 8)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone (reaped), perhaps between opening and reading
+        return False
+
+
+def test_a_dead_child_is_replaced_once_and_every_call_waiting_on_it_is_tried_again(tmp_path: Path) -> None:
+    proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 8})
+    try:
         first = proc.pid
         answers: list[object] = []
-
-        def waiting() -> None:
-            try:
-                answers.append(proc.encode_passages([f"hold:{hold}"]))
-            except BaseException as exc:  # noqa: BLE001 - the test reads it
-                answers.append(exc)
-
-        caller = threading.Thread(target=waiting)
-        caller.start()
-        time.sleep(0.5)  # the call is in the child now, held
+        held = [  # one call on each connection, both inside the child when it dies
+            _held(proc, "encode_queries", tmp_path / "q", answers),
+            _held(proc, "encode_passages", tmp_path / "p", answers),
+        ]
+        for hold in ("q", "p"):
+            Path(f"{tmp_path / hold}.in").unlink()
         os.kill(first, signal.SIGKILL)
-        time.sleep(0.3)
-        hold.unlink()  # the new child answers the call at once
-        caller.join(30)
-        assert not caller.is_alive()  # no hang
-        assert len(answers) == 1 and isinstance(answers[0], np.ndarray) and answers[0].shape == (1, 8)
-        assert proc.pid != first and proc.alive and proc.restarts == 1
+        deadline = time.monotonic() + 30
+        while _running(first):  # dead before the holds go: neither call can be answered by it
+            assert time.monotonic() < deadline, "the killed child is still running"
+            time.sleep(0.01)
+        (tmp_path / "q").unlink()  # the new child answers both at once (it marks them .in again)
+        (tmp_path / "p").unlink()
+        for thread in held:
+            thread.join(60)
+            assert not thread.is_alive()  # no hang
+        assert len(answers) == 2 and all(isinstance(a, np.ndarray) and a.shape == (1, 8) for a in answers), answers
+        assert proc.pid != first and proc.alive and proc.restarts == 1  # replaced once, not per call
         np.testing.assert_array_equal(proc.encode_queries(["cykel"]), KeywordEncoder(dim=8).encode_queries(["cykel"]))
     finally:
         proc.close()
     proc.close()  # twice is fine
     with pytest.raises(EncoderProcessError, match="closed"):
         proc.encode_queries(["cykel"])
+
+
+def test_a_hung_child_is_replaced_after_the_call_timeout(tmp_path: Path) -> None:
+    proc = EncoderProcess(f"{__name__}:PickyEncoder", {"dim": 8}, call_timeout=1.0)
+    try:
+        first = proc.pid
+        (tmp_path / "h").touch()  # never removed: the call hangs in every child
+        with pytest.raises(EncoderProcessDied, match="took over 1 s"):
+            proc.encode_passages([f"hold:{tmp_path / 'h'}"])
+        assert proc.encode_queries(["cykel"]).shape == (1, 8)  # a new child serves the next call
+        assert proc.pid != first and proc.restarts == 2  # the hung one, and the retry's hung one
+    finally:
+        proc.close()
+
+
+def failing_setup() -> None:
+    raise RuntimeError("no priority for you")
+
+
+def test_a_bulk_setup_that_fails_leaves_the_bulk_connection_serving() -> None:
+    proc = EncoderProcess(FAKE, {"dim": 8}, bulk_setup=f"{__name__}:failing_setup")
+    try:
+        assert proc.encode_passages(["cykel"]).shape == (1, 8)
+    finally:
+        proc.close()
 
 
 def test_a_child_that_dies_twice_on_one_call_fails_it_with_a_clear_error(tmp_path) -> None:

@@ -236,6 +236,30 @@ def test_searches_score_one_at_a_time_in_the_given_slots_and_the_service_waits_i
         priority.set_search_slots(0)
 
 
+def test_a_bulk_thread_takes_no_search_slot_so_coaches_never_wait_behind_it() -> None:
+    from idesluss import priority
+
+    priority.set_search_slots(1)
+    entered: list[str] = []
+
+    def search(kind: str) -> None:
+        if kind == "bulk":
+            priority.lower_this_thread()
+        with priority.searching():
+            entered.append(kind)
+
+    with priority.searching():  # a coach's search holds the only slot
+        bulk = threading.Thread(target=search, args=("bulk",))
+        bulk.start()
+        bulk.join(30)
+        coach = threading.Thread(target=search, args=("coach",))
+        coach.start()
+        coach.join(0.2)
+        assert entered == ["bulk"] and coach.is_alive()  # the bulk search went on, the coach's waits
+    coach.join(30)
+    assert entered == ["bulk", "coach"]
+
+
 def test_a_stored_ideas_search_uses_its_cached_query_vector_and_a_draft_is_encoded(tmp_path: Path) -> None:
     encoded: list[str] = []
 

@@ -2,12 +2,12 @@
 
 A forward pass is some two hundred tensor operations called from Python, and each call takes the
 interpreter lock again when it returns. In the server that lock is also wanted by the event loop
-and by every search (mostly small numpy steps between Python). Measured on the 2-core host with
-eight clients sending ``/suggest`` (10,000 ideas), the query batcher's forward passes took three
-times as long as alone while a third of the CPU stood idle: the passes waited for the lock, and
-eight clients got 2.0x the throughput of one. With the encoder in its own process (its own
-interpreter, so its own lock) and one torch thread, the same run gave 2.6x (the figures are in
-the README, "Load").
+and by every search (mostly small numpy steps between Python). On the 2-core host with eight
+clients sending ``/suggest`` (10,000 ideas), the query batcher's forward passes took much longer
+than alone while a third of the CPU stood idle: the passes waited for the lock. With the encoder in
+its own process (its own interpreter, so its own lock) and one torch thread, eight clients got
+2.5x the throughput of one instead of 2.0x (``python -m evaluation.load --scaling --upload-rows
+0``; the figures are in the README, "Load").
 
 :class:`EncoderProcess` starts the process (``spawn``: a fresh interpreter, never a fork of a
 process with running threads), which builds the encoder from an importable factory and serves two

@@ -48,11 +48,11 @@ def searching() -> Iterator[None]:
     """Run a search's scoring in one of the process's few search slots, waiting in turn for one.
 
     A search is mostly small numpy steps between Python, so it holds the interpreter lock most of
-    its time, and eight searches at once took turns on that lock with each other and with the
-    thread that encodes the queries: each step waited for the lock, and the batched query
-    encoding, which needs it between its tensor operations, slowed to a third. One search at a
-    time finishes each sooner and leaves the encoder its turns (in-process, 8 threads: 262
-    searches/s and the encoder 154 queries/s with one slot, against 210 and 76 with none).
+    its time, and eight searches at once take turns on that lock step by step, each finishing late.
+    One at a time finishes each sooner. With the encoder in the same process this also left the
+    encoder its turns (in-process, eight threads: 262 searches/s and the encoder 154 queries/s with
+    one slot, against 210 and 76 with none); with the encoder in its own process, the server's load
+    figures with one slot and with 64 were within one run's noise of each other.
     Not reentrant: take it once per request. A bulk thread (:func:`lower_this_thread`) takes no slot.
     """
     if getattr(_this_thread, "bulk", False):  # bulk work paces itself; a slot held at nice 10 would

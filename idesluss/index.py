@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,17 +41,35 @@ log = logging.getLogger(__name__)
 ADD_ROWS = 100_000  # rows per append while building (see Index._add_to)
 
 
+INTERN_LIMIT = 10_000  # distinct values shared (see _shared)
+_interned: dict[object, object] = {}
+_T = TypeVar("_T")
+
+
+def _shared(value: _T) -> _T:
+    """One object per distinct value of a field that repeats (a department, a status, a date).
+
+    Each record read from the database carries its own copy of such values: at a million ideas
+    the copies of departments, statuses and dates held some 200 MB. Values past
+    :data:`INTERN_LIMIT` distinct ones are kept as they come (a file of unique departments must
+    not grow this table without bound). ``setdefault`` is atomic, so threads may share it.
+    """
+    if value is None or len(_interned) >= INTERN_LIMIT and value not in _interned:
+        return value
+    return _interned.setdefault(value, value)  # type: ignore[return-value]
+
+
 def record_to_item(rec: Record) -> Item:
-    """The matcher's view of a stored record."""
+    """The matcher's view of a stored record (repeated field values shared: :func:`_shared`)."""
     return Item(
         id=rec.id,
         text=rec.text,
         title=rec.title,
-        created_at=rec.created_at,
-        department=rec.department,
-        status=rec.status,
-        outcome=rec.outcome,
-        source=rec.source,
+        created_at=_shared(rec.created_at),
+        department=_shared(rec.department),
+        status=_shared(rec.status),
+        outcome=_shared(rec.outcome),
+        source=_shared(rec.source),
         embed_hash=rec.embed_hash,
         shared=None if rec.shared is None else ("true" if rec.shared else "false"),
     )

@@ -11,7 +11,8 @@
    on the training part by a small grid;
 4. both the model in use (with the fusion in use) and the candidate (with its fusion) rank the
    held-out queries' candidates; MRR@10 before and after, with bootstrap intervals and a paired test;
-5. only when the candidate's held-out MRR is higher is it saved as a new version and switched in
+5. only when the candidate's held-out MRR is higher outside the noise (the lower end of the paired
+   bootstrap 95 % interval of the gain above ``min_gain``) is it saved as a new version and switched in
    (``models.finetune``: a directory per version, a ``current`` pointer); the vectors for its new
    model id are then embedded incrementally (what is missing only; the next start or the nightly job
    would do the same).
@@ -383,7 +384,8 @@ def learn(
         load: ``(model dir, model id) -> encoder``.
         holdout: share of the queries held out for the decision.
         seed: the split's seed (and the training's, when ``config`` is not given).
-        min_gain: how much higher the held-out MRR must be to switch.
+        min_gain: what the lower end of the held-out gain's 95 % interval must exceed to switch (0:
+            better outside the noise; a negative value lets a change within the noise through).
         embed: embed the stored texts for the new model after a switch (what is missing only).
         config: the fine-tuning settings (default :func:`learn_config`, its epochs sized to the pairs).
 
@@ -425,8 +427,10 @@ def learn(
         report.paired = paired_test(after, before)
         report.fusion_after = fusion_weights(new_fusion)
         report.training["fusion_train_mrr"] = train_score
-        gain = report.after["mrr"] - report.before["mrr"]
-        report.switched = gain > min_gain
+        gain, low = report.paired["diff"], report.paired["diff_low"]
+        # outside the noise: a gain of one question in eleven, with none worse, is not a reason to
+        # re-embed every stored text (what a switch costs)
+        report.switched = low > min_gain
         if report.switched:
             version = finetune.save_version(
                 cache_dir,
@@ -442,10 +446,16 @@ def learn(
             finetune.switch_to(cache_dir, version.name)
             report.pruned = prune_versions(cache_dir)
             report.version, report.model_after = version.name, version.model_id
-            report.reason = f"switched: held-out MRR rose by {gain:+.3f} (more than {min_gain:+.3f})"
+            report.reason = (
+                f"switched: held-out MRR rose by {gain:+.3f}, the lower end of its 95 % interval {low:+.3f} "
+                f"above {min_gain:+.3f}"
+            )
         else:
             report.model_after = model_id
-            report.reason = f"not switched: held-out MRR changed by {gain:+.3f} (needs more than {min_gain:+.3f})"
+            report.reason = (
+                f"not switched: held-out MRR changed by {gain:+.3f}, the lower end of its 95 % interval "
+                f"{low:+.3f} (a switch needs a gain whose lower end is above {min_gain:+.3f})"
+            )
     if report.switched and embed:
         report.embedded = embed_missing(store, load(Path(version.path), version.model_id))
     store.finish_run(run_id, "switched" if report.switched else "kept", report.as_dict())

@@ -364,6 +364,37 @@ def test_learn_does_not_switch_when_not_better(tmp_path: Path, base_cache: Path)
     store.close()
 
 
+def test_learn_does_not_switch_on_a_gain_within_the_noise(tmp_path: Path, base_cache: Path) -> None:
+    """One held-out question better and none worse is a gain inside the noise: kept, unless min_gain allows it."""
+    store = _seed_store(tmp_path / "db.duckdb")
+    _confirm_all(store)
+    _, held = split_examples(collect_examples(store), 0.3)
+    assert len(held) == 3
+    target = int(held[0].query_id[1:])
+
+    class _OneBetter(KeywordEncoder):
+        """The base model, except that one held-out idea now lands on its own need."""
+
+        def _vec(self, text: str) -> np.ndarray:
+            _, idea, need = TOPICS[target]
+            if idea in text or need in text:
+                v = np.zeros(self.dim, dtype=np.float32)
+                v[-1] = 1.0
+                return v
+            return super()._vec(text)
+
+    load = _fake_loader(base_cache, _OneBetter)
+    report = learn(store, base_cache, FusionConfig(), train=_fake_train, load=load, holdout=0.3, embed=False)
+    assert report.paired["diff"] > 0 and report.paired["diff_low"] <= 0  # better, but inside the noise
+    assert not report.switched and finetune.current_version(base_cache) is None
+    assert "lower end of its 95 % interval" in report.reason
+    allowed = learn(
+        store, base_cache, FusionConfig(), train=_fake_train, load=load, holdout=0.3, embed=False, min_gain=-0.5
+    )
+    assert allowed.switched and allowed.paired == report.paired
+    store.close()
+
+
 def test_learn_prunes_versions_older_than_the_previous(tmp_path: Path, base_cache: Path) -> None:
     store = _seed_store(tmp_path / "db.duckdb")
     _confirm_all(store)

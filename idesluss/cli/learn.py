@@ -75,7 +75,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--epochs", type=_epochs, default=None, help="passes over the feedback (default: by its size, 1 to 4)"
     )
-    p.add_argument("--min-gain", type=float, default=0.0, help="held-out MRR gain needed to switch")
+    p.add_argument(
+        "--min-gain",
+        type=float,
+        default=0.0,
+        help="what the lower end of the held-out gain's 95 %% interval must exceed to switch (default 0: better outside the noise)",
+    )
     p.add_argument("--no-embed", action="store_true", help="leave the new model's vectors to the nightly job")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_learn)

@@ -332,3 +332,33 @@ def test_two_ngram_indexes_hash_a_repeated_query_once(monkeypatch: pytest.Monkey
     assert first[0] > first[1] and second[1] > 0
     needs.view.scores("snöröjning")
     assert len(calls) == 2
+
+
+def test_items_share_repeated_field_values_up_to_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each record read from the database brings its own copy of a department or a date; items keep one."""
+    from datetime import datetime
+
+    from idesluss import index as index_module
+    from store import Record
+
+    monkeypatch.setattr(index_module, "_interned", {})
+    monkeypatch.setattr(index_module, "INTERN_LIMIT", 3)
+
+    def record(n: int, dept: str) -> Record:
+        # "".join builds a new string object per call, as the database driver does per row
+        return Record(
+            id=f"i{n}",
+            text="t",
+            embed_hash="h",
+            department="".join(dept),
+            status="".join("ny"),
+            created_at=datetime(2026, 1, 1 + n % 2),
+        )
+
+    a, b = index_module.record_to_item(record(0, "Kultur")), index_module.record_to_item(record(2, "Kultur"))
+    assert a.department == "Kultur" and a.department is b.department and a.status is b.status
+    assert a.created_at is b.created_at  # equal dates: one object
+    # the table is full (Kultur, ny, one date): a new value is kept as it comes, an old one still shared
+    c, d = index_module.record_to_item(record(4, "Skola")), index_module.record_to_item(record(6, "Skola"))
+    assert c.department == d.department == "Skola" and c.department is not d.department
+    assert c.status is a.status and len(index_module._interned) == 3

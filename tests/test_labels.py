@@ -16,6 +16,7 @@ from pipelines.themes.labels import (
     CorpusWords,
     adjective_only,
     is_adjective_like,
+    is_verb_like,
     label_terms,
     label_themes,
     labels_from_counts,
@@ -133,6 +134,31 @@ def test_the_label_never_leads_with_adjectives_but_the_keywords_keep_them() -> N
     terms = [t.strip() for t in school.label.lower().replace(" och ", ", ").split(",")]
     assert terms and not any(adjective_only(t, corpus) for t in terms)
     assert "ventilationen" in terms
+
+
+SAFETY = [
+    "Många kvinnor känner sig otrygga i parken på kvällen när belysningen är släckt.",
+    "De känner sig rädda på kvällen vid gångtunneln, belysningen saknas.",
+    "Vi känner oss otrygga i gångtunneln, mer belysning behövs på kvällen.",
+    "Tänd belysningen i gångtunneln på kvällen, då har vi problem med mörkret.",
+    "Problem med mörkret i parken, belysningen är trasig och problem med skadegörelse.",
+]
+
+
+def test_a_finite_verb_is_read_off_the_corpus_and_kept_out_of_the_label() -> None:
+    corpus = _corpus([SAFETY, PARKS])
+    assert is_verb_like("känner", corpus)  # "de känner", "känner sig", "känner oss"
+    assert corpus.finite["känner"] == 1.0
+    # "då har vi problem": one use of three after a pronoun, under the share that makes a verb
+    assert 0 < corpus.finite["problem"] < labels_module.FINITE_SHARE and not is_verb_like("problem", corpus)
+    assert not is_verb_like("kvällen", corpus) and not is_verb_like("känner")  # no corpus: no verb
+    assert label_terms(["känner", "kvällen", "känner otrygga", "belysningen", "gångtunneln"], corpus) == [
+        "kvällen",
+        "belysningen",
+        "gångtunneln",
+    ]
+    label = label_themes(_analyzer(SAFETY + PARKS), [SAFETY, PARKS])[0].label.lower()
+    assert "känner" not in label and "kvällen" in label
 
 
 def test_label_terms_skip_other_forms_of_a_word_already_in_the_label() -> None:

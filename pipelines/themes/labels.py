@@ -55,6 +55,13 @@ COPULAS = frozenset(
 # alphabetic), so the statistic travels and merges with the forms (the Ray engine's shards too).
 PREDICATIVE = "#predicative"
 PREDICATIVE_SHARE = 0.2  # a word is predicative when at least this share of its uses follow a copula
+# A finite verb stands right after a subject pronoun ("de känner", "vi vill") or right before a
+# reflexive one ("känner sig", "oroar mig"); Swedish grammar again. "den" and "det" are left out
+# (articles before nouns as often), and "er" (a verb ending too).
+SUBJECTS = frozenset(["jag", "du", "han", "hon", "vi", "ni", "de", "dom", "man"])
+REFLEXIVES = frozenset(["sig", "mig", "dig", "oss"])
+FINITE = "#finite"  # the key of the words seen in such a place (as PREDICATIVE)
+FINITE_SHARE = 0.5  # a verb when at least half its uses are there (a noun after "har vi" must not pass)
 
 _CLAUSE = re.compile(r"[.!?;:,()\[\]{}\"'”“«»/\n\t]+|\s[-–—]\s")
 
@@ -74,7 +81,8 @@ def _content(word: str) -> bool:
 
 def _terms_with_forms(analyzer: Analyzer, text: str) -> list[tuple[str, str]]:
     """(term, surface form) pairs: content-word stems, compound parts, and adjacent content words;
-    plus (:data:`PREDICATIVE`, word) for a word right after a copula or degree word."""
+    plus (:data:`PREDICATIVE`, word) for a word right after a copula or degree word, and
+    (:data:`FINITE`, word) for a word right after a subject pronoun or before a reflexive one."""
     out: list[tuple[str, str]] = []
     for clause in _CLAUSE.split(text):
         tokens = words(clause)
@@ -84,6 +92,8 @@ def _terms_with_forms(analyzer: Analyzer, text: str) -> list[tuple[str, str]]:
             out.append((stem(w), w))
             if i and tokens[i - 1] in COPULAS:
                 out.append((PREDICATIVE, w))
+            if (i and tokens[i - 1] in SUBJECTS) or (i + 1 < len(tokens) and tokens[i + 1] in REFLEXIVES):
+                out.append((FINITE, w))
             for part in analyzer.split(w):
                 # only parts that are words on their own ("belysning", not "gatu" or "stads"); the form
                 # is the compound itself, so a part is shown as a word of the text, never cut out of one
@@ -107,7 +117,7 @@ def theme_term_counts(analyzer: Analyzer, docs: Sequence[str]) -> tuple[Counter[
         seen = set()
         for term, form in _terms_with_forms(analyzer, text):
             f.setdefault(term, Counter())[form] += 1
-            if term not in seen and term != PREDICATIVE:  # count documents, not repetitions, within a theme
+            if term not in seen and term not in (PREDICATIVE, FINITE):  # documents, not repetitions
                 c[term] += 1
                 seen.add(term)
     return c, f
@@ -313,24 +323,28 @@ class CorpusWords:
         predicative: word -> share of its uses right after a copula or degree word ("blir trötta").
         uses: word -> times seen standalone.
         attributive: word -> times seen right before another content word ("äldre personer").
+        finite: word -> share of its uses right after a subject pronoun or before a reflexive one
+            ("de känner", "känner sig"): a finite verb.
     """
 
     vocabulary: frozenset[str] = frozenset()
     predicative: Mapping[str, float] = field(default_factory=dict)
     uses: Mapping[str, int] = field(default_factory=dict)
     attributive: Mapping[str, int] = field(default_factory=dict)
+    finite: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_forms(cls, forms: Sequence[Mapping[str, Counter[str]]]) -> CorpusWords:
         """From the themes' surface forms (:func:`theme_term_counts`), so sharded counts serve too."""
         after: Counter[str] = Counter()
+        verb: Counter[str] = Counter()
         uses: Counter[str] = Counter()
         before: Counter[str] = Counter()
         vocabulary: set[str] = set()
         for f in forms:
             for term, seen in f.items():
-                if term == PREDICATIVE:
-                    after.update(seen)
+                if term in (PREDICATIVE, FINITE):
+                    (after if term == PREDICATIVE else verb).update(seen)
                     continue
                 for form, n in seen.items():
                     ws = form.split()
@@ -340,7 +354,8 @@ class CorpusWords:
                     elif stem(form) == term:
                         uses[form] += n
         shares = {w: n / max(uses[w], n) for w, n in after.items()}
-        return cls(frozenset(vocabulary), shares, dict(uses), dict(before))
+        finite = {w: n / max(uses[w], n) for w, n in verb.items()}
+        return cls(frozenset(vocabulary), shares, dict(uses), dict(before), finite)
 
 
 def is_adjective_like(word: str, corpus: CorpusWords | None = None) -> bool:
@@ -433,6 +448,26 @@ def adjective_only(phrase: str, corpus: CorpusWords | None = None) -> bool:
     """True when every word of ``phrase`` is adjective-like ("trötta", "mörkt", "helt ny")."""
     ws = phrase.lower().split()
     return bool(ws) and all(is_adjective_like(w, corpus) for w in ws)
+
+
+def is_verb_like(word: str, corpus: CorpusWords | None = None) -> bool:
+    """True when the corpus uses ``word`` as a finite verb: at least :data:`FINITE_SHARE` of its uses
+    right after a subject pronoun or right before a reflexive one ("de känner sig otrygga").
+
+    Limits: a verb never seen in such a place (an infinitive, a verb after a noun subject: "bussen
+    går") is missed; a noun right after a pronoun in an inverted clause ("då har vi problem") counts
+    against it, so a noun is taken for a verb only when most of its uses are of that kind.
+    """
+    if corpus is None:
+        return False
+    return corpus.finite.get(word.lower(), 0.0) >= FINITE_SHARE
+
+
+def not_a_noun_phrase(phrase: str, corpus: CorpusWords | None = None) -> bool:
+    """True when ``phrase`` cannot name what a theme is about: every word adjective-like ("trötta",
+    "helt ny"), or a finite verb among its words ("känner", "känner otrygga": a noun phrase holds none)."""
+    ws = phrase.lower().split()
+    return adjective_only(phrase, corpus) or any(is_verb_like(w, corpus) for w in ws)
 
 
 # -- labels -------------------------------------------------------------------------------------
@@ -528,11 +563,13 @@ def _rerank(scored: list[list[tuple[str, float]]], centroids: np.ndarray, encode
 
 
 def label_terms(ranked: Sequence[str], corpus: CorpusWords | None = None) -> list[str]:
-    """The first :data:`LABEL_TERMS` candidates that are not adjective-only and repeat no word of
-    an earlier one in another form ("skolan" after "skolor", "elcykel" after "elcyklar")."""
+    """The first :data:`LABEL_TERMS` candidates that are noun phrases (:func:`not_a_noun_phrase`) and repeat no
+    word of an earlier one in another form ("skolan" after "skolor", "elcykel" after "elcyklar")."""
     out: list[str] = []
     for cand in ranked:
-        if adjective_only(cand, corpus) or any(_same_word(a, b) for c in out for a in c.split() for b in cand.split()):
+        if not_a_noun_phrase(cand, corpus) or any(
+            _same_word(a, b) for c in out for a in c.split() for b in cand.split()
+        ):
             continue
         out.append(cand)
         if len(out) == LABEL_TERMS:

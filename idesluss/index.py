@@ -16,6 +16,7 @@ analyzer's code, so a change of either builds afresh.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import hashlib
 import logging
@@ -83,6 +84,8 @@ def _release_freed_memory() -> None:
     at 1M), held for nothing while the server runs.
     """
     gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only: the heap's freed top goes back too
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         import pyarrow as pa
     except ImportError:  # pragma: no cover - a dependency of the store
@@ -275,6 +278,11 @@ class Index:
                 coll.use_dense_index(make_index("hnsw", encoder.dim, rescore_dtype="float16"))
             self._add_to(coll, kind, todo, whole_kind=loaded is None)
             clock.step(f"{kind}: {len(todo)} rows added")
+            root = self.saved_root()
+            if coll.dense_index is not None and self.settings.map_large_index and root is not None:
+                coll.map_into(root)  # unnamed files beside the database (matcher.mapped)
+                _release_freed_memory()
+                clock.step(f"{kind}: mapped")
             out[kind] = coll
         self._unsaved = fresh
         log.info("index built: %s", clock)

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         "ann_min_items rows of a kind (decided when the index is built at start-up)",
     )
     ann_min_items: int = Field(50_000, ge=1)
+    map_large_index: bool = Field(
+        True,
+        description="a kind with a dense index (see ann_min_items) keeps its vectors and character n-grams in "
+        "file mappings beside the database (unnamed files, freed when the process ends): only what "
+        "searches read is resident, and the kernel may drop it under memory pressure",
+    )
     duckdb_memory_limit: str | None = Field(
         "512MB",
         description="the server's DuckDB buffer pool limit (DuckDB's own default is 80 % of the machine's "

@@ -63,6 +63,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from matcher.mapped import MappedArray
 from store.locks import ReadWriteLock
 
 FORMAT_VERSION = 1
@@ -129,6 +130,7 @@ class DenseIndex(ABC):
         self._span = 0  # rows below this have a slot in _vectors
         self._count = 0
         self._read_only = False
+        self._mapped: MappedArray | None = None  # the vectors' file mapping, once map_into moved them
         self._rw = ReadWriteLock()
 
     def params(self) -> dict[str, Any]:
@@ -223,6 +225,24 @@ class DenseIndex(ABC):
             if k == 0 or self._count == 0 or n_allowed == 0:
                 return _empty(len(q))
             return self._search(q, k, mask, n_allowed)
+
+    def map_into(self, directory: str | Path) -> None:
+        """Keep the stored vectors in a file mapping from now on (:mod:`matcher.mapped`).
+
+        Only the rows that searches read are then resident, and the kernel may drop them under
+        memory pressure. Growing no longer copies the vectors (the file grows); removing a row
+        still overwrites it, in the file. Calling it again does nothing.
+        """
+        with self._rw.writing():
+            self._check_writable()
+            if self._mapped is None:
+                self._mapped = MappedArray(directory, self._vectors[: self._span], capacity=len(self._vectors))
+                self._vectors = self._mapped.array
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the vectors live in a file mapping (:meth:`map_into`)."""
+        return self._mapped is not None
 
     def reserve(self, size: int) -> None:
         """Make rows ``0 .. size`` addressable (rows not added read as zeros and are not present)."""
@@ -330,8 +350,11 @@ class DenseIndex(ABC):
         if need > len(self._vectors):
             # 1.25x, not 2x: at a million rows a doubling would reserve another 1.5 GB
             cap = max(need, len(self._vectors) + len(self._vectors) // 4, 64)
-            grown = np.zeros((cap, self.dim), dtype=self._vectors.dtype)
-            grown[: self._span] = self._vectors[: self._span]
+            if self._mapped is not None:
+                grown = self._mapped.grow(cap)  # the file grows; readers keep their older mapping of it
+            else:
+                grown = np.zeros((cap, self.dim), dtype=self._vectors.dtype)
+                grown[: self._span] = self._vectors[: self._span]
             present = np.zeros(cap, dtype=bool)
             present[: self._span] = self._present[: self._span]
             self._vectors, self._present = grown, present

@@ -207,6 +207,20 @@ class Collection:
         self._publish()
         self._vectors = np.zeros((0, self.dim), dtype=np.float32)
 
+    def map_into(self, directory: str | Path) -> None:
+        """Keep the large arrays in file mappings from now on (:mod:`matcher.mapped`): the dense index's
+        vectors and the character n-grams. Only resident where searches read them; for a large
+        collection (one with a dense index), where they are most of the memory.
+
+        Raises:
+            ValueError: no dense index is attached (:meth:`use_dense_index`).
+        """
+        if self.dense_index is None:
+            raise ValueError("map_into is for a collection with a dense index")
+        self.dense_index.map_into(directory)
+        self.chars.map_into(directory)
+        self._publish()
+
     def __len__(self) -> int:
         return self._n
 
@@ -316,6 +330,7 @@ class Collection:
     def _forget(self, row: int) -> None:
         """Overwrite a row that no new snapshot shows: an erased text is kept nowhere, memory included."""
         self.items[row] = Item(id="", text="")
+        self.chars.forget(row)
         if self.dense_index is None:  # the index overwrote its copy when the row was removed from it
             self._vectors[row] = 0.0
         group = int(self._group_of[row])

@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from matcher import segments as seg
+from matcher.mapped import MappedArray, is_mapped
 
 N_FEATURES = 1 << 20
 
@@ -163,7 +165,38 @@ class CharNgramIndex:
         self._norms = np.zeros(0, dtype=np.float32)
         self.size = 0
         self.rows_ordered = False
+        self._map_dir: Path | None = None
         self.view = CharNgramView(self._hasher, self._segments, np.zeros(N_FEATURES, np.float32), self._norms)
+
+    def map_into(self, directory: str | Path) -> None:
+        """Keep the n-grams of the first (largest) segment in file mappings from now on (:mod:`matcher.mapped`),
+        and those of each segment a full merge makes. Publishes a new view; calling it again does nothing."""
+        self._map_dir = Path(directory)
+        self._segments = self._with_mapped_base(self._segments)
+        self.view = CharNgramView(self._hasher, self._segments, self.view.df, self._norms[: self.size])
+
+    def _with_mapped_base(self, segments: tuple[seg.Segment, ...]) -> tuple[seg.Segment, ...]:
+        if self._map_dir is None or not segments or is_mapped(segments[0].matrix.indices):
+            return segments
+        first = segments[0]
+        m = first.matrix
+        data = MappedArray(self._map_dir, m.data).array
+        indices = MappedArray(self._map_dir, m.indices).array
+        layout = sp.csr_matrix if m.format == "csr" else sp.csc_matrix
+        return (seg.Segment(first.start, layout((data, indices, m.indptr), shape=m.shape)), *segments[1:])
+
+    def forget(self, row: int) -> None:
+        """Overwrite an erased row's n-grams (count 0 in column 0) where they are stored row by row.
+
+        A row-ordered segment holds a row's entries in one slice, overwritten in place (in the file
+        too, where the segment is mapped); readers see the row blank, and it is no longer shown
+        anyway. Column-ordered entries wait for the next full merge, which drops erased rows.
+        """
+        for part in self._segments:
+            if part.start <= row < part.start + part.rows and part.matrix.format == "csr":
+                a, b = part.matrix.indptr[row - part.start], part.matrix.indptr[row - part.start + 1]
+                part.matrix.data[a:b] = 0
+                part.matrix.indices[a:b] = 0
 
     def by_rows(self) -> None:
         """Keep the n-grams row-ordered from now on (for a collection that scores given rows only).
@@ -188,6 +221,7 @@ class CharNgramIndex:
         size = self.size + x.shape[0]
         self._segments, merged = seg.append(self._segments, x if self.rows_ordered else x.tocsc(), dead)
         if merged:
+            self._segments = self._with_mapped_base(self._segments)
             self._norms = _row_norms(self._segments[0].matrix.tocsr(), _idf(df, size))
         else:
             self._norms = seg.grown(self._norms, self.size, _row_norms(x, _idf(df, size)))

@@ -256,7 +256,8 @@ class Index:
         for kind, rows in records.items():
             threshold = self.settings.duplicate_threshold if kind == "ideas" else None
             items = {r.id: record_to_item(r) for r in rows}
-            loaded = Collection.load(saved / kind, analyzer, items, threshold) if saved is not None else None
+            root = self.saved_root() if self.settings.map_large_index else None
+            loaded = Collection.load(saved / kind, analyzer, items, threshold, root) if saved is not None else None
             clock.step(f"{kind}: saved index {'loaded' if loaded is not None else 'absent'}")
             self.loaded_rows[kind] = len(loaded[0].row_of) if loaded is not None else 0
             if loaded is not None:
@@ -278,8 +279,7 @@ class Index:
                 coll.use_dense_index(make_index("hnsw", encoder.dim, rescore_dtype="float16"))
             self._add_to(coll, kind, todo, whole_kind=loaded is None)
             clock.step(f"{kind}: {len(todo)} rows added")
-            root = self.saved_root()
-            if coll.dense_index is not None and self.settings.map_large_index and root is not None:
+            if coll.dense_index is not None and root is not None:
                 coll.map_into(root)  # unnamed files beside the database (matcher.mapped)
                 _release_freed_memory()
                 clock.step(f"{kind}: mapped")

@@ -293,13 +293,15 @@ class DenseIndex(ABC):
         (path / _CONFIG).write_text(json.dumps(config, indent=2) + "\n")  # written last: marks a complete save
 
     @classmethod
-    def load(cls, directory: str | Path, *, mmap: bool = False) -> DenseIndex:
+    def load(cls, directory: str | Path, *, mmap: bool = False, map_into: str | Path | None = None) -> DenseIndex:
         """Read an index written by :meth:`save`; the backend is the one named in its config.
 
         Args:
             directory: where it was saved.
             mmap: memory-map the vectors (and the graph) instead of reading them; the index is then
                 read-only: ``add`` and ``remove`` raise.
+            map_into: copy the vectors straight from the saved file into a file mapping in this
+                directory (:meth:`map_into`), never whole in memory; the index stays writable.
         """
         path = Path(directory)
         config = json.loads((path / _CONFIG).read_text())
@@ -309,7 +311,7 @@ class DenseIndex(ABC):
         if cls is not DenseIndex and target is not cls:
             raise ValueError(f"{path} holds a {config['kind']!r} index, not {cls.kind!r}")
         index = target(int(config["dim"]), **config["params"])
-        vectors = np.load(path / _VECTORS, mmap_mode="r" if mmap else None, allow_pickle=False)
+        vectors = np.load(path / _VECTORS, mmap_mode="r" if mmap or map_into else None, allow_pickle=False)
         present = np.load(path / _PRESENT, allow_pickle=False)
         if vectors.shape != (len(present), index.dim) or vectors.dtype != index._vectors.dtype:
             raise ValueError(f"{path}: vectors {vectors.shape} {vectors.dtype} do not match the config")
@@ -317,6 +319,8 @@ class DenseIndex(ABC):
         index._span, index._count = len(present), int(np.count_nonzero(present))
         index._read_only = mmap
         index._load_extra(path, config, mmap)
+        if map_into is not None and not mmap:
+            index.map_into(map_into)  # from the saved file's pages to the mapping; no longer reads the saved file
         return index
 
     # Hooks for a backend's own structure.

@@ -417,14 +417,20 @@ class Collection:
 
     @classmethod
     def load(
-        cls, directory: str | Path, analyzer: Analyzer, items: Mapping[str, Item], duplicate_threshold: float | None
+        cls,
+        directory: str | Path,
+        analyzer: Analyzer,
+        items: Mapping[str, Item],
+        duplicate_threshold: float | None,
+        map_into: str | Path | None = None,
     ) -> tuple[Collection, list[Item]] | None:
         """A collection from :meth:`save`, brought up to date with ``items`` (the store's rows now).
 
         A saved row is kept where its id is still in ``items`` with the same ``embed_hash`` (its
         metadata is taken from ``items``); the others become holes. Returns the collection and
         the items it still lacks (new or changed since the save: add them), or None when there
-        is no complete save of this shape.
+        is no complete save of this shape. ``map_into``: a saved dense index's vectors go straight
+        into a file mapping there (:meth:`map_into` for the rest).
         """
         path = Path(directory)
         try:
@@ -439,7 +445,7 @@ class Collection:
         if (path / "dense").is_dir():  # the dense index holds the only copy of the vectors
             from matcher.ann import DenseIndex as _Dense
 
-            index = _Dense.load(path / "dense")
+            index = _Dense.load(path / "dense", map_into=map_into)
             if index.dim != dim:
                 return None
         else:

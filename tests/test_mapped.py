@@ -116,3 +116,21 @@ def test_a_mapped_collection_answers_as_before_and_forgets_erased_rows(tmp_path:
     assert not mapped.vectors[3].any()
     with pytest.raises(ValueError, match="dense index"):
         Collection(DIM, Analyzer()).map_into(tmp_path)
+
+
+def test_a_saved_collection_loads_its_vectors_straight_into_a_mapping(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    items = _items(rng, 0, 80)
+    vecs = _unit(rng, 80)
+    coll = Collection(DIM, Analyzer(), duplicate_threshold=None)
+    coll.add(items, vecs)
+    coll.use_dense_index(make_index("hnsw", DIM, rescore_dtype="float16"))
+    coll.save(tmp_path / "saved")
+    by_id = {it.id: it for it in items if it.id != items[5].id}  # one erased since the save
+    loaded = Collection.load(tmp_path / "saved", Analyzer(), by_id, None, map_into=tmp_path / "maps")
+    assert loaded is not None
+    again, missing = loaded
+    assert missing == [] and again.dense_index is not None and again.dense_index.mapped
+    assert not again.vectors[5].any()  # the hole is overwritten in the mapping, not in the saved file
+    np.testing.assert_array_equal(again.vectors[6:], coll.vectors[6:])
+    assert list((tmp_path / "maps").iterdir()) == []

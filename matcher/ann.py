@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import threading
 from abc import ABC, abstractmethod
@@ -65,6 +66,8 @@ import numpy as np
 
 from matcher.mapped import MappedArray
 from store.locks import ReadWriteLock
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _CONFIG, _VECTORS, _PRESENT, _GRAPH = "config.json", "vectors.npy", "present.npy", "graph.usearch"
@@ -354,9 +357,14 @@ class DenseIndex(ABC):
         if need > len(self._vectors):
             # 1.25x, not 2x: at a million rows a doubling would reserve another 1.5 GB
             cap = max(need, len(self._vectors) + len(self._vectors) // 4, 64)
+            grown = None
             if self._mapped is not None:
-                grown = self._mapped.grow(cap)  # the file grows; readers keep their older mapping of it
-            else:
+                try:
+                    grown = self._mapped.grow(cap)  # the file grows; readers keep their older mapping of it
+                except OSError as exc:  # a full disk: the vectors move to memory, the index stays whole
+                    log.warning("dense vectors moved to memory: the mapped file cannot grow (%s)", exc)
+                    self._mapped = None
+            if grown is None:
                 grown = np.zeros((cap, self.dim), dtype=self._vectors.dtype)
                 grown[: self._span] = self._vectors[: self._span]
             present = np.zeros(cap, dtype=bool)

@@ -486,6 +486,8 @@ class Collection:
             index.reserve(n)
             coll.dense_index = index
             coll.chars.by_rows()  # a save made before the index existed is column-ordered
+            for row in gone.tolist():  # an edited text's old n-grams, before any mapping copies them
+                coll.chars.forget(row)
         coll._publish()
         known = set(coll.row_of)
         return coll, [it for i, it in items.items() if i not in known]

@@ -15,6 +15,7 @@ those rows' own n-grams instead of searching hundreds of postings that grow with
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from matcher import segments as seg
 from matcher.mapped import MappedArray, is_mapped
 
+log = logging.getLogger(__name__)
 N_FEATURES = 1 << 20
 
 
@@ -180,8 +182,12 @@ class CharNgramIndex:
             return segments
         first = segments[0]
         m = first.matrix
-        data = MappedArray(self._map_dir, m.data).array
-        indices = MappedArray(self._map_dir, m.indices).array
+        try:
+            data = MappedArray(self._map_dir, m.data).array
+            indices = MappedArray(self._map_dir, m.indices).array
+        except OSError as exc:  # a full disk: the segment stays in memory, the index stays whole
+            log.warning("character n-grams kept in memory: no file mapping in %s (%s)", self._map_dir, exc)
+            return segments
         layout = sp.csr_matrix if m.format == "csr" else sp.csc_matrix
         return (seg.Segment(first.start, layout((data, indices, m.indptr), shape=m.shape)), *segments[1:])
 

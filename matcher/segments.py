@@ -162,12 +162,30 @@ def dot_columns(
     out = np.zeros(n_rows, dtype=np.float32)
     for seg in segments:
         present = np.nonzero(cols < seg.matrix.shape[1])[0]
-        if len(present):
+        if len(present) and seg.matrix.format == "csr":
+            out[seg.start : seg.start + seg.rows] += _dot_all_rows(seg.matrix, cols[present], weights[present], values)
+        elif len(present):
             sub = seg.matrix[:, cols[present]]  # a copy: mapping its entries leaves the segment as it is
             if values is not None:
                 sub.data = values[sub.data]
             out[seg.start : seg.start + seg.rows] += sub @ weights[present]
     return out
+
+
+def _dot_all_rows(m: sp.csr_matrix, cols: np.ndarray, weights: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    """:func:`dot_columns` for one row-ordered segment, reading each stored entry once.
+
+    scipy's column indexing counts the matching entries in one pass and copies them in a second:
+    an erasure that overwrites a row in place between the two (:meth:`CharNgramIndex.forget`)
+    would make the second pass write past the buffer the first one sized. Here each entry is read
+    once, so a row overwritten meanwhile scores as before or as blank, never out of bounds.
+    """
+    weight_of = np.zeros(m.shape[1], np.float32)
+    weight_of[cols] = weights
+    pos = np.flatnonzero(weight_of[m.indices])
+    contrib = weight_of[m.indices[pos]] * (values[m.data[pos]] if values is not None else m.data[pos])
+    rows = np.searchsorted(m.indptr, pos, side="right") - 1
+    return np.bincount(rows, weights=contrib, minlength=m.shape[0]).astype(np.float32)
 
 
 SHORT_POSTING = 1024  # postings up to this long are read whole for :func:`dot_rows`; longer ones searched

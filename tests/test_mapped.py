@@ -132,5 +132,42 @@ def test_a_saved_collection_loads_its_vectors_straight_into_a_mapping(tmp_path: 
     again, missing = loaded
     assert missing == [] and again.dense_index is not None and again.dense_index.mapped
     assert not again.vectors[5].any()  # the hole is overwritten in the mapping, not in the saved file
+    base = again.snapshot.chars.segments[0].matrix
+    a, b = base.indptr[5], base.indptr[6]
+    assert b > a and not base.data[a:b].any() and not base.indices[a:b].any()  # its n-grams too
     np.testing.assert_array_equal(again.vectors[6:], coll.vectors[6:])
     assert list((tmp_path / "maps").iterdir()) == []
+
+
+def test_a_full_ranking_of_row_ordered_ngrams_equals_the_column_ordered_one() -> None:
+    texts = [f"snöröjning på gata {i} i {['byn', 'stan', 'parken'][i % 3]}" for i in range(40)]
+    cols, rows = CharNgramIndex(), CharNgramIndex()
+    rows.by_rows()
+    for index in (cols, rows):
+        index.add(texts)
+    np.testing.assert_allclose(cols.scores("snöröjning i byn"), rows.scores("snöröjning i byn"), rtol=1e-6)
+    rows.forget(3)
+    assert rows.scores("snöröjning på gata 3 i byn")[3] == 0.0  # read once per entry: blank, not torn
+
+
+def test_a_full_disk_while_growing_keeps_the_index_whole_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(9)
+    items, vecs = _items(rng, 0, 2300), _unit(rng, 2300)
+    coll = Collection(DIM, Analyzer(), duplicate_threshold=None)
+    coll.add(items[:100], vecs[:100])
+    coll.use_dense_index(make_index("hnsw", DIM, rescore_dtype="float16"))
+    coll.map_into(tmp_path)
+
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    coll.add(items[100:], vecs[100:])  # past the vectors' capacity, and (over 2,048 rows) a full merge of the n-grams
+    assert coll.dense_index is not None and not coll.dense_index.mapped and len(coll) == 2300
+    assert not is_mapped(coll.snapshot.chars.segments[0].matrix.indices)
+    np.testing.assert_allclose(coll.vectors[100:], vecs[100:], atol=1e-3)
+    # every part holds the same rows: nothing was half-added
+    assert coll.chars.size == coll.lexical.view.size == len(coll.items[:2300]) == 2300
+    assert len(coll.snapshot.chars.segments) == 1 and coll.row_of[items[2299].id] == 2299

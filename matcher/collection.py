@@ -30,6 +30,7 @@ import numpy as np
 from matcher import segments as seg
 from matcher.ann import DenseIndex
 from matcher.lexical import BM25Index, BM25View
+from matcher.mapped import load_npz
 from matcher.ngrams import CharNgramIndex, CharNgramView
 from matcher.swedish import Analyzer
 from store.locks import ReadWriteLock
@@ -429,8 +430,8 @@ class Collection:
         A saved row is kept where its id is still in ``items`` with the same ``embed_hash`` (its
         metadata is taken from ``items``); the others become holes. Returns the collection and
         the items it still lacks (new or changed since the save: add them), or None when there
-        is no complete save of this shape. ``map_into``: a saved dense index's vectors go straight
-        into a file mapping there (:meth:`map_into` for the rest).
+        is no complete save of this shape. ``map_into``: where a dense index was saved, its vectors
+        and the n-grams go straight from the files into file mappings there (:meth:`map_into`).
         """
         path = Path(directory)
         try:
@@ -458,8 +459,12 @@ class Collection:
         )
         with np.load(path / "bm25.npz", allow_pickle=False) as f:
             coll.lexical = BM25Index.restore(analyzer, dict(f), meta["terms"])
-        with np.load(path / "chars.npz", allow_pickle=False) as f:
-            coll.chars = CharNgramIndex.restore(dict(f))
+        if map_into is not None and index is not None:  # the n-grams straight into the mapping, too
+            coll.chars = CharNgramIndex.restore(load_npz(path / "chars.npz", ("data", "indices"), map_into))
+            coll.chars.map_into(map_into)
+        else:
+            with np.load(path / "chars.npz", allow_pickle=False) as f:
+                coll.chars = CharNgramIndex.restore(dict(f))
         blank = Item(id="", text="")
         coll.items = [items[i] if k else blank for i, k in zip(ids, kept)]
         coll.row_of = {i: r for r, (i, k) in enumerate(zip(ids, kept)) if k}

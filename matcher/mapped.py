@@ -23,11 +23,15 @@ import mmap
 import os
 import tempfile
 import weakref
+import zipfile
+from collections.abc import Collection
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 COPY_ROWS = 65_536  # rows copied at a time (no full temporary copy of the source)
+COPY_BYTES = 64 << 20  # bytes read at a time from a stream
 
 
 class MappedArray:
@@ -48,9 +52,39 @@ class MappedArray:
         self.dtype = np.dtype(source.dtype)
         self.row_shape = tuple(source.shape[1:])
         self.array = self._map(max(len(source), capacity or 0))
+        # written to the file, not through the mapping: the pages go to the page cache without
+        # becoming this process's resident memory (a search maps in the ones it reads)
         for start in range(0, len(source), COPY_ROWS):
             stop = min(start + COPY_ROWS, len(source))
-            self.array[start:stop] = source[start:stop]
+            chunk = np.ascontiguousarray(source[start:stop], dtype=self.dtype).reshape(-1).view(np.uint8).data
+            done = 0
+            while done < len(chunk):
+                done += os.pwrite(self._fd, chunk[done:], start * self.row_bytes + done)
+
+    @classmethod
+    def from_npy(cls, directory: str | Path, stream: IO[bytes]) -> MappedArray:
+        """An array read from an open ``.npy`` stream (a member of an ``.npz``, say) straight into the
+        file, a piece at a time: never whole in memory.
+
+        Raises:
+            ValueError: not a plain C-ordered ``.npy`` array (object arrays and Fortran order are refused).
+        """
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream)
+        if fortran or dtype.hasobject or not shape:
+            raise ValueError(f"not a plain C-ordered array: shape {shape}, dtype {dtype}, fortran {fortran}")
+        out = cls(directory, np.zeros((0, *shape[1:]), dtype=dtype), capacity=shape[0])
+        total, done = out.row_bytes * shape[0], 0
+        while done < total:
+            piece = stream.read(min(COPY_BYTES, total - done))
+            if not piece:
+                raise ValueError(f"the .npy stream ended after {done} of {total} bytes")
+            view = memoryview(piece)
+            while view:
+                written = os.pwrite(out._fd, view, done)
+                done, view = done + written, view[written:]
+        return out
 
     @property
     def row_bytes(self) -> int:
@@ -79,3 +113,18 @@ def is_mapped(array: np.ndarray) -> bool:
     if isinstance(base, memoryview):
         base = base.obj
     return isinstance(base, mmap.mmap)
+
+
+def load_npz(path: str | Path, mapped: Collection[str], directory: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed ``.npz`` (``np.savez``); those named in ``mapped`` are read straight
+    into file mappings in ``directory`` (:meth:`MappedArray.from_npy`), the others into memory."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            key = name.removesuffix(".npy")
+            with archive.open(name) as member:
+                if key in mapped:
+                    out[key] = MappedArray.from_npy(directory, member).array
+                else:
+                    out[key] = np.lib.format.read_array(member, allow_pickle=False)
+    return out

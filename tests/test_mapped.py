@@ -133,6 +133,11 @@ def test_a_saved_collection_loads_its_vectors_straight_into_a_mapping(tmp_path: 
     assert missing == [] and again.dense_index is not None and again.dense_index.mapped
     assert not again.vectors[5].any()  # the hole is overwritten in the mapping, not in the saved file
     base = again.snapshot.chars.segments[0].matrix
+    assert is_mapped(base.indices) and is_mapped(base.data)  # read from the saved file into the mapping
+    np.testing.assert_allclose(
+        again.snapshot.chars.scores_at("cykel skola", np.arange(6, 80)),
+        coll.snapshot.chars.scores_at("cykel skola", np.arange(6, 80)),
+    )
     a, b = base.indptr[5], base.indptr[6]
     assert b > a and not base.data[a:b].any() and not base.indices[a:b].any()  # its n-grams too
     np.testing.assert_array_equal(again.vectors[6:], coll.vectors[6:])
@@ -171,3 +176,16 @@ def test_a_full_disk_while_growing_keeps_the_index_whole_in_memory(
     # every part holds the same rows: nothing was half-added
     assert coll.chars.size == coll.lexical.view.size == len(coll.items[:2300]) == 2300
     assert len(coll.snapshot.chars.segments) == 1 and coll.row_of[items[2299].id] == 2299
+
+
+def test_an_npz_member_streams_into_a_mapping_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    from matcher.mapped import load_npz
+
+    big = np.arange(200_000, dtype=np.int32)
+    np.savez(tmp_path / "a.npz", big=big, small=np.arange(3, dtype=np.float32))
+    got = load_npz(tmp_path / "a.npz", ("big",), tmp_path / "maps")
+    assert is_mapped(got["big"]) and not is_mapped(got["small"])
+    np.testing.assert_array_equal(got["big"], big)
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.ones((3, 2))))
+    with open(tmp_path / "f.npy", "rb") as fh, pytest.raises(ValueError, match="C-ordered"):
+        MappedArray.from_npy(tmp_path, fh)

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -241,15 +241,23 @@ class Index:
 
     def _build_index(self) -> dict[str, Collection]:
         clock = _Steps()
-        encoder = self._resources.encoder
-        clock.step("model")
-        embed_missing(self.store, encoder, write=self._write)
-        clock.step("embed_missing")
+        # the model loads (in the encoder process, for the server) while the records are read and
+        # the analyser learns them: neither needs it, and each takes seconds at scale
+        model: dict[str, Any] = {}
+        loading = threading.Thread(target=self._load_model, args=(model,), name="idesluss-model", daemon=True)
+        loading.start()
         records = {kind: self.store.records(kind) for kind in ("ideas", "needs")}
         clock.step("records")
         analyzer = Analyzer()
         analyzer.learn([r.text for rows in records.values() for r in rows])
         clock.step("analyzer")
+        loading.join()
+        if "error" in model:
+            raise model["error"]
+        encoder = model["encoder"]
+        clock.step("model (the rest of its load)")
+        embed_missing(self.store, encoder, write=self._write)
+        clock.step("embed_missing")
         saved = self._saved_dir()
         out = {}
         fresh = False
@@ -287,6 +295,13 @@ class Index:
         self._unsaved = fresh
         log.info("index built: %s", clock)
         return out
+
+    def _load_model(self, out: dict[str, Any]) -> None:
+        """``out["encoder"]``: the service's encoder, loaded (or ``out["error"]``: what stopped it)."""
+        try:
+            out["encoder"] = self._resources.encoder
+        except BaseException as exc:  # re-raised on the building thread
+            out["error"] = exc
 
     def _add_to(self, coll: Collection, kind: str, records: Sequence[Record], whole_kind: bool = False) -> None:
         """Append records that have a stored vector to ``coll`` (under its write lock), ADD_ROWS at a time.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ class Resources:
         self.settings = settings
         self._encoder: Any = encoder
         self._owns_encoder = False
+        self._encoder_lock = threading.Lock()  # one load, whichever thread asks first (the index build's loader)
         self._theme_encoder: TextEncoder | None = None
         weights = {k: getattr(settings, k) for k in ("dense_weight", "lexical_weight", "char_weight")}
         if encoder is None and not weights.keys() & settings.model_fields_set:  # explicit settings win
@@ -33,6 +35,12 @@ class Resources:
     @property
     def encoder(self) -> TextEncoder:
         """The encoder, loaded once."""
+        if self._encoder is not None:
+            return self._encoder  # type: ignore[no-any-return]
+        with self._encoder_lock:
+            return self._load_encoder()
+
+    def _load_encoder(self) -> TextEncoder:
         if self._encoder is None:
             from models.batching import MicroBatcher
             from models.registry import load_encoder

@@ -285,3 +285,25 @@ def test_a_stored_ideas_search_uses_its_cached_query_vector_and_a_draft_is_encod
         assert encoded[-1] == "cykelbana nära skolan"  # a draft is encoded as before
     finally:
         svc.close()
+
+
+def test_the_index_build_loads_the_model_beside_the_records_and_fails_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model loads on a thread of its own while the records are read; its failure is the build's."""
+    from idesluss.resources import Resources
+
+    svc = Service(Settings(db=tmp_path / "x.duckdb"), encoder=KeywordEncoder())
+    seen: list[str] = []
+
+    def broken(self: Resources) -> None:
+        seen.append(threading.current_thread().name)
+        raise RuntimeError("the model directory is damaged")
+
+    monkeypatch.setattr(Resources, "encoder", property(broken))
+    with pytest.raises(RuntimeError, match="damaged"):
+        svc.collections()
+    assert seen == ["idesluss-model"]
+    monkeypatch.undo()
+    assert set(svc.collections()) == {"ideas", "needs"}  # a later build, with the model, works
+    svc.close()

@@ -154,6 +154,7 @@ class Index:
         with self._lock:
             if self._collections is None:
                 self._collections = self._build_index()
+                self.store.release_memory()  # the start's read of every record, kept by DuckDB's allocator
                 _release_freed_memory()
                 if self._unsaved and self.saved_root() is not None:
                     threading.Thread(target=self._save_soon, name="idesluss-index-save", daemon=True).start()

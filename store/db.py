@@ -490,6 +490,23 @@ class Store:
         self._cursors.clear()
         self._shared.local = threading.local()
 
+    def release_memory(self) -> None:
+        """Hand back to the system what DuckDB's allocator keeps after a large read.
+
+        Reading every record at start leaves some 400 MB at a million ideas in DuckDB's allocator
+        (jemalloc), freed but kept. Setting the buffer pool's limit again, to the value it has,
+        makes DuckDB flush it (measured: 465 MB to 47 MB of anonymous memory); nothing else changes.
+        """
+        with self.reading():
+            # the limit as configured (DuckDB renders it rounded: set from that, it would creep down)
+            limit = self._root_store._config.get("memory_limit")
+            if limit is None:
+                row = self._con.execute("SELECT current_setting('memory_limit')").fetchone()
+                limit = row[0] if row is not None else None
+            if limit is not None:
+                quoted = str(limit).replace("'", "''")
+                self._con.execute(f"SET memory_limit = '{quoted}'")  # a setting of ours or DuckDB's, never input
+
     def checkpoint(self) -> None:
         """Fold the WAL into the database file."""
         with self._lock, self._gate.reading():

@@ -98,6 +98,19 @@ def test_the_store_bounds_duckdbs_buffer_pool(tmp_path: Path) -> None:
     assert default != limit
 
 
+def test_releasing_duckdbs_memory_keeps_its_limit_and_its_data(tmp_path: Path) -> None:
+    from pipelines.records import validate_row
+    from store import Store
+
+    with Store(tmp_path / "a.duckdb", memory_limit="300MB") as store:
+        store.upsert_records("ideas", [validate_row({"id": f"i{n}", "text": f"idé nummer {n}"}) for n in range(500)])
+        before = store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert len(store.records("ideas")) == 500
+        store.release_memory()
+        after = store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert after == before and len(store.records("ideas")) == 500
+
+
 @pytest.mark.parametrize("limit", ["256MB", None])
 def test_the_service_opens_its_store_with_the_configured_limit(
     limit: str | None, tmp_path: Path, fake_encoder: object

@@ -491,7 +491,7 @@ class Collection:
             index.reserve(n)
             coll.dense_index = index
             coll.chars.by_rows()  # a save made before the index existed is column-ordered
-            for row in gone.tolist():  # an edited text's old n-grams, before any mapping copies them
+            for row in gone.tolist():  # an edited text's old n-grams: overwritten, in the mapping too
                 coll.chars.forget(row)
         coll._publish()
         known = set(coll.row_of)

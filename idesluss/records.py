@@ -193,11 +193,19 @@ class RecordService:
         """One page of records, ordered by id, and the total (both cut and counted by the database).
 
         With ``after`` (the last id of the previous page) the page is the ``page_size`` records
-        after that id, at a cost that does not grow with how far into the list it lies.
+        after that id, at a cost that does not grow with how far into the list it lies. A page
+        number costs the same where the index is built: it knows the id at the page's position
+        (:class:`~idesluss.index.IdOrder`).
         """
         if after is not None:
             return self.store.page_after(kind, page_size, after), self.store.count(kind)
-        return self.store.page(kind, page_size, (page - 1) * page_size), self.store.count(kind)
+        offset = (page - 1) * page_size
+        try:  # the index knows the page's first id: the database reads from it, skipping nothing
+            first = self._index.id_at(kind, offset)
+        except LookupError:  # no index in this process (a CLI on the file): the database counts
+            return self.store.page(kind, page_size, offset), self.store.count(kind)
+        rows = self.store.page_after(kind, page_size, first, inclusive=True) if first is not None else []
+        return rows, self.store.count(kind)
 
     def feedback(
         self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str, actor: str

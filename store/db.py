@@ -661,8 +661,9 @@ class Store:
         rows = self.read(sql, [limit, offset])
         return [_row_to_record(r) for r in rows]
 
-    def page_after(self, kind: str, limit: int, after: str) -> list[Record]:
-        """``limit`` records ordered by id, the first after the id ``after`` (which need not exist).
+    def page_after(self, kind: str, limit: int, after: str, inclusive: bool = False) -> list[Record]:
+        """``limit`` records ordered by id, the first after the id ``after`` (which need not exist);
+        with ``inclusive``, ``after`` itself is the first when it exists.
 
         A cursor instead of an offset: the database skips what lies before it (its zone maps, and the
         top-N's own running bound) instead of sorting and stepping over every earlier id. At
@@ -670,7 +671,8 @@ class Store:
         """
         kind = _kind(kind)
         sql = _SELECT_RECORD.format(kind=kind) + (
-            f" WHERE id IN (SELECT id FROM {kind} WHERE id > ? ORDER BY id LIMIT ?) ORDER BY id"
+            f" WHERE id IN (SELECT id FROM {kind} WHERE id {'>=' if inclusive else '>'} ? ORDER BY id LIMIT ?)"
+            " ORDER BY id"
         )
         return [_row_to_record(r) for r in self.read(sql, [after, limit])]
 

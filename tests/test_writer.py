@@ -307,3 +307,51 @@ def test_the_index_build_loads_the_model_beside_the_records_and_fails_with_its_e
     monkeypatch.undo()
     assert set(svc.collections()) == {"ideas", "needs"}  # a later build, with the model, works
     svc.close()
+
+
+def test_the_id_order_keeps_the_database_order_through_inserts_merges_and_removals() -> None:
+    from idesluss.index import IdOrder
+
+    order = IdOrder(["b", "d"])
+    order.add(["c", "a", "d"])  # few: inserted in place, an id already there left alone
+    assert [order.at(i) for i in range(len(order))] == ["a", "b", "c", "d"]
+    many = [f"m{i:03d}" for i in range(IdOrder.BATCH + 5)][::-1]
+    order.add([*many, "b"])  # many: one merge
+    assert len(order) == 4 + len(many) and order.at(4) == "m000" and order.at(len(order) - 1) == "m036"
+    order.remove("c")
+    order.remove("zz")  # not there: nothing happens
+    assert [order.at(i) for i in range(3)] == ["a", "b", "d"] and order.at(len(order)) is None
+    assert order.at(-1) is None
+    order.add(["Ö", "Å", "é"])  # code point order, as DuckDB sorts UTF-8 bytes
+    assert [order.at(i) for i in range(len(order) - 3, len(order))] == ["Å", "Ö", "é"]
+
+
+def test_a_page_by_number_from_the_index_equals_the_database_offset_page(tmp_path: Path) -> None:
+    svc = _service(tmp_path / "p.duckdb")
+    try:
+        svc.ingest("ideas", REPO / "demo" / "ideas.csv")
+        svc.collections()  # the index is built: pages take their first id from it
+        assert svc._index.id_at("ideas", 0) == svc.store.page("ideas", 1, 0)[0].id
+
+        def both(page: int, size: int) -> tuple[list[str], list[str]]:
+            by_index, total = svc.page("ideas", page, size)
+            assert total == svc.store.count("ideas")
+            by_offset = svc.store.page("ideas", size, (page - 1) * size)
+            return [r.id for r in by_index], [r.id for r in by_offset]
+
+        for page, size in ((1, 20), (7, 20), (21, 20), (3, 100), (41, 10), (50, 10)):
+            got, want = both(page, size)
+            assert got == want, (page, size)
+        svc.add_idea({"id": "0-FIRST", "text": "Fler bänkar vid busshållplatsen"}, actor="t")
+        svc.add_idea({"id": "ZZZ-LAST", "text": "Gratis simskola för alla barn"}, actor="t")
+        first_ids = [r.id for r in svc.page("ideas", 1, 3)[0]]
+        assert first_ids[0] == "0-FIRST" and both(1, 3)[0] == both(1, 3)[1]
+        svc.erase("ideas", first_ids[1], actor="t")
+        for page, size in ((1, 20), (5, 20), (21, 20), (41, 10)):
+            got, want = both(page, size)
+            assert got == want, (page, size)
+        total = svc.store.count("ideas")
+        assert [r.id for r in svc.page("ideas", total, 1)[0]] == ["ZZZ-LAST"]
+        assert svc.page("ideas", total + 1, 1)[0] == []
+    finally:
+        svc.close()

@@ -175,7 +175,10 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
                     errors.append("health")
                 health.append(time.perf_counter() - t)
 
+    upload_took: list[float] = []
+
     def upload() -> None:
+        began = time.perf_counter()
         rows = "\n".join(
             f"LOADU{i}-{time.time_ns()};Uppladdad idé {i} om belysning och snöröjning" for i in range(upload_rows)
         )
@@ -183,6 +186,7 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
             r = c.post("/admin/ingest/ideas", files={"file": ("load.csv", ("id;text\n" + rows + "\n").encode())})
             if r.status_code != 200:
                 errors.append(f"upload {r.status_code}")
+        upload_took.append(time.perf_counter() - began)
 
     background = [threading.Thread(target=writer), threading.Thread(target=prober)]
     for th in background:
@@ -219,6 +223,7 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
         "error_samples": errors[:5],
         "health_max_ms": max(health) * 1000 if health else float("nan"),
         "health_p99_ms": float(np.percentile(np.asarray(health) * 1000, 99)) if health else float("nan"),
+        "upload_s": upload_took[0] if upload_took else None,  # the upload's answer: its rows stored and indexed
     }
 
 

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from idesluss.errors import NotFound
-from idesluss.priority import BACKGROUND_SHARE, Pacer, lower_this_thread
+from idesluss.priority import Pacer, lower_this_thread
 from idesluss.search import Search
 from pipelines.masking import mask
 
@@ -70,11 +70,13 @@ class Inbox:
         for start in range(0, len(idea_ids), batch):
             self._pending.append(self._later.submit(self._precompute_logged, idea_ids[start : start + batch]))
 
-    def _precompute_logged(self, idea_ids: list[str], share: float = BACKGROUND_SHARE) -> int:
+    def _precompute_logged(self, idea_ids: list[str]) -> int:
         """Precompute in small steps; while coaches' requests are served, rest after each step so that
-        this takes at most ``share`` of the time (at full speed on an idle server)."""
+        this takes at most half the upload's share of the time (``Settings.bulk_share``; at full speed
+        on an idle server). It is speculative: a page view computes what is missing, and meanwhile it
+        holds the server's interpreter lock, the one thing the searches queue for."""
         done = 0
-        pace = Pacer(share, activity=self._service.requests_served())
+        pace = Pacer(self._service.settings.bulk_share / 2, activity=self._service.requests_served())
         try:
             for start in range(0, len(idea_ids), 8):
                 done += self.precompute(idea_ids[start : start + 8])

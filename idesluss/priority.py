@@ -25,10 +25,6 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 BULK_NICE = 10  # CFS weight 110 against 1024 at nice 0: about a tenth of a core when searches want it
-# While coaches' requests are served, speculative background work (the suggestions precomputed for
-# an upload's ideas, which a page view computes anyway when they are missing) takes at most this
-# share of the time. It holds the server's interpreter lock, the one thing the searches queue for.
-BACKGROUND_SHARE = 0.25
 
 
 _search_slots = threading.BoundedSemaphore(1)

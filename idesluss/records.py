@@ -21,10 +21,6 @@ from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
 
-# while coaches search, an upload takes at most about this share of one core's time (lower priority
-# alone leaves its interpreter-bound parts in the searches' way; an idle server uploads at full speed)
-UPLOAD_SHARE = 0.5
-
 # the fields of an idea that the cached theme answers show (titles, departments, monthly trends)
 SHOWN_IN_THEMES = frozenset({"title", "text", "department", "created_at"})
 
@@ -98,10 +94,14 @@ class RecordService:
         return report
 
     def _upload_pace(self) -> Pacer | None:
-        """An upload's pace: half of one core while coaches' searches run (the batcher counts them),
-        full speed otherwise; None where no batcher serves requests (the CLI, on the file)."""
+        """An upload's pace: ``bulk_share`` of one core while coaches' searches run (the batcher counts
+        them), full speed otherwise; None where no batcher serves requests (the CLI, on the file).
+
+        Lower priority alone leaves the upload's interpreter-bound parts (parsing, masking) in the
+        searches' way; the pace bounds them.
+        """
         served = self._resources.requests_served()
-        return Pacer(UPLOAD_SHARE, activity=served) if served is not None else None
+        return Pacer(self.settings.bulk_share, activity=served) if served is not None else None
 
     def _stored(self, kind: str, records: Sequence[Record], keep_cache: bool = False) -> None:
         """On the writer, inside a batch's write: index the batch and tell whoever waits for new ideas.

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         description="the server's DuckDB buffer pool limit (DuckDB's own default is 80 % of the machine's "
         "memory, kept filled with cached pages); larger queries spill to disk beside the database",
     )
+    bulk_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="while coaches' requests are being served, an upload takes at most this share of one "
+        "core's time and the suggestions precomputed for its ideas half of it (an idle server uploads at "
+        "full speed); lower keeps searches faster during an upload, at the upload's pace",
+    )
     duplicate_threshold: float = Field(0.945, gt=0, le=1)
     theme_assign_threshold: float = Field(0.80, gt=0, le=1)
     nightly_at: str | None = Field(None, description="HH:MM Europe/Stockholm for the in-service nightly job")

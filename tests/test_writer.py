@@ -355,3 +355,30 @@ def test_a_page_by_number_from_the_index_equals_the_database_offset_page(tmp_pat
         assert svc.page("ideas", total + 1, 1)[0] == []
     finally:
         svc.close()
+
+
+def test_an_upload_and_its_precomputed_suggestions_pace_at_the_configured_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from idesluss import inbox
+
+    svc = Service(Settings(db=tmp_path / "b.duckdb", bulk_share=0.2), encoder=KeywordEncoder())
+    try:
+        assert svc._records._upload_pace() is None  # no batcher serves requests here: full speed
+        served = [0]
+        monkeypatch.setattr(svc._resources, "requests_served", lambda: lambda: served[0])
+        pace = svc._records._upload_pace()
+        assert pace is not None and pace.share == 0.2
+        shares: list[float] = []
+        real = inbox.Pacer
+        monkeypatch.setattr(inbox, "Pacer", lambda share, **kw: shares.append(share) or real(share, **kw))
+        svc.add_idea({"id": "P1", "text": "Fler papperskorgar i parken"}, actor="t")
+        svc._inbox._precompute_logged(["P1"])
+        assert shares == [0.1]  # the speculative part: half the upload's share
+    finally:
+        svc.close()
+    for bad in (0, 1.5):
+        with pytest.raises(ValidationError, match="bulk_share"):
+            Settings(bulk_share=bad)

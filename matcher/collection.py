@@ -299,11 +299,12 @@ class Collection:
         self.lexical.add(texts, ~alive)
         self.chars.add(texts, ~alive)
         if self.dense_index is not None:
+            # the replaced rows go out with the first piece: its vectors take their places in a graph
+            gone = np.asarray(replaced, dtype=np.int64)
             for a in range(start, need, 4096):
                 b = min(a + 4096, need)
-                self.dense_index.add(np.arange(a, b, dtype=np.int64), fresh[a - start : b - start])
-            if replaced:
-                self.dense_index.remove(np.asarray(replaced, dtype=np.int64))
+                rows = np.arange(a, b, dtype=np.int64)
+                self.dense_index.replace(rows, fresh[a - start : b - start], gone if a == start else gone[:0])
         self._n = need
         self._alive = alive
         for offset, item in enumerate(fresh_items):

@@ -9,8 +9,9 @@ and :meth:`~store.db.Store.transaction`: the connection and the store's locks st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -28,6 +29,22 @@ def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
     return kind
+
+
+def drop_unused_vectors(con: Any, text_hashes: Iterable[str]) -> None:
+    """Inside a transaction: delete every stored vector of those texts (each model's, as document
+    and as query) that no idea or need has any longer.
+
+    An erasure calls it for the record's text, and an update for the text it replaced: an edited
+    idea's earlier versions must not outlive its erasure as vectors.
+    """
+    for text_hash in dict.fromkeys(text_hashes):
+        used = con.execute(
+            "SELECT EXISTS (SELECT 1 FROM ideas WHERE embed_hash = ?) OR EXISTS (SELECT 1 FROM needs WHERE embed_hash = ?)",
+            [text_hash, text_hash],
+        ).fetchone()
+        if not (used and used[0]):
+            con.execute("DELETE FROM embeddings WHERE text_hash = ?", [text_hash])
 
 
 class Repository:

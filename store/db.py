@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from store.base import DEFAULT_TENANT, KINDS, UnknownTenant, check_tenant, now, tenant_schema
+from store.base import DEFAULT_TENANT, KINDS, UnknownTenant, check_tenant, drop_unused_vectors, now, tenant_schema
 from store.base import check_kind as _kind
 from store.erase import ErasureRepository
 from store.feedback import FeedbackRepository
@@ -586,10 +586,11 @@ class Store:
                 finally:
                     con.unregister("_new_records")
                 result.inserted += len(fresh)
+            replaced: list[str] = []  # the text hashes that changed records had
             for rec in later:
                 old = con.execute(
                     f"SELECT text, title, created_at, department, status, outcome, source, "
-                    f"attributes, contact_ref, shared FROM {table} WHERE id = ?",
+                    f"attributes, contact_ref, shared, embed_hash FROM {table} WHERE id = ?",
                     [rec.id],
                 ).fetchone()
                 row = values(rec)
@@ -600,7 +601,7 @@ class Store:
                         [*row, stamp, stamp],
                     )
                     result.inserted += 1
-                elif list(old) == [
+                elif list(old[:10]) == [
                     rec.text,
                     rec.title,
                     rec.created_at,
@@ -621,6 +622,9 @@ class Store:
                         [*row[:11], stamp, rec.id],
                     )
                     result.updated += 1
+                    if old[10] != rec.embed_hash:
+                        replaced.append(old[10])
+            drop_unused_vectors(con, replaced)  # an earlier text's vectors go with it
         return result
 
     def get_record(self, kind: str, record_id: str) -> Record | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from store.base import Repository, check_kind, now
+from store.base import Repository, check_kind, drop_unused_vectors, now
 
 
 class ErasureRepository(Repository):
@@ -22,12 +22,7 @@ class ErasureRepository(Repository):
             if row is None:
                 return False
             con.execute(f"DELETE FROM {table} WHERE id = ?", [item_id])
-            shared = con.execute(
-                "SELECT count(*) FROM ideas WHERE embed_hash = ? UNION ALL SELECT count(*) FROM needs WHERE embed_hash = ?",
-                [row[0], row[0]],
-            ).fetchall()
-            if not sum(r[0] for r in shared):
-                con.execute("DELETE FROM embeddings WHERE text_hash = ?", [row[0]])
+            drop_unused_vectors(con, [row[0]])
             con.execute(
                 "DELETE FROM feedback WHERE (query_kind = ? AND query_id = ?) OR (target_kind = ? AND target_id = ?)",
                 [kind, item_id, kind, item_id],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evaluation.bench_scale import clustered_unit_vectors
-from matcher.ann import DenseIndex, ExactIndex, HnswIndex, make_index
+from matcher.ann import _PLACEHOLDER_KEYS, DenseIndex, ExactIndex, HnswIndex, make_index
 
 DIM = 32
 N = 600
@@ -281,3 +281,24 @@ def test_float16_rescoring_halves_the_matrix_and_keeps_the_ranking(blobs: tuple[
     rows, scores = half.search(queries, 10)
     np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", data[rows], queries), atol=2e-3)
     assert _recall(rows, full.search(queries, 10)[0]) >= 0.98
+
+
+def test_an_edit_puts_its_new_vector_where_the_old_one_was_and_leaves_no_old_bytes(
+    data: np.ndarray, tmp_path: Path
+) -> None:
+    """``replace`` (an edited text) writes the new vector into the freed slot: no placeholder node."""
+    index = HnswIndex(DIM, graph_dtype="f32")
+    index.add(np.arange(200), data[:200])
+    nodes = index._graph.size
+    needles = [index._graph.get(r, dtype=np.float32).tobytes() for r in (7, 8, 9)]
+    needles += [index._vectors[r].tobytes() for r in (7, 8, 9)]
+    index.replace(np.array([200]), data[200:201], gone=np.array([7]))
+    assert index._graph.size == nodes and index._next_placeholder == _PLACEHOLDER_KEYS  # one in, one out
+    assert 7 not in index.search(data[7:8], 5)[0][0].tolist()
+    assert index.search(data[200:201], 1)[0][0][0] == 200
+    index.replace(np.array([201]), data[201:202], gone=np.array([8, 9]))  # two out, one in: one placeholder
+    assert index._graph.size == nodes and index._next_placeholder == _PLACEHOLDER_KEYS + 1
+    index.save(tmp_path)
+    blob = b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()))
+    assert index._vectors[10].tobytes() in blob  # the search is not blind
+    assert not [n for n in needles if n in blob]

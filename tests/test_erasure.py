@@ -51,3 +51,35 @@ def test_delete_removes_text_vectors_links_feedback_and_memberships(tmp_path: Pa
     svc.close()
     assert not _bytes_in_db(db, MARKER)
     assert not _bytes_in_db(db, "070-123 45 67")
+
+
+def test_an_edited_ideas_earlier_vectors_go_with_the_edit_and_none_outlive_its_erasure(tmp_path: Path) -> None:
+    svc = Service(Settings(db=tmp_path / "v.duckdb"), encoder=KeywordEncoder())
+    try:
+
+        def vectors_of(text_hash: str) -> int:
+            row = svc.store.read_one("SELECT count(*) FROM embeddings WHERE text_hash = ?", [text_hash])
+            return int(row[0]) if row else 0
+
+        svc.add_idea({"id": "ED1", "text": "Belysning vid skolans cykelställ"}, actor="t")
+        svc.add_idea({"id": "TWIN", "text": "Fler soptunnor i parken"}, actor="t")
+        svc.add_idea({"id": "ED2", "text": "Fler soptunnor i parken"}, actor="t")  # the same text as TWIN
+        first = svc.record("ideas", "ED1").embed_hash
+        shared_text = svc.record("ideas", "ED2").embed_hash
+        assert vectors_of(first) >= 1 and vectors_of(shared_text) >= 1
+        svc.update_idea("ED1", {"status": "under arbete"}, actor="t")  # same text: its vectors stay
+        assert vectors_of(first) >= 1
+        svc.update_idea("ED1", {"text": "Belysning vid skolans cykelställ och vid entrén"}, actor="t")
+        second = svc.record("ideas", "ED1").embed_hash
+        assert second != first and vectors_of(first) == 0 and vectors_of(second) >= 1
+        svc.update_idea("ED2", {"text": "Fler soptunnor och bänkar i parken"}, actor="t")
+        assert vectors_of(shared_text) >= 1  # TWIN still has that text
+        f = tmp_path / "again.csv"  # a file that changes a stored idea's text does the same
+        f.write_text("id;text\nED1;Belysning vid skolans cykelställ, entrén och parkeringen\n", encoding="utf-8")
+        svc.ingest("ideas", f)
+        third = svc.record("ideas", "ED1").embed_hash
+        assert vectors_of(second) == 0 and vectors_of(third) >= 1
+        svc.erase("ideas", "ED1", actor="admin")
+        assert [vectors_of(h) for h in (first, second, third)] == [0, 0, 0]
+    finally:
+        svc.close()

@@ -3,8 +3,9 @@
 Every backend stores the unit vectors of its rows beside whatever structure it searches, and the
 final ranking is always an exact cosine over those stored vectors: an approximate backend only
 proposes candidates. A row is a non-negative int64 (the collection's row number); a removed row is
-never returned and its stored vector is overwritten at once, in the graph too (see
-:meth:`HnswIndex._forget`), so an erased idea leaves no vector in memory or in a saved index.
+never returned and its stored vector is overwritten before the write that removed it returns
+(failed or not), in the graph too (see :meth:`HnswIndex._forget`), so an erased idea leaves no
+vector in memory or in a saved index.
 
 Why usearch for the graph (checked against the installed version, 2.26.6), not faiss or hnswlib:
 
@@ -165,17 +166,26 @@ class DenseIndex(ABC):
             vectors: float32 (len(rows), dim).
         """
         with self._rw.writing():
-            self._add(rows, vectors)
-            self._settle()
+            try:
+                self._add(rows, vectors)
+            finally:  # a write that fails midway still overwrites what it freed
+                self._settle()
 
     def replace(self, rows: np.ndarray, vectors: np.ndarray, gone: np.ndarray) -> None:
         """Remove the rows ``gone`` and add ``rows`` with their vectors, in one step (an edited
         text: its old row out, its new row in). A graph may then put the new vectors where the old
-        ones were instead of overwriting those separately (see :meth:`HnswIndex._forget`)."""
+        ones were instead of overwriting those separately (see :meth:`HnswIndex._forget`).
+        Bad input is refused before anything is removed."""
+        self._check_writable()
+        _as_rows(gone)
+        if len(_as_rows(rows)) != len(_unit_rows(vectors, self.dim, "vectors")):
+            raise ValueError(f"{len(rows)} rows but {len(vectors)} vectors")
         with self._rw.writing():
-            self._remove(gone)
-            self._add(rows, vectors)
-            self._settle()
+            try:
+                self._remove(gone)
+                self._add(rows, vectors)
+            finally:
+                self._settle()
 
     def _add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         self._check_writable()
@@ -201,9 +211,10 @@ class DenseIndex(ABC):
             How many rows were removed.
         """
         with self._rw.writing():
-            removed = self._remove(rows)
-            self._settle()
-            return removed
+            try:
+                return self._remove(rows)
+            finally:
+                self._settle()
 
     def _remove(self, rows: np.ndarray) -> int:
         self._check_writable()
@@ -561,8 +572,9 @@ class HnswIndex(DenseIndex):
         usearch only marks a removed node and keeps its vector bytes, but the next ``add`` reuses
         a freed slot first. So the vectors a write adds take the slots its removals freed (an
         edited text's new vector goes where its old one was), and every slot still free when the
-        write ends gets a zero vector under a placeholder key at once: no other slot is ever free
-        between writes, so no removed vector survives in memory or in a saved graph. Placeholders
+        write ends, or fails, gets a zero vector under a placeholder key at once: no other slot is
+        free between writes (a loaded graph's free slots are filled on loading), so no removed
+        vector survives in memory or in a saved graph. Placeholders
         are never returned (their keys are not rows) and cost one node each until the index is
         rebuilt; an edit adds none, so the graph does not grow with edits. Writing into a freed
         slot is usearch's slow kind of insertion (at a million rows about 29 ms against 1 ms for a
@@ -587,6 +599,9 @@ class HnswIndex(DenseIndex):
         graph.expansion_search = self.expansion_search
         self._graph = graph
         self._next_placeholder = int(config.get("next_placeholder", _PLACEHOLDER_KEYS))
+        self._freed = int(graph.stats.nodes) - len(graph)  # slots left free by a save from a failed write
+        if self._freed and not mmap:
+            self._forget()
 
 
 _REGISTRY: dict[str, type[DenseIndex]] = {"exact": ExactIndex, "hnsw": HnswIndex}

@@ -299,12 +299,14 @@ class Collection:
         self.lexical.add(texts, ~alive)
         self.chars.add(texts, ~alive)
         if self.dense_index is not None:
-            # the replaced rows go out with the first piece: its vectors take their places in a graph
+            # the replaced rows go out beside the new ones, as many per piece: in a graph the new
+            # vectors take their places (the last piece takes what is left)
             gone = np.asarray(replaced, dtype=np.int64)
-            for a in range(start, need, 4096):
+            pieces = range(start, need, 4096)
+            for n, a in enumerate(pieces):
                 b = min(a + 4096, need)
-                rows = np.arange(a, b, dtype=np.int64)
-                self.dense_index.replace(rows, fresh[a - start : b - start], gone if a == start else gone[:0])
+                out = gone[n * 4096 :] if n == len(pieces) - 1 else gone[n * 4096 : (n + 1) * 4096]
+                self.dense_index.replace(np.arange(a, b, dtype=np.int64), fresh[a - start : b - start], out)
         self._n = need
         self._alive = alive
         for offset, item in enumerate(fresh_items):

@@ -302,3 +302,42 @@ def test_an_edit_puts_its_new_vector_where_the_old_one_was_and_leaves_no_old_byt
     blob = b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()))
     assert index._vectors[10].tobytes() in blob  # the search is not blind
     assert not [n for n in needles if n in blob]
+
+
+def test_a_failed_or_refused_write_still_overwrites_what_it_freed(
+    data: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = HnswIndex(DIM, graph_dtype="f32")
+    index.add(np.arange(100), data[:100])
+    bad = data[100:101].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):  # refused before anything is removed
+        index.replace(np.array([100]), bad, gone=np.array([5]))
+    assert index.search(data[5:6], 1)[0][0][0] == 5 and index._freed == 0
+    needle = index._graph.get(6, dtype=np.float32).tobytes()
+    real_add, calls = index._graph.add, []
+
+    def add_once_failing(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the graph refused the add")
+        return real_add(*args, **kwargs)
+
+    monkeypatch.setattr(index._graph, "add", add_once_failing)
+    with pytest.raises(RuntimeError, match="refused"):
+        index.replace(np.array([100]), data[100:101], gone=np.array([6]))
+    assert index._freed == 0 and len(calls) == 2  # the freed slot got its placeholder anyway
+    index.save(tmp_path)
+    assert needle not in b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir()))
+
+
+def test_a_loaded_graph_fills_the_slots_its_save_left_free(data: np.ndarray, tmp_path: Path) -> None:
+    index = HnswIndex(DIM, graph_dtype="f32")
+    index.add(np.arange(50), data[:50])
+    index._remove_extra(np.array([3, 4]))  # as a write that died before it settled
+    index.save(tmp_path)
+    loaded = DenseIndex.load(tmp_path)
+    assert isinstance(loaded, HnswIndex) and loaded._freed == 0
+    assert loaded._graph.stats.nodes == len(loaded._graph) == 50  # two placeholders took the free slots
+    viewed = DenseIndex.load(tmp_path, mmap=True)  # read-only: left as it is, and never written
+    assert isinstance(viewed, HnswIndex) and viewed._graph.stats.nodes == 50

@@ -115,8 +115,12 @@ class IdOrder:
 
     def at(self, position: int) -> str | None:
         """The id at ``position`` (0 is the first), or None past the end."""
-        ids = self._ids
-        return ids[position] if 0 <= position < len(ids) else None
+        if position < 0:
+            return None
+        try:  # not a length check first: the writer may take an id out in between
+            return self._ids[position]
+        except IndexError:
+            return None
 
     def _has(self, ids: list[str], item_id: str) -> bool:
         pos = bisect.bisect_left(ids, item_id)
@@ -271,8 +275,8 @@ class Index:
         """Add records (already stored and embedded) to a built index (on the writer)."""
         with self._lock:
             if self._collections is not None:
+                self._orders[kind].add([r.id for r in records])  # stored already, even if indexing fails
                 self._add_to(self._collections[kind], kind, records)
-                self._orders[kind].add([r.id for r in records])
 
     def id_at(self, kind: str, position: int) -> str | None:
         """The id at ``position`` among the kind's stored ids in order (None past the end).
@@ -284,6 +288,11 @@ class Index:
         if order is None:
             raise LookupError(kind)
         return order.at(position)
+
+    def id_count(self, kind: str) -> int | None:
+        """How many ids the kind's order holds (None when the index is not built)."""
+        order = self._orders.get(kind) if self._collections is not None else None
+        return None if order is None else len(order)
 
     def remove(self, kind: str, item_id: str) -> None:
         """Take one record out of a built index and delete the saved index (erasure, on the writer)."""

@@ -16,7 +16,7 @@ from idesluss.index import Index
 from idesluss.priority import Pacer, as_bulk
 from idesluss.resources import Resources
 from idesluss.settings import Settings
-from pipelines.embed import Write, encode_missing, vector_key
+from pipelines.embed import Write, encode_missing, vector_key, with_late_vectors
 from pipelines.ingest import IngestReport, ingest_file
 from pipelines.masking import mask
 from store import Record, Store
@@ -162,11 +162,7 @@ class RecordService:
     def _commit_update(
         self, idea_id: str, changes: dict[str, Any], vectors: tuple[list[str], Any], actor: str
     ) -> Record:
-        rec = self._merged(idea_id, changes)
-        if rec.embed_hash not in vectors[0] and self.store.missing_hashes(
-            vector_key(self._resources.encoder.model_id), [rec.embed_hash]
-        ):  # the text changed again since it was encoded: encode here (rare)
-            vectors = encode_missing(self.store, self._resources.encoder, [rec])
+        rec = self._merged(idea_id, changes)  # the text may have changed again since it was encoded
         shown = bool(set(changes) & SHOWN_IN_THEMES)
         return self._commit("ideas", rec, vectors, actor, f"update {','.join(sorted(changes))}", keep_cache=not shown)
 
@@ -180,6 +176,7 @@ class RecordService:
         keep_cache: bool = False,
     ) -> Record:
         """On the writer: store the record and its vector, audit, index, and compact if an erasure asked."""
+        vectors = with_late_vectors(self.store, self._resources.encoder, [rec], vectors)
         self.store.upsert_records(kind, [rec])
         hashes, matrix = vectors
         if hashes:
@@ -200,12 +197,14 @@ class RecordService:
         if after is not None:
             return self.store.page_after(kind, page_size, after), self.store.count(kind)
         offset = (page - 1) * page_size
-        try:  # the index knows the page's first id: the database reads from it, skipping nothing
-            first = self._index.id_at(kind, offset)
-        except LookupError:  # no index in this process (a CLI on the file): the database counts
-            return self.store.page(kind, page_size, offset), self.store.count(kind)
+        total = self.store.count(kind)
+        if self._index.id_count(kind) != total:  # no index in this process (a CLI on the file), or
+            # a write between the database and the index: the database counts the offset
+            return self.store.page(kind, page_size, offset), total
+        # the index knows the page's first id: the database reads from it, skipping nothing
+        first = self._index.id_at(kind, offset)
         rows = self.store.page_after(kind, page_size, first, inclusive=True) if first is not None else []
-        return rows, self.store.count(kind)
+        return rows, total
 
     def feedback(
         self, query_kind: str, query_id: str, target_kind: str, target_id: str, verdict: str, actor: str

@@ -35,6 +35,26 @@ def encode_missing(store: Store, encoder: TextEncoder, records: Sequence[Record]
     return missing, encoder.encode_passages([todo[h] for h in missing])
 
 
+def with_late_vectors(
+    store: Store, encoder: TextEncoder, records: Sequence[Record], vectors: tuple[list[str], np.ndarray]
+) -> tuple[list[str], np.ndarray]:
+    """On the writer, just before ``records`` are stored: ``vectors`` (from :func:`encode_missing`)
+    plus those of any of their texts whose stored vector went since (another record with the same
+    text was edited or erased in between), encoded here. Rare; without it such a record would be
+    stored with no vector, and left out of every search until the next start."""
+    hashes, matrix = vectors
+    have = set(hashes)
+    late = [r for r in records if r.embed_hash not in have]
+    if not late:
+        return vectors
+    more_hashes, more = encode_missing(store, encoder, late)
+    if not more_hashes:
+        return vectors
+    if not hashes:
+        return more_hashes, more
+    return [*hashes, *more_hashes], np.concatenate([matrix, more])
+
+
 def vector_key(model_id: str, prompt: Prompt = "document") -> str:
     """The model id under which vectors are cached: stored texts as documents, "|query" for query vectors.
 
@@ -87,7 +107,7 @@ def embed_missing(
     for start in range(0, len(missing), batch):
         hashes = missing[start : start + batch]
         vectors = encode([todo[h] for h in hashes])
-        write(store.put_embeddings, key, hashes, vectors)
+        write(store.put_embeddings, key, hashes, vectors, only_stored=True)
         done += len(hashes)
         if bar is not None:
             bar.update(len(hashes))

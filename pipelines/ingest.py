@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.encoder import TextEncoder
-from pipelines.embed import Write, _direct, encode_missing, vector_key
+from pipelines.embed import Write, _direct, encode_missing, vector_key, with_late_vectors
 from pipelines.masking import mask
 from pipelines.records import DEFAULT_MAX_FILE_BYTES, RowError, parse_file
 from store import Record, Store
@@ -65,8 +65,11 @@ def _store_batch(
     key: str,
     vectors: tuple[list[str], np.ndarray],
     on_stored: Callable[[Sequence[Record]], None] | None,
+    encoder: TextEncoder | None = None,
 ) -> UpsertResult:
     """One batch's write step: its rows, its new vectors, and the index told."""
+    if encoder is not None:
+        vectors = with_late_vectors(store, encoder, records, vectors)
     res = store.upsert_records(kind, records)
     hashes, matrix = vectors
     if hashes:
@@ -125,7 +128,7 @@ def ingest_file(
     def flush() -> None:
         if pending:
             vectors = encode_missing(store, encoder, pending) if encoder is not None else no_vectors
-            res = write(_store_batch, store, kind, list(pending), key, vectors, on_stored)
+            res = write(_store_batch, store, kind, list(pending), key, vectors, on_stored, encoder)
             report.embedded += len(vectors[0])
             report.inserted += res.inserted
             report.updated += res.updated

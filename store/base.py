@@ -38,13 +38,22 @@ def drop_unused_vectors(con: Any, text_hashes: Iterable[str]) -> None:
     An erasure calls it for the record's text, and an update for the text it replaced: an edited
     idea's earlier versions must not outlive its erasure as vectors.
     """
-    for text_hash in dict.fromkeys(text_hashes):
-        used = con.execute(
-            "SELECT EXISTS (SELECT 1 FROM ideas WHERE embed_hash = ?) OR EXISTS (SELECT 1 FROM needs WHERE embed_hash = ?)",
-            [text_hash, text_hash],
-        ).fetchone()
-        if not (used and used[0]):
+    wanted = list(dict.fromkeys(text_hashes))
+    if not wanted:
+        return
+    used = {row[0] for row in con.execute(stored_hashes_sql(), [wanted, wanted]).fetchall()}
+    for text_hash in wanted:
+        if text_hash not in used:  # by the text-hash index, one text at a time
             con.execute("DELETE FROM embeddings WHERE text_hash = ?", [text_hash])
+
+
+def stored_hashes_sql() -> str:
+    """SQL for those of the text hashes given (twice, as a list) that some idea or need has now:
+    one scan of each table's hash column, whatever the number of hashes."""
+    return (
+        "SELECT embed_hash FROM ideas WHERE list_contains(?, embed_hash) "
+        "UNION SELECT embed_hash FROM needs WHERE list_contains(?, embed_hash)"
+    )
 
 
 class Repository:

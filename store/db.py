@@ -31,7 +31,16 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from store.base import DEFAULT_TENANT, KINDS, UnknownTenant, check_tenant, drop_unused_vectors, now, tenant_schema
+from store.base import (
+    DEFAULT_TENANT,
+    KINDS,
+    UnknownTenant,
+    check_tenant,
+    drop_unused_vectors,
+    now,
+    stored_hashes_sql,
+    tenant_schema,
+)
 from store.base import check_kind as _kind
 from store.erase import ErasureRepository
 from store.feedback import FeedbackRepository
@@ -717,8 +726,17 @@ class Store:
         )
         return [(h, v) for h, v in rows]
 
-    def put_embeddings(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        """Store vectors (one transaction); an existing (model, hash) pair is kept as it is."""
+    def put_embeddings(
+        self, model_id: str, hashes: Sequence[str], vectors: np.ndarray, only_stored: bool = False
+    ) -> None:
+        """Store vectors (one transaction); an existing (model, hash) pair is kept as it is.
+
+        Args:
+            only_stored: keep only the vectors of texts some idea or need has when they are
+                written. For work that encodes stored texts long before it writes (the nightly
+                job): a text edited or erased meanwhile has lost its vectors and must not get
+                them back.
+        """
         if len(hashes) != len(vectors):
             raise ValueError(f"{len(hashes)} hashes but {len(vectors)} vectors")
         if not len(hashes):
@@ -736,6 +754,12 @@ class Store:
             }
         )
         with self.transaction() as con:
+            if only_stored:
+                wanted = list(dict.fromkeys(hashes))
+                stored = {row[0] for row in con.execute(stored_hashes_sql(), [wanted, wanted]).fetchall()}
+                keep = [i for i, h in enumerate(hashes) if h in stored]
+                if len(keep) < n:
+                    table = table.take(pa.array(keep, pa.int64()))
             con.register("_new_vectors", table)
             try:
                 con.execute(

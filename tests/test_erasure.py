@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from idesluss.service import Query, Service
 from idesluss.settings import Settings
 from pipelines.themes.job import run_theme_job
@@ -81,5 +84,38 @@ def test_an_edited_ideas_earlier_vectors_go_with_the_edit_and_none_outlive_its_e
         assert vectors_of(second) == 0 and vectors_of(third) >= 1
         svc.erase("ideas", "ED1", actor="admin")
         assert [vectors_of(h) for h in (first, second, third)] == [0, 0, 0]
+    finally:
+        svc.close()
+
+
+def test_a_text_that_lost_its_vector_while_a_record_was_encoded_is_encoded_on_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from idesluss import records
+
+    svc = Service(Settings(db=tmp_path / "r.duckdb"), encoder=KeywordEncoder())
+    try:
+        svc.add_idea({"id": "B", "text": "Fler soptunnor i parken"}, actor="t")
+        svc.collections()
+        real = records.encode_missing
+        edited: list[str] = []
+
+        def encode_then_edit(*args: object, **kwargs: object) -> object:
+            found = real(*args, **kwargs)  # nothing to encode: B's text has its vector
+            if not edited:  # ...until B is edited before the new idea reaches the writer
+                edited.append("B")
+                svc.update_idea("B", {"text": "Fler bänkar i parken"}, actor="t")
+            return found
+
+        monkeypatch.setattr(records, "encode_missing", encode_then_edit)
+        svc.add_idea({"id": "NEW", "text": "Fler soptunnor i parken"}, actor="t")
+        text_hash = svc.record("ideas", "NEW").embed_hash
+        row = svc.store.read_one("SELECT count(*) FROM embeddings WHERE text_hash = ?", [text_hash])
+        assert edited and row is not None and row[0] >= 1
+        assert svc.collections()["ideas"].snapshot.row("NEW") is not None  # searchable, not left out
+        # vectors written long after their texts were read keep only those still stored
+        svc.store.put_embeddings("other-model", [text_hash, "gone-hash"], np.ones((2, 4), np.float32), only_stored=True)
+        kept = svc.store.read("SELECT text_hash FROM embeddings WHERE model_id = 'other-model'")
+        assert [r[0] for r in kept] == [text_hash]
     finally:
         svc.close()

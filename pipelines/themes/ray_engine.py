@@ -292,7 +292,8 @@ def _embed(store: Store, encoder: TextEncoder, run: _Runner, folder: Path, progr
     for b in _encoded(run.options, str(folder), pool):
         if len(b["hash"]) and str(b["model_id"][0]) != encoder.model_id:
             raise ValueError(f"an encoder actor loaded {b['model_id'][0]!r}, the job expects {encoder.model_id!r}")
-        store.put_embeddings(key, [str(h) for h in b["hash"]], np.asarray(b["vector"], dtype=np.float32))
+        vectors = np.asarray(b["vector"], dtype=np.float32)
+        store.put_embeddings(key, [str(h) for h in b["hash"]], vectors, only_stored=True)  # edits meanwhile
         run.options.nodes.setdefault("embed", set()).update(str(n) for n in b["node"])
         run.options.actors.update(str(a) for a in b["actor"])
         run.options.encoder_busy_s += float(np.sum(b["busy_s"]))

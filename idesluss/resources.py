@@ -62,6 +62,7 @@ class Resources:
                 # the server: forward passes in a process of their own, one torch thread unless set
                 # (models/process_encoder.py has the measurement)
                 kwargs["threads"] = self.settings.threads or 1
+                kwargs["lean"] = True  # it only encodes: no sentence-transformers there (models/lean.py)
                 inner: Any = EncoderProcess(
                     "models.registry:load_encoder", kwargs, bulk_setup="idesluss.priority:lower_this_thread"
                 )

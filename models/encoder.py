@@ -277,6 +277,8 @@ class Encoder:
 
 def packed_unsupported(model: Any) -> str:
     """Why the packed engine cannot run ``model`` ('' when it can): BERT + GELU, mean pooling, normalised."""
+    if getattr(model, "checked_for_packed", False):  # models.lean checked its directory when loading it
+        return ""
     try:
         modules = list(model)
         hf = getattr(modules[0], "auto_model", None) or modules[0].model

@@ -162,24 +162,38 @@ def load_encoder(
     threads: int | None = None,
     precision: str = "fp32",
     engine: str = "auto",
+    lean: bool = False,
 ) -> Encoder:
     """Load the configured model once and wrap it in an :class:`Encoder`.
 
     Args:
         engine: "auto" (the default model: :func:`default_engine` when ``precision`` is also "auto"),
             a key of :data:`ENGINE_CHOICES`, or an :class:`Encoder` engine.
+        lean: where the packed engine runs a plain BERT model, read it without sentence-transformers
+            and transformers (:mod:`models.lean`; the server's encoder process, which only encodes:
+            ``encoder.model`` is then not a ``SentenceTransformer``).
     """
     import torch
-    import transformers
-    from sentence_transformers import SentenceTransformer
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
     if threads:
         torch.set_num_threads(threads)
     location, model_id = resolve_model_path(name, cache_dir)
     engine, precision = resolve_engine(engine, precision, model_id)  # before the load: fail fast
+    if lean and engine in ("auto", "packed"):
+        from models.lean import load_lean_model, release_file_pages
+
+        if (lean_model := load_lean_model(location)) is not None:
+            encoder = Encoder(
+                lean_model, model_id=model_id, batch_size=batch_size, precision=precision, engine="packed"
+            )
+            if precision == "bf16":  # the float32 layers were read once, for the bfloat16 copies
+                release_file_pages(Path(location) / "model.safetensors")
+            return encoder
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     try:
         model = SentenceTransformer(location, device="cpu")
     except OSError as exc:

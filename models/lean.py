@@ -45,6 +45,8 @@ def _plain_bert(folder: Path) -> bool:
     others = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens" and v]
     if mode != "mean" or others or pooling.get("include_prompt", True) is False:
         return False
+    if _json(folder / "sentence_bert_config.json").get("do_lower_case"):  # sentence-transformers lowercases first
+        return False
     cfg = _json(folder / "config.json")
     return (
         cfg.get("model_type") == "bert"

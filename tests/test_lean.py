@@ -67,6 +67,10 @@ def test_a_directory_that_is_not_a_plain_bert_is_left_to_sentence_transformers(t
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
     assert load_lean_model(tmp_path) is None
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"do_lower_case": True}))
+    assert load_lean_model(tmp_path) is None  # sentence-transformers would lowercase the texts
+    (tmp_path / "sentence_bert_config.json").unlink()
     assert load_lean_model(tmp_path / "absent") is None
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"cls_token": "[NOT-A-TOKEN]"}))
@@ -87,3 +91,14 @@ def test_released_file_pages_read_back_the_same_and_a_written_mapping_is_kept(tm
     written[0] = -1.0
     assert release_file_pages(path) == 0  # dropping that page would lose the write
     assert written[0] == -1.0
+
+
+def test_a_directory_saved_by_sentence_transformers_reads_lean_as_a_learned_version_would(
+    real_encoder, tmp_path: Path
+) -> None:
+    """`idesluss learn` saves its versions with sentence-transformers' own save: they read lean too."""
+    real_encoder.model.save(str(tmp_path / "version"))
+    lean = load_lean_model(tmp_path / "version")
+    assert isinstance(lean, LeanModel)
+    ours = Encoder(lean, real_encoder.model_id, engine="packed")
+    np.testing.assert_array_equal(ours.encode_queries(TEXTS[:3]), real_encoder.encode_queries(TEXTS[:3]))

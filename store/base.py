@@ -41,19 +41,20 @@ def drop_unused_vectors(con: Any, text_hashes: Iterable[str]) -> None:
     wanted = list(dict.fromkeys(text_hashes))
     if not wanted:
         return
-    used = {row[0] for row in con.execute(stored_hashes_sql(), [wanted, wanted]).fetchall()}
+    used = stored_hashes(con, wanted)
     for text_hash in wanted:
         if text_hash not in used:  # by the text-hash index, one text at a time
             con.execute("DELETE FROM embeddings WHERE text_hash = ?", [text_hash])
 
 
-def stored_hashes_sql() -> str:
-    """SQL for those of the text hashes given (twice, as a list) that some idea or need has now:
-    one scan of each table's hash column, whatever the number of hashes."""
-    return (
+def stored_hashes(con: Any, text_hashes: list[str]) -> set[str]:
+    """Those of ``text_hashes`` that some idea or need has now (one scan of each table's hash column)."""
+    rows = con.execute(
         "SELECT embed_hash FROM ideas WHERE list_contains(?, embed_hash) "
-        "UNION SELECT embed_hash FROM needs WHERE list_contains(?, embed_hash)"
-    )
+        "UNION SELECT embed_hash FROM needs WHERE list_contains(?, embed_hash)",
+        [text_hashes, text_hashes],
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 class Repository:

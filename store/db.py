@@ -38,7 +38,7 @@ from store.base import (
     check_tenant,
     drop_unused_vectors,
     now,
-    stored_hashes_sql,
+    stored_hashes,
     tenant_schema,
 )
 from store.base import check_kind as _kind
@@ -755,8 +755,7 @@ class Store:
         )
         with self.transaction() as con:
             if only_stored:
-                wanted = list(dict.fromkeys(hashes))
-                stored = {row[0] for row in con.execute(stored_hashes_sql(), [wanted, wanted]).fetchall()}
+                stored = stored_hashes(con, list(dict.fromkeys(hashes)))
                 keep = [i for i, h in enumerate(hashes) if h in stored]
                 if len(keep) < n:
                     table = table.take(pa.array(keep, pa.int64()))

@@ -30,21 +30,34 @@ def test_health_answers_throughout_a_2000_row_upload(live_server, tmp_path: Path
         with upload.open("rb") as fh, httpx.Client(base_url=live_server.url, timeout=900) as c:
             result["response"] = c.post("/admin/ingest/ideas", files={"file": ("stor.csv", fh)}, headers=admin)
 
+    coach = {"Authorization": f"Bearer {live_server.keys['coach']}"}
     t = threading.Thread(target=send)
     t.start()
     latencies: list[float] = []
     codes: list[int] = []
+    pages: list[list[str]] = []  # pages by number read while the upload's batches land
     with httpx.Client(base_url=live_server.url, timeout=60) as c:
         while t.is_alive():
             start = time.perf_counter()
             codes.append(c.get("/health").status_code)
             latencies.append(time.perf_counter() - start)
+            page = c.get("/ideas", params={"page": 1 + len(pages) % 5, "page_size": 20}, headers=coach)
+            codes.append(page.status_code)
+            pages.append([i["id"] for i in page.json()["items"]] if page.status_code == 200 else [])
             time.sleep(0.05)
     t.join()
     response = result["response"]
     assert isinstance(response, httpx.Response) and response.status_code == 200, response
     assert response.json()["inserted"] == 2000
     assert len(codes) > 5 and set(codes) == {200}
+    assert all(ids == sorted(set(ids)) and len(ids) == 20 for ids in pages)  # whole pages, in order, no repeats
+    with httpx.Client(base_url=live_server.url, timeout=60, headers=coach) as c:  # after it: numbers = cursor
+        by_number = [
+            i["id"] for n in (1, 2, 3) for i in c.get("/ideas", params={"page": n, "page_size": 20}).json()["items"]
+        ]
+        first = c.get("/ideas", params={"page_size": 40}).json()
+        after = c.get("/ideas", params={"after": first["items"][-1]["id"], "page_size": 20}).json()
+        assert by_number == [i["id"] for i in first["items"] + after["items"]]
     latencies.sort()
     # a figure, not an assertion (shared machines are noisy): printed for the bench and the notes
     print(

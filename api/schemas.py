@@ -140,7 +140,10 @@ class HitFields(BaseModel):
     lexical: float
     shared_terms: list[str]
     why: str
-    duplicate_group: list[str]
+    duplicate_group: list[str] = Field(
+        description="ids in the hit's near-duplicate group, itself included (at most 20; empty: no group)"
+    )
+    duplicate_count: int = Field(0, description="how many ideas the near-duplicate group has in all (0: no group)")
     tenant: str | None = Field(None, description="the municipality of an idea it shares (scope shared only)")
 
 

@@ -37,12 +37,12 @@ def _count(value: Any) -> int:
 
 
 # the evidence kept per suggestion (never another record's text: see the module docstring)
-_KEPT = ("id", "score", "dense", "lexical", "shared_terms", "why", "duplicate_group")
+_KEPT = ("id", "score", "dense", "lexical", "shared_terms", "why", "duplicate_group", "duplicate_count")
 
 
 def _slim(hit: Any) -> dict[str, Any]:
     d = hit.as_dict()
-    return {k: d[k] for k in _KEPT}
+    return {k: d[k] for k in _KEPT if k in d}
 
 
 class Inbox:
@@ -287,7 +287,7 @@ class Inbox:
                 raised, basis = int(str(count).strip()), "count"
             else:
                 row = snap.row(n.id)
-                raised, basis = (len(snap.group(row)) if row is not None else 1), "duplicates"
+                raised, basis = (snap.group_size(row) if row is not None else 1), "duplicates"
             ideas = [{"id": i, "title": titles.get(i, i)} for i in links.get(n.id, []) if i in titles]
             rows.append(
                 {

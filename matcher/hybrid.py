@@ -16,6 +16,8 @@ from matcher.collection import Collection, Item, Snapshot
 from matcher.swedish import shared_words
 from models.encoder import TextEncoder
 
+GROUP_SHOWN = 20  # a hit names at most this many ids of its near-duplicate group; duplicate_count has its size
+
 
 @dataclass(frozen=True)
 class FusionConfig:
@@ -56,9 +58,10 @@ class Hit:
     shared_terms: list[str]
     why: str
     item: Item
-    duplicate_group: list[str] = field(default_factory=list)
+    duplicate_group: list[str] = field(default_factory=list)  # at most GROUP_SHOWN ids, this one's included
     pinned: bool = False
     tenant: str | None = None  # the municipality of a result from another tenant (a shared idea)
+    duplicate_count: int = 0  # the whole near-duplicate group's size (0: no group)
 
     def as_dict(self, snippet_chars: int = 220) -> dict[str, Any]:
         """JSON-ready result (DESIGN.md output shape)."""
@@ -79,6 +82,7 @@ class Hit:
             "shared_terms": self.shared_terms,
             "why": self.why,
             "duplicate_group": self.duplicate_group,
+            "duplicate_count": self.duplicate_count,
             "confirmed": self.pinned,
             **({"tenant": self.tenant} if self.tenant else {}),
         }
@@ -184,7 +188,8 @@ class HybridMatcher:
             pinned: per query, ids confirmed by a coach: always ranked first.
             collapse_duplicates: return one representative per near-duplicate group.
             explain: find the shared words and write the explanation of each hit (False: scores only,
-                ``shared_terms`` empty and ``why`` blank, for a caller that reads the scores alone).
+                ``shared_terms`` and ``duplicate_group`` empty and ``why`` blank, for a caller that reads
+                the scores alone).
         """
         if not texts:
             return []
@@ -379,7 +384,10 @@ class HybridMatcher:
     ) -> Hit:
         item = collection.items[row]
         words = shared_words(collection.lexical.analyzer, item.full_text, query_terms) if query_terms else []
-        group = [collection.items[r].id for r in collection.group(row)] if collection.duplicate_threshold else []
+        # the group is evidence too: a caller that reads the scores alone (explain False) gets none
+        grouped = bool(collection.duplicate_threshold) and query_terms is not None
+        size = collection.group_size(row) if grouped else 0
+        group = [collection.items[r].id for r in collection.group(row, GROUP_SHOWN)] if size > 1 else []
         return Hit(
             id=item.id,
             score=float(fused),
@@ -388,7 +396,8 @@ class HybridMatcher:
             shared_terms=words,
             why=self._explain(dense, lexical, words, pinned) if query_terms is not None else "",
             item=item,
-            duplicate_group=group if len(group) > 1 else [],
+            duplicate_group=group,
+            duplicate_count=size if size > 1 else 0,
             pinned=pinned,
         )
 

@@ -119,6 +119,27 @@ def test_duplicate_groups_collapse_to_one_representative(fake_encoder) -> None:
     assert {h.id for h in every} == {"a", "a2", "a3"}
 
 
+def test_a_large_duplicate_group_is_named_by_its_first_ids_and_its_size(fake_encoder) -> None:
+    copies = [Item(f"k{i:02d}", "Bygg en cykelbana längs älven" + "!" * i) for i in range(30)]
+    coll = _collection(fake_encoder, [*ITEMS, *copies], threshold=0.99)
+    m = HybridMatcher(fake_encoder)
+    hits = m.search_batch(coll, ["cykelbana längs älven"], k=40)[0]
+    grouped = {h.id: h for h in hits if h.id in {"a"} | {c.id for c in copies}}
+    assert len(grouped) == 31
+    for hit in grouped.values():
+        assert hit.duplicate_count == 31
+        assert len(hit.duplicate_group) == 20 and hit.id in hit.duplicate_group  # itself, even when not first
+        assert hit.duplicate_group == sorted(hit.duplicate_group, key=lambda i: coll.snapshot.row(i))
+        assert hit.as_dict()["duplicate_count"] == 31
+    coll.remove("k29")
+    late = m.search_batch(coll, ["cykelbana längs älven"], k=40)[0]
+    assert {h.duplicate_count for h in late if h.id.startswith("k")} == {30}
+    bare = m.search_batch(coll, ["cykelbana längs älven"], k=40, explain=False)[0]
+    assert all(h.duplicate_group == [] and h.duplicate_count == 0 for h in bare)
+    alone = m.search_batch(coll, ["gatlampor"], k=1)[0][0]
+    assert alone.id == "b" and alone.duplicate_group == [] and alone.duplicate_count == 0
+
+
 def test_incremental_add_scores_like_a_full_build(fake_encoder) -> None:
     rng = np.random.default_rng(0)
     vocab = ["cykel", "bana", "lampa", "snö", "skola", "buss", "park", "bibliotek", "hall", "gata"]

@@ -86,7 +86,8 @@ def _print_hits(query: str, hits: Sequence[Any]) -> None:
             print(f"     {meta}")
         print(f"     Varför: {d['why']}")
         if d["duplicate_group"]:
-            print(f"     Dubblettgrupp: {', '.join(d['duplicate_group'])}")
+            more = d.get("duplicate_count", 0) - len(d["duplicate_group"])
+            print(f"     Dubblettgrupp: {', '.join(d['duplicate_group'])}" + (f" och {more} till" if more > 0 else ""))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -488,6 +488,16 @@ def _load_md(r: dict[str, Any]) -> list[str]:
         f"p95 {s['p95_n_ms']:.0f} ms (**{s['p95_n_over_p50_1']:.1f}x** the 1-client p50) |",
         f"| errors | {s['errors']} |",
         f"| `/health` during both phases | p99 {s['health_p99_ms']:.0f} ms, max {s['health_max_ms']:.0f} ms |",
+        *(
+            f"| CPU ms per request, {label} (everything in the phase) | "
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in s[key].items())
+            + " |"
+            for key, label in (
+                ("cpu_ms_per_request_1", "1 client"),
+                ("cpu_ms_per_request_n", f"{s['clients']} clients"),
+            )
+            if s.get(key)
+        ),
     ]
 
 

@@ -148,12 +148,60 @@ def _suggest_client(url: str, key: str, seconds: float, seed: int, out: list[flo
             out.append(time.perf_counter() - t)
 
 
-def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, upload_rows: int = 2000) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux; NaN elsewhere or once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_processes(pid: int) -> dict[str, int]:
+    """The server's process and its encoder process (the child that multiprocessing spawned to encode)."""
+    found = {"server": pid}
+    try:
+        children = [
+            int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
+        ]
+    except OSError:
+        return found
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found["encoder"] = child
+    return found
+
+
+def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {**{name: cpu_seconds(pid) for name, pid in pids.items()}, "load generator": time.process_time()}
+
+
+def _cpu_per_request(before: dict[str, float], after: dict[str, float], served: int) -> dict[str, float]:
+    return {name: round(1000 * (after[name] - before[name]) / max(served, 1), 2) for name in before}
+
+
+def scaling(
+    url: str,
+    keys: dict[str, str],
+    seconds: float,
+    clients: int = 8,
+    upload_rows: int = 2000,
+    pids: dict[str, int] | None = None,
+) -> dict:
     """Throughput of /suggest with 1 client, then ``clients`` at once, while writes land (same run).
 
     During both phases a writer adds an idea every second; during the concurrent phase a
     ``upload_rows``-row file is uploaded as well, and /health is probed throughout.
+
+    ``pids`` (name -> process id, e.g. :func:`server_processes`): each phase also reports the CPU
+    milliseconds each process used per ``/suggest`` served, everything it did in the phase included
+    (the writes, the upload); "load generator" is this process, clients and all.
     """
+    pids = pids or {}
     errors: list[str] = []
     health: list[float] = []
     done = threading.Event()
@@ -192,7 +240,9 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
     for th in background:
         th.start()
     one: list[float] = []
+    cpu_0 = _cpu_snapshot(pids)
     _suggest_client(url, keys["coach"], seconds, 0, one, errors)
+    cpu_1 = _cpu_snapshot(pids)
     many: list[float] = []
     up = threading.Thread(target=upload if upload_rows else lambda: None)
     up.start()
@@ -204,6 +254,7 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
         th.start()
     for th in workers:
         th.join()
+    cpu_n = _cpu_snapshot(pids)
     up.join()
     done.set()
     for th in background:
@@ -224,6 +275,8 @@ def scaling(url: str, keys: dict[str, str], seconds: float, clients: int = 8, up
         "health_max_ms": max(health) * 1000 if health else float("nan"),
         "health_p99_ms": float(np.percentile(np.asarray(health) * 1000, 99)) if health else float("nan"),
         "upload_s": upload_took[0] if upload_took else None,  # the upload's answer: its rows stored and indexed
+        "cpu_ms_per_request_1": _cpu_per_request(cpu_0, cpu_1, len(one)),
+        "cpu_ms_per_request_n": _cpu_per_request(cpu_1, cpu_n, len(many)),
     }
 
 
@@ -309,7 +362,9 @@ def main(argv: list[str] | None = None) -> None:
                     "seconds": args.seconds,
                     "upload_rows": args.upload_rows,
                     "build_s": build_s,
-                    "scaling": scaling(url, keys, args.seconds, args.clients, args.upload_rows),
+                    "scaling": scaling(
+                        url, keys, args.seconds, args.clients, args.upload_rows, pids=server_processes(proc.pid)
+                    ),
                 }
                 print(json.dumps(report, indent=1), flush=True)
                 _write(args.out, report)

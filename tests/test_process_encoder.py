@@ -7,6 +7,7 @@ its failures and its death reach the caller as clear errors instead of a hang.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -221,3 +222,17 @@ def test_closing_stops_the_child() -> None:
     assert not proc.alive
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_load_bench_finds_the_encoder_process_and_counts_its_cpu(child) -> None:
+    from evaluation.load import cpu_seconds, server_processes
+
+    found = server_processes(os.getpid())
+    assert found["server"] == os.getpid()
+    assert "encoder" in found and found["encoder"] != os.getpid()
+    before = cpu_seconds(found["encoder"])
+    for _ in range(300):
+        child.encode_queries(["cykelbana längs älven"] * 64)
+    assert cpu_seconds(found["encoder"]) > before  # the child's own CPU, not this process's
+    assert math.isnan(cpu_seconds(2**22 + 12345))  # no such process

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from idesluss.errors import NotFound
 from idesluss.priority import Pacer, lower_this_thread
 from idesluss.search import Search
+from matcher.hybrid import GROUP_SHOWN
 from pipelines.masking import mask
 
 if TYPE_CHECKING:
@@ -42,7 +43,18 @@ _KEPT = ("id", "score", "dense", "lexical", "shared_terms", "why", "duplicate_gr
 
 def _slim(hit: Any) -> dict[str, Any]:
     d = hit.as_dict()
-    return {k: d[k] for k in _KEPT if k in d}
+    return {k: d[k] for k in _KEPT}
+
+
+def _capped_group(hit: dict[str, Any]) -> dict[str, Any]:
+    """A stored suggestion's duplicate group as a search gives it now: at most GROUP_SHOWN ids (its own
+    among them) and the group's size. Suggestions stored before the cap listed every id and no size."""
+    group = list(hit.get("duplicate_group") or [])
+    count = hit.get("duplicate_count", len(group) if len(group) > 1 else 0)
+    if len(group) > GROUP_SHOWN:
+        first = group[:GROUP_SHOWN]
+        group = first if hit["id"] in first else [*first[: GROUP_SHOWN - 1], hit["id"]]
+    return {**hit, "duplicate_group": group, "duplicate_count": count}
 
 
 class Inbox:
@@ -157,7 +169,7 @@ class Inbox:
             if rec is None:
                 continue
             text = rec.text if len(rec.text) <= 220 else rec.text[:219].rsplit(" ", 1)[0] + "…"
-            row = {**s, **{k: v for k, v in rec.public().items() if k != "text"}, "snippet": text}
+            row = {**_capped_group(s), **{k: v for k, v in rec.public().items() if k != "text"}, "snippet": text}
             row["created_at"] = rec.created_at.date().isoformat() if rec.created_at else None
             row["link"] = (links or {}).get(s["id"])
             out.append(row)

@@ -334,7 +334,8 @@ class Index:
         out = {}
         fresh = False
         for kind, rows in records.items():
-            threshold = self.settings.duplicate_threshold if kind == "ideas" else None
+            # needs too: the needs view counts a need's near-duplicates as the citizens who raised it
+            threshold = self.settings.duplicate_threshold
             items = {r.id: record_to_item(r) for r in rows}
             root = self.saved_root() if self.settings.map_large_index else None
             loaded = Collection.load(saved / kind, analyzer, items, threshold, root) if saved is not None else None

@@ -114,7 +114,7 @@ class Search:
         for tenant, snapshot, allowed in targets:
             for hit in matcher.search_batch(snapshot, [text], k=k, vectors=vector, filters=allowed)[0]:
                 hit.tenant = tenant
-                hit.duplicate_group = []
+                hit.duplicate_group, hit.duplicate_count = [], 0  # its size would count unshared ideas too
                 hit.pinned = False
                 merged.append(hit)
         merged.sort(key=lambda h: (-h.dense, h.tenant or "", h.id))

@@ -107,29 +107,39 @@ class Snapshot:
         return r if r is not None and r < self.size and self.alive[r] else None
 
     def _group_rows(self, row: int) -> np.ndarray:
+        """The alive rows of ``row``'s group in this view, sorted, ``row`` itself always among them."""
         members = self.members.get(int(self.group_of[row]))
         if members is None:
             return np.asarray([row], dtype=np.int64)
         members = members[members < self.size]
-        return members[self.alive[members]]
+        members = members[self.alive[members]]
+        at = int(np.searchsorted(members, row))
+        if at == len(members) or members[at] != row:  # a row erased after this view was taken
+            members = np.insert(members, at, row)
+        return members
 
-    def group(self, row: int, limit: int | None = None) -> list[int]:
-        """Rows in the same near-duplicate group as ``row`` (alive ones, including itself), in row order.
+    def group_and_size(self, row: int, limit: int | None = None) -> tuple[list[int], int]:
+        """The rows of ``row``'s near-duplicate group (alive ones, itself always included) in row order,
+        at most ``limit`` of them (``row`` kept among them), and how many the group has in all.
 
-        ``limit``: at most this many (a group of thousands is named by its first rows and its size,
-        :meth:`group_size`); the vectorised read costs microseconds even then.
+        One read of the group, so the list and the size agree even while the writer joins groups.
+        A group of thousands is named by its first rows and its size; the vectorised read costs
+        microseconds even then.
         """
         rows = self._group_rows(row)
-        if not len(rows):
-            return [row]
-        if limit is not None and len(rows) > limit:
+        size = len(rows)
+        if limit is not None and size > limit:
             first = rows[:limit]
-            rows = first if row in first else np.sort(np.append(first[: limit - 1], row))  # itself always
-        return [int(r) for r in rows]
+            rows = first if row in first else np.sort(np.append(first[: limit - 1], row))
+        return [int(r) for r in rows], size
+
+    def group(self, row: int, limit: int | None = None) -> list[int]:
+        """Rows in the same near-duplicate group as ``row`` (see :meth:`group_and_size`)."""
+        return self.group_and_size(row, limit)[0]
 
     def group_size(self, row: int) -> int:
         """How many alive rows the near-duplicate group of ``row`` has (itself included)."""
-        return max(1, len(self._group_rows(row)))
+        return len(self._group_rows(row))
 
     def group_key(self, row: int) -> int:
         """Identifier of the duplicate group of a row."""
@@ -266,6 +276,10 @@ class Collection:
     def group(self, row: int, limit: int | None = None) -> list[int]:
         """See :meth:`Snapshot.group`."""
         return self.snapshot.group(row, limit)
+
+    def group_and_size(self, row: int, limit: int | None = None) -> tuple[list[int], int]:
+        """See :meth:`Snapshot.group_and_size`."""
+        return self.snapshot.group_and_size(row, limit)
 
     def group_size(self, row: int) -> int:
         """See :meth:`Snapshot.group_size`."""

@@ -385,9 +385,12 @@ class HybridMatcher:
         item = collection.items[row]
         words = shared_words(collection.lexical.analyzer, item.full_text, query_terms) if query_terms else []
         # the group is evidence too: a caller that reads the scores alone (explain False) gets none
-        grouped = bool(collection.duplicate_threshold) and query_terms is not None
-        size = collection.group_size(row) if grouped else 0
-        group = [collection.items[r].id for r in collection.group(row, GROUP_SHOWN)] if size > 1 else []
+        rows, size = (
+            collection.group_and_size(row, GROUP_SHOWN)
+            if collection.duplicate_threshold and query_terms is not None
+            else ([], 0)
+        )
+        group = [collection.items[r].id for r in rows] if size > 1 else []
         return Hit(
             id=item.id,
             score=float(fused),

@@ -3,6 +3,7 @@ through TestClient, the fake keyword encoder (rankings are not what is tested he
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -192,6 +193,33 @@ def test_needs_view_answered_and_unmet_sorted_by_raised(env) -> None:
     assert all(n["raised_basis"] == "duplicates" for n in body["items"])  # the demo needs carry no count
     unmet = client.get("/needs?unmet=true", headers=H(keys["coach"])).json()
     assert unmet["total"] == body["unmet"] and all(n["unmet"] for n in unmet["items"])
+
+
+def test_needs_that_say_the_same_thing_count_as_raised_by_each(env, tmp_path: Path) -> None:
+    client, keys, svc = env
+    same = "Sittplatser längs promenadstråket vid älven för den som inte orkar gå långt"
+    rows = [{"id": "NDUP-1", "text": same}, {"id": "NDUP-2", "text": same + "."}]
+    path = tmp_path / "same.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    svc.ingest("needs", path)
+    items = {n["id"]: n for n in client.get("/needs?sort=id", headers=H(keys["coach"])).json()["items"]}
+    assert items["NDUP-1"]["raised"] == items["NDUP-2"]["raised"] == 2
+    assert items["NDUP-1"]["raised_basis"] == "duplicates"
+    svc.erase("needs", "NDUP-2", actor="test")
+    items = {n["id"]: n for n in client.get("/needs?sort=id", headers=H(keys["coach"])).json()["items"]}
+    assert items["NDUP-1"]["raised"] == 1 and "NDUP-2" not in items
+
+
+def test_a_suggestion_stored_before_the_group_cap_is_served_capped_with_its_size() -> None:
+    from idesluss.inbox import _capped_group
+
+    old = {"id": "X-25", "duplicate_group": [f"X-{i:02d}" for i in range(30)]}  # every id, no size
+    hit = _capped_group(old)
+    assert hit["duplicate_count"] == 30 and len(hit["duplicate_group"]) == 20
+    assert "X-25" in hit["duplicate_group"] and hit["duplicate_group"][:19] == old["duplicate_group"][:19]
+    assert _capped_group({"id": "Y", "duplicate_group": []})["duplicate_count"] == 0
+    now = {"id": "Z", "duplicate_group": ["Z", "Z2"], "duplicate_count": 45}  # stored after the cap: as it was
+    assert _capped_group(now) == now
 
 
 def test_erasure_removes_the_precomputed_row(env) -> None:

@@ -261,6 +261,19 @@ def test_shared_scope_finds_the_shared_idea_of_another_tenant_and_never_an_unsha
         assert MARK not in json.dumps(own)
         r = client.get("/search", params={"q": "snöskoterled vindskydd", "scope": "shared", "k": 50}, headers=coach)
         assert [h["id"] for h in r.json()] == ["skel-2"] or "skel-1" not in r.text
+        # an unshared copy of the shared idea: same group at home, but neither named nor counted abroad
+        b = two["b"]
+        shared = b.record("ideas", "skel-2")
+        b.add_idea({"id": "skel-2b", "title": shared.title, "text": shared.text, "shared": False}, actor="test")
+        try:
+            home = b.similar([Query(id="skel-2")], k=5, all_duplicates=True)[0]
+            assert any(h.id == "skel-2b" and h.duplicate_count == 2 for h in home)  # they are one group
+            r = client.post("/suggest", json={"text": shared.text, "scope": "shared", "k": 20}, headers=coach)
+            hits = {h["id"]: h for h in r.json()["similar"]}
+            assert "skel-2b" not in hits and "skel-2b" not in r.text
+            assert hits["skel-2"]["duplicate_group"] == [] and hits["skel-2"]["duplicate_count"] == 0
+        finally:
+            b.erase("ideas", "skel-2b", actor="test")
 
 
 def test_a_tenant_default_shares_rows_left_unset(two) -> None:

@@ -184,21 +184,10 @@ def seed_audit(db: Path, n: int) -> int:
 
 
 def _descendants(pid: int) -> list[int]:
-    """``pid`` and its encoder processes (children started by ``spawn``; multiprocessing's resource
-    tracker, also a child, is left out), from /proc."""
-    out = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            children = [int(c) for c in task.read_text().split()]
-        except OSError:  # the thread ended meanwhile
-            continue
-        for child in children:
-            try:
-                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    out.append(child)
-            except OSError:
-                continue
-    return out
+    """``pid`` and its encoder processes (:func:`evaluation.load.encoder_children`)."""
+    from evaluation.load import encoder_children
+
+    return [pid, *encoder_children(pid)]
 
 
 def process_memory_mb(pid: int) -> dict[str, float]:

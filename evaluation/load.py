@@ -157,23 +157,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_processes(pid: int) -> dict[str, int]:
-    """The server's process and its encoder process (the child that multiprocessing spawned to encode)."""
-    found = {"server": pid}
-    try:
-        children = [
-            int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()
-        ]
-    except OSError:
-        return found
-    for child in children:
+def encoder_children(pid: int) -> list[int]:
+    """The encoder processes of the server ``pid``: its children started by multiprocessing's ``spawn``
+    (its resource tracker, also a child, left out), read from /proc; [] where there is none."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
+            children = [int(c) for c in task.read_text().split()]
+        except OSError:  # the thread ended meanwhile
             continue
-        if b"spawn_main" in cmdline:
-            found["encoder"] = child
-    return found
+        for child in children:
+            try:
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.append(child)
+            except OSError:
+                continue
+    return out
+
+
+def server_processes(pid: int) -> dict[str, int]:
+    """The server's process and its encoder process (the last one :func:`encoder_children` names)."""
+    children = encoder_children(pid)
+    return {"server": pid, **({"encoder": children[-1]} if children else {})}
 
 
 def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:

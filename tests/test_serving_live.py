@@ -107,8 +107,9 @@ def test_every_cli_command_works_beside_the_server(live_server, tmp_path: Path) 
 
 def _children(pid: int) -> list[int]:
     """The server's encoder processes (multiprocessing's resource tracker, also a child, left out)."""
-    found = [int(c) for task in Path(f"/proc/{pid}/task").glob("*/children") for c in task.read_text().split()]
-    return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    from evaluation.load import encoder_children
+
+    return encoder_children(pid)
 
 
 def test_the_server_encodes_in_a_child_that_comes_back_when_killed(live_server) -> None:

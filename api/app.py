@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from api import errors, security
-from api.deps import RateLimiter, key_user
+from api.deps import RateLimiter, checked_key_user
 from api.jobs import JobRunner
 from api.limits import BodyGuard, local_token_ok
 from idesluss import __version__, priority
@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         )
 
     app.add_middleware(
-        BodyGuard, body_limit=settings.max_body_bytes, upload_limit=settings.max_file_bytes, verify=key_user
+        BodyGuard, body_limit=settings.max_body_bytes, upload_limit=settings.max_file_bytes, verify=checked_key_user
     )
 
     from api import routes_admin, routes_coach, routes_leadership, routes_region

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import anyio
 from starlette.exceptions import HTTPException
 
 from api import errors
@@ -60,7 +59,7 @@ class BodyGuard:
         app: the inner ASGI app.
         body_limit: bytes allowed on ordinary routes.
         upload_limit: bytes allowed under ``upload_prefix``.
-        verify: ``verify(app, token) -> user or None``; a blocking call (run in a worker thread).
+        verify: ``await verify(app, token) -> user or None`` (it must not block the event loop).
         upload_prefix: the path prefix of file uploads.
     """
 
@@ -69,7 +68,7 @@ class BodyGuard:
         app: ASGIApp,
         body_limit: int,
         upload_limit: int,
-        verify: Callable[[Any, str], dict[str, Any] | None],
+        verify: Callable[[Any, str], Awaitable[dict[str, Any] | None]],
         upload_prefix: str = "/admin/ingest",
     ) -> None:
         self.app = app
@@ -134,7 +133,7 @@ class BodyGuard:
                 "send an API key as 'Authorization: Bearer KEY'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        user = await anyio.to_thread.run_sync(self.verify, app, token.strip())
+        user = await self.verify(app, token.strip())
         if user is None:
             return errors.problem(
                 401, "Unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}

@@ -105,9 +105,10 @@ class Admin:
             self.store.audit.record(actor, "revoke key", None, key_id)
         return revoked
 
-    def verify_key(self, presented: str) -> dict[str, Any] | None:
-        """The key's id, name and role when ``presented`` is a live key, else None."""
-        return self.store.keys.verify_key(presented)
+    def verify_key(self, presented: str, read: bool = True) -> Any:
+        """The key's id, name and role when ``presented`` is a live key, else None (``read``: see
+        :meth:`store.keys.KeyRepository.verify_key`)."""
+        return self.store.keys.verify_key(presented, read)
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest audit entries (who did what to which id, never content)."""

@@ -105,6 +105,10 @@ class Service:
         self._inbox = Inbox(self)  # the coach's inbox, idea view and needs view (idesluss/inbox.py)
 
     # -- tenants --------------------------------------------------------------------------
+    def opened_tenant(self, name: str) -> Service | None:
+        """The service of a tenant when it is open already (a dict lookup: no database read), else None."""
+        return self._family.get(name)
+
     def for_tenant(self, name: str, create: bool = False) -> Service:
         """The service of one tenant (municipality): its own store schema, index, caches and inbox;
         the encoder, the writer and the file are shared.
@@ -438,9 +442,10 @@ class Service:
         """Revoke a key; False when there is no live key with that id. Audited when ``actor`` is given."""
         return self._writer.run(self._admin.revoke_key, key_id, actor=actor)
 
-    def verify_key(self, presented: str) -> dict[str, Any] | None:
-        """The key's id, name and role when ``presented`` is a live key, else None."""
-        return self._admin.verify_key(presented)
+    def verify_key(self, presented: str, read: bool = True) -> Any:
+        """The key's id, name and role when ``presented`` is a live key, else None (``read`` False:
+        ``store.keys.NOT_REMEMBERED`` for a key not remembered, instead of reading its row)."""
+        return self._admin.verify_key(presented, read)
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest audit entries (who did what to which id, never content)."""

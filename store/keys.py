@@ -22,6 +22,16 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+class _NotRemembered:
+    """The answer of a key check told not to read the database, for a key it does not remember."""
+
+    def __repr__(self) -> str:
+        return "NOT_REMEMBERED"
+
+
+NOT_REMEMBERED: Any = _NotRemembered()
+
+
 class LiveKeys:
     """Live keys this process has verified, so a request's key check reads no row (shared by every tenant).
 
@@ -41,12 +51,17 @@ class LiveKeys:
         self._generation += 1
         self._rows = {}
 
-    def get(self, key_id: str, read: Any) -> tuple[Any, ...] | None:
-        """The live key's row: remembered, or ``read(key_id)`` (None when there is no live key)."""
+    def get(self, key_id: str, read: Any) -> Any:
+        """The live key's row: remembered, or ``read(key_id)`` (None when there is no live key).
+
+        ``read`` None: :data:`NOT_REMEMBERED` instead of a read.
+        """
         generation = self._generation
         known = self._rows.get(key_id)
         if known is not None and known[0] == generation:
             return known[1]
+        if read is None:
+            return NOT_REMEMBERED
         row = read(key_id)
         if row is not None and len(self._rows) < 10_000:  # bounded: ids that do not exist are not kept
             self._rows[key_id] = (generation, tuple(row))
@@ -102,13 +117,19 @@ class KeyRepository(Repository):
         )
         return key_id, f"{PREFIX}_{key_id}_{secret}"
 
-    def verify_key(self, presented: str) -> dict[str, Any] | None:
-        """The key's id, name and role when ``presented`` is a live key, else None (constant-time compare)."""
+    def verify_key(self, presented: str, read: bool = True) -> Any:
+        """The key's id, name and role when ``presented`` is a live key, else None (constant-time compare).
+
+        ``read`` False: never read the database (the event loop's check): :data:`NOT_REMEMBERED` for a
+        key this process does not remember, to be checked again with ``read`` on a worker thread.
+        """
         parts = presented.split("_", 2)
         if len(parts) != 3 or parts[0] != PREFIX:
             return None
         _, key_id, secret = parts
-        row = self._store.live_keys.get(key_id, self._live_row)
+        row = self._store.live_keys.get(key_id, self._live_row if read else None)
+        if row is NOT_REMEMBERED:
+            return NOT_REMEMBERED
         expected = row[3] if row else _hash("no such key")
         ok = hmac.compare_digest(expected, _hash(secret))
         if not row or not ok:

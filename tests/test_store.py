@@ -151,6 +151,24 @@ def test_read_write_lock_reentry_and_exclusion() -> None:
     assert order == ["nested", "reentrant read", "reader done", "writer in"]
 
 
+def test_the_event_loops_key_check_never_reads_and_says_when_it_does_not_know(tmp_path: Path) -> None:
+    from store.keys import NOT_REMEMBERED
+
+    with Store(tmp_path / "k.duckdb") as store:
+        key_id, key = store.keys.create_key("coach", "coach 1")
+        reads = []
+        store.keys._live_row = lambda k, read=store.keys._live_row: reads.append(k) or read(k)  # count row reads
+        assert store.keys.verify_key(key, read=False) is NOT_REMEMBERED and reads == []
+        assert store.keys.verify_key("not a key", read=False) is None  # malformed: refused without a read
+        assert store.keys.verify_key(key)["key_id"] == key_id and reads == [key_id]
+        assert store.keys.verify_key(key, read=False)["key_id"] == key_id and reads == [key_id]
+        wrong = key[:-1] + ("x" if key[-1] != "x" else "y")
+        assert store.keys.verify_key(wrong, read=False) is None  # remembered, but the secret is still compared
+        assert store.keys.revoke_key(key_id)
+        assert store.keys.verify_key(key, read=False) is NOT_REMEMBERED  # forgotten at once: read it again
+        assert store.keys.verify_key(key) is None
+
+
 def test_a_revoked_key_is_refused_at_once_though_live_keys_are_remembered(tmp_path: Path) -> None:
     import threading
 

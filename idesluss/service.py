@@ -91,7 +91,6 @@ class Service:
             if parent is None and store is None:
                 root_store.close()
             raise
-        self._family.setdefault(self.tenant, self)
         self._answers = AnswerCache(self.store)
         write = self._writer.run
         changed = self._answers.changed
@@ -103,6 +102,8 @@ class Service:
         )
         self._search = Search(settings, self.store, self._resources, self._index, self._themes, self._shared_sources)
         self._inbox = Inbox(self)  # the coach's inbox, idea view and needs view (idesluss/inbox.py)
+        # last: a request that finds the tenant open (opened_tenant, unlocked) gets a whole service
+        self._family.setdefault(self.tenant, self)
 
     # -- tenants --------------------------------------------------------------------------
     def opened_tenant(self, name: str) -> Service | None:

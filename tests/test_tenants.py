@@ -462,3 +462,23 @@ def test_the_nightly_job_for_every_tenant_gives_each_its_own_run(two) -> None:
         assert svc.store.themes.current_run_id() == records[tenant]["run_id"] != before[tenant]
     # B's labels are drawn from B's rows only: the word only B's texts hold is not in A's themes
     assert not any(MARK.lower() in json.dumps(t, ensure_ascii=False).lower() for t in a.themes())
+
+
+def test_a_tenant_being_opened_is_not_handed_out_half_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import idesluss.service as service_module
+
+    root = Service(Settings(db=tmp_path / "t.duckdb"), encoder=KeywordEncoder())
+    seen_while_building: list[object] = []
+    real_inbox = service_module.Inbox
+
+    def watching_inbox(svc: Service) -> object:  # the last part built: what would a request get now?
+        seen_while_building.append(root.opened_tenant(svc.tenant))
+        return real_inbox(svc)
+
+    monkeypatch.setattr(service_module, "Inbox", watching_inbox)
+    try:
+        opened = root.for_tenant("lulea", create=True)
+        assert seen_while_building == [None]  # not visible until whole
+        assert root.opened_tenant("lulea") is opened and opened.similar([Query(text="cykel")], k=1) == [[]]
+    finally:
+        root.close()

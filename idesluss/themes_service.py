@@ -220,15 +220,13 @@ class ThemeService:
 
     def provisional_theme(self, text: str | None = None, vector: Any = None) -> dict[str, Any] | None:
         """Nearest current theme for a new text, when it clears that theme's threshold."""
-        import numpy as np
-
         enc = self._resources.theme_encoder
-        themes = [t for t in self.store.themes.current_themes() if len(t.centroid) == enc.dim]
+        themes, centroids = self.store.themes.current_centroids(enc.dim)
         if not themes:
             return None
         if vector is None:
             vector = enc.encode_queries([text or ""])[0]
-        sims = np.stack([t.centroid for t in themes]) @ vector
+        sims = centroids @ vector
         best = int(sims.argmax())
         if sims[best] < themes[best].assign_threshold:
             return None

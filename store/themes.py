@@ -57,6 +57,7 @@ class ThemeRepository(Repository):
         self._current: tuple[int | None] | None = None
         self._generation = 0
         self._themes: tuple[tuple[int | None, int], list[ThemeRow]] | None = None
+        self._centroids: tuple[Any, int, list[ThemeRow], np.ndarray] | None = None
 
     def changed(self) -> None:
         """The themes table was written: the remembered themes are read again next time."""
@@ -109,6 +110,22 @@ class ThemeRepository(Repository):
         ]
         self._themes = ((run, generation), themes)
         return list(themes)
+
+    def current_centroids(self, dim: int) -> tuple[list[ThemeRow], np.ndarray]:
+        """The current themes whose centroid has ``dim`` values, and their centroids as one matrix (a
+        row per theme, in the same order): remembered with the themes, so a suggestion's provisional
+        theme stacks no centroids."""
+        themes = self.current_themes()
+        known = self._themes  # what current_themes() remembered, when it is the current generation
+        fresh = known is not None and known[0] == (self.current_run_id(), self._generation)
+        cached = self._centroids
+        if fresh and cached is not None and cached[0] is known and cached[1] == dim:
+            return list(cached[2]), cached[3]
+        kept = [t for t in (known[1] if fresh and known is not None else themes) if len(t.centroid) == dim]
+        matrix = np.stack([t.centroid for t in kept]) if kept else np.zeros((0, dim), np.float32)
+        if fresh:
+            self._centroids = (known, dim, kept, matrix)
+        return list(kept), matrix
 
     def current_members(self) -> dict[str, set[str]]:
         """theme id -> member keys ("ideas:ID" / "needs:ID") of the current run."""

@@ -123,6 +123,22 @@ def test_remembered_themes_follow_every_change_of_the_themes_table(blobs) -> Non
     assert newest[0] is not first[0]
 
 
+def test_remembered_centroids_match_the_themes_and_follow_their_changes(blobs) -> None:
+    store, enc, records, *_ = blobs
+    run_theme_job(store, enc, show_bar=False)
+    themes, matrix = store.themes.current_centroids(enc.dim)
+    assert [t.theme_id for t in themes] == [t.theme_id for t in store.themes.current_themes()]
+    assert np.array_equal(matrix, np.stack([t.centroid for t in themes]))
+    assert store.themes.current_centroids(enc.dim)[1] is matrix  # stacked once per generation
+    wrong = store.themes.current_centroids(enc.dim + 1)
+    assert wrong[0] == [] and wrong[1].shape == (0, enc.dim + 1)  # no centroid of another model's size
+    a, b = themes[0].theme_id, themes[1].theme_id
+    store.themes.add_curation("merge", "coach", theme_id=a, other_theme_id=b)
+    after, merged = store.themes.current_centroids(enc.dim)
+    assert a not in {t.theme_id for t in after} and len(merged) == len(after) == len(themes) - 1
+    assert np.array_equal(merged, np.stack([t.centroid for t in after]))
+
+
 def test_labels_are_surface_words_and_never_stop_words() -> None:
     docs = [
         [

@@ -143,7 +143,7 @@ class HitFields(BaseModel):
     duplicate_group: list[str] = Field(
         description="ids in the hit's near-duplicate group, itself included (at most 20; empty: no group)"
     )
-    duplicate_count: int = Field(0, description="how many ideas the near-duplicate group has in all (0: no group)")
+    duplicate_count: int = Field(0, description="how many items the near-duplicate group has in all (0: no group)")
     tenant: str | None = Field(None, description="the municipality of an idea it shares (scope shared only)")
 
 

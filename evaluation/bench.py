@@ -498,6 +498,15 @@ def _load_md(r: dict[str, Any]) -> list[str]:
             )
             if s.get(key)
         ),
+        *(
+            [
+                f"| what {b['cores']} cores allow at {b['cpu_ms_per_request']:.1f} ms of CPU per request "
+                f"(`cpu_bounds`) | at most **{b['throughput_ceiling_ratio']:.2f}x** the 1-client rate; "
+                f"p95 at least **{b['p95_floor_over_p50_1']:.1f}x** the 1-client p50 |"
+            ]
+            if (b := s.get("cpu_bounds_n"))
+            else []
+        ),
     ]
 
 

@@ -189,6 +189,30 @@ def _cpu_per_request(before: dict[str, float], after: dict[str, float], served: 
     return {name: round(1000 * (after[name] - before[name]) / max(served, 1), 2) for name in before}
 
 
+def cpu_bounds(
+    cpu_ms_per_request: dict[str, float], rps_1: float, p50_1_ms: float, clients: int, cores: int
+) -> dict[str, float]:
+    """What the cores allow at most, from the CPU the concurrent phase spent per request.
+
+    With every process's CPU per request summed (``c`` ms; the phase's writes and upload included,
+    so this is an estimate: their share would thin out over more requests), ``cores`` cores serve at
+    most ``1000 * cores / c`` requests/s. Little's law then puts the clients' mean latency at no less
+    than ``clients / that rate``, and a p95 is never below the mean. Returns the throughput ceiling as
+    a ratio of the 1-client rate and that latency floor as a ratio of the 1-client p50: a target above
+    the ceiling, or below the floor, cannot be met on these cores at this CPU cost.
+    """
+    total = sum(cpu_ms_per_request.values())
+    if not total > 0 or not rps_1 > 0 or not p50_1_ms > 0:  # nan (a process gone) fails too
+        return {}
+    ceiling_rps = 1000.0 * cores / total
+    return {
+        "cores": cores,
+        "cpu_ms_per_request": round(total, 2),
+        "throughput_ceiling_ratio": ceiling_rps / rps_1,
+        "p95_floor_over_p50_1": 1000.0 * clients / ceiling_rps / p50_1_ms,
+    }
+
+
 def scaling(
     url: str,
     keys: dict[str, str],
@@ -282,6 +306,11 @@ def scaling(
         "upload_s": upload_took[0] if upload_took else None,  # the upload's answer: its rows stored and indexed
         "cpu_ms_per_request_1": _cpu_per_request(cpu_0, cpu_1, len(one)),
         "cpu_ms_per_request_n": _cpu_per_request(cpu_1, cpu_n, len(many)),
+        "cpu_bounds_n": cpu_bounds(
+            _cpu_per_request(cpu_1, cpu_n, len(many)), rps1, p50_1, clients, len(os.sched_getaffinity(0))
+        )
+        if pids
+        else {},
     }
 
 

@@ -236,3 +236,20 @@ def test_the_load_bench_finds_the_encoder_process_and_counts_its_cpu(child) -> N
         child.encode_queries(["cykelbana längs älven"] * 64)
     assert cpu_seconds(found["encoder"]) > before  # the child's own CPU, not this process's
     assert math.isnan(cpu_seconds(2**22 + 12345))  # no such process
+
+
+def test_the_load_bench_bounds_what_the_cores_allow() -> None:
+    from evaluation.load import cpu_bounds
+
+    # 10 ms of CPU per request on 2 cores: at most 200 requests/s, 4x a 1-client rate of 50/s;
+    # 8 clients at 200/s wait 40 ms on average, 2x a 1-client p50 of 20 ms
+    b = cpu_bounds({"server": 4.0, "encoder": 5.0, "load generator": 1.0}, 50.0, 20.0, 8, 2)
+    assert b["cpu_ms_per_request"] == 10.0
+    assert b["throughput_ceiling_ratio"] == pytest.approx(4.0)
+    assert b["p95_floor_over_p50_1"] == pytest.approx(2.0)
+    # twice the CPU per request: half the ceiling, twice the floor
+    b2 = cpu_bounds({"server": 20.0}, 50.0, 20.0, 8, 2)
+    assert b2["throughput_ceiling_ratio"] == pytest.approx(2.0)
+    assert b2["p95_floor_over_p50_1"] == pytest.approx(4.0)
+    assert cpu_bounds({"server": float("nan")}, 50.0, 20.0, 8, 2) == {}  # a process that vanished: no bound
+    assert cpu_bounds({}, 50.0, 20.0, 8, 2) == {}

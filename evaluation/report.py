@@ -68,6 +68,50 @@ def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
         svc.close()
 
 
+LABELS_PER_SET = 5  # four sets: twenty labels to read in the report
+
+
+def theme_labels(encoder: Any, per_set: int = LABELS_PER_SET) -> dict[str, Any]:
+    """The largest themes' labels, as the nightly job gives them, on each set that is present.
+
+    Per set: the label figures over all its themes (coverage, topic hit, identifiable: see
+    :mod:`evaluation.show_labels`) and the ``per_set`` largest themes (label, size, most
+    representative title, majority topic, whether the label is adjective-only).
+    """
+    from evaluation.show_labels import SETS, demo_kinds, load_set, set_labels
+    from pipelines.themes.labels import adjective_only
+
+    out: dict[str, Any] = {}
+    for name in SETS:
+        try:
+            texts, titles, topics = load_set(name, SHARED_DATA)
+        except FileNotFoundError as exc:
+            out[name] = {"missing": str(exc)}
+            continue
+        vectors = encoder.encode_queries(texts)
+        themes = set_labels(
+            texts, titles, topics, vectors, encoder.encode_queries, demo_kinds() if name == "demo" else None
+        )
+        out[name] = {
+            "themes": len(themes),
+            **{
+                k: float(np.mean([t[k] for t in themes])) if themes else 0.0
+                for k in ("coverage", "topic_hit", "identifiable")
+            },
+            "largest": [
+                {
+                    "label": t["label"],
+                    "size": t["size"],
+                    "title": t["title"],
+                    "topic": t["topic"],
+                    "adjective_only": adjective_only(t["label"].lower()),
+                }
+                for t in themes[:per_set]
+            ],
+        }
+    return out
+
+
 def run_evaluation(
     settings: Any,
     out_dir: str = "reports/latest",
@@ -77,8 +121,15 @@ def run_evaluation(
     db: str | None = None,
     stability: bool = True,
     variants: bool = True,
+    learning: bool = True,
+    labels: bool = True,
 ) -> dict[str, Any]:
-    """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``."""
+    """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``.
+
+    ``learning``: the learning-from-coaches measurement (:mod:`evaluation.learning`, about five
+    minutes: a real ``learn`` job on SweFAQ dev plus the 1,000-pair timing run); ``labels``: the
+    first labels of each dev set's themes and the demo's (:mod:`evaluation.show_labels`).
+    """
     from evaluation.extras import EXTRAS, require_extra
     from models.registry import load_encoder
 
@@ -139,6 +190,12 @@ def run_evaluation(
             report["encoders"][STATIC]["themes_nmi_transformer"] = report["themes"][Path(topics[0]).parent.name][
                 "ours"
             ]["nmi"]
+    if labels:
+        report["labels"] = theme_labels(encoder)
+    if learning and faq and para:
+        from evaluation import learning as learning_eval
+
+        report["learning"] = learning_eval.run(Path(faq), Path(para), Path(settings.cache_dir))
     if db:
         report["feedback"] = feedback_eval(db, settings)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -272,10 +329,53 @@ def _markdown(report: dict[str, Any]) -> str:
                 f"{static['themes_nmi']:.3f} (transformer {static['themes_nmi_transformer']:.3f}).",
                 "",
             ]
+    if "labels" in report:
+        parts += _labels_md(report["labels"])
+    if "learning" in report:
+        from evaluation.learning import table as learning_table
+
+        parts += [
+            "## Learning from coaches (`idesluss learn` on SweFAQ dev; `evaluation/learning.py`)",
+            "",
+            "The training half's gold answers are confirmed links and its two best-ranked wrong answers "
+            "rejected ones; `learn` runs on that store (its own held-out share decides the switch); the test "
+            "half is scored before and after only. MRR@10 with bootstrap 95 % intervals, paired test.",
+            "",
+            learning_table(report["learning"]),
+            "",
+        ]
     if "feedback" in report:
         parts += ["## Coach feedback", "", json.dumps(report["feedback"], indent=1), ""]
     parts += ["![recall@k](recall_at_k.png)", "", "![theme sizes](theme_sizes.png)", ""]
     return "\n".join(parts)
+
+
+def _labels_md(labels: dict[str, Any]) -> list[str]:
+    parts = [
+        "## Theme labels (the largest themes of each set, as the nightly job labels them)",
+        "",
+        "coverage: share of a theme's texts holding a label word; topic hit: the label names the theme's "
+        "majority topic (meaningful for argumentation and the demo); identifiable: the embedded label is "
+        "nearest its own theme's centroid. Means over all of a set's themes.",
+        "",
+    ]
+    for name, res in labels.items():
+        if "missing" in res:
+            parts += [f"### {name}: not run ({res['missing']})", ""]
+            continue
+        parts += [
+            f"### {name}: {res['themes']} themes; coverage {res['coverage']:.2f}, topic hit "
+            f"{res['topic_hit']:.2f}, identifiable {res['identifiable']:.2f}",
+            "",
+            "| label | size | most representative idea | majority topic |",
+            "|---|---|---|---|",
+        ]
+        for t in res["largest"]:
+            flag = " (adjective-only)" if t["adjective_only"] else ""
+            title = (t["title"] or "").replace("|", "/")[:90]
+            parts.append(f"| {t['label']}{flag} | {t['size']} | {title} | {t['topic']} |")
+        parts.append("")
+    return parts
 
 
 def _write(report: dict[str, Any], out: Path) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from store.base import Repository, now
+from store.base import Repository, check_kind, now
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -161,6 +161,18 @@ class ThemeRepository(Repository):
             }
         )
         with self._store.transaction() as con:
+            # the job read its items minutes ago: a record erased since (its erasure is a transaction of
+            # its own, done before this one takes the lock) must not come back as a member or a
+            # representative of the new run
+            gone = _erased_since(con, members)
+            if gone:
+                mem = mem.filter(pa.array([(m.kind, m.item_id) not in gone for m in members]))
+                themes = [
+                    replace(
+                        t, representatives=[r for r in t.representatives if (r.get("kind"), r.get("id")) not in gone]
+                    )
+                    for t in themes
+                ]
             con.execute(
                 "INSERT INTO theme_runs (run_id, created_at, params, timings, n_themes, share_unassigned, "
                 "quality, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -322,3 +334,28 @@ class ThemeRepository(Repository):
 def memberships(store: Store, theme_id: str | None = None) -> list[dict[str, Any]]:
     """Deprecated: use ``store.themes.memberships(theme_id)`` (kept for ``evaluation/``)."""
     return store.themes.memberships(theme_id)
+
+
+def _erased_since(con: Any, members: list[MemberRow]) -> set[tuple[str, str]]:
+    """The (kind, id) of ``members`` whose record is no longer stored (erased while the job ran)."""
+    gone: set[tuple[str, str]] = set()
+    for kind in ("ideas", "needs"):
+        ids = sorted({m.item_id for m in members if m.kind == kind})
+        if not ids:
+            continue
+        con.register("_run_ids", _id_table(ids))
+        try:
+            missing = con.execute(
+                f"SELECT r.item_id FROM _run_ids r ANTI JOIN {check_kind(kind)} t ON t.id = r.item_id"
+            ).fetchall()
+        finally:
+            con.unregister("_run_ids")
+        gone.update((kind, row[0]) for row in missing)
+    return gone
+
+
+def _id_table(ids: list[str]) -> Any:
+    """A one-column Arrow table of ids (``item_id``), for a join inside DuckDB."""
+    import pyarrow as pa
+
+    return pa.table({"item_id": pa.array(ids, pa.string())})

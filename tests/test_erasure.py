@@ -13,6 +13,7 @@ from pipelines.themes.job import run_theme_job
 from tests.fakes import KeywordEncoder
 
 MARKER = "Zyxwvutsmarkör"
+DEMO = Path(__file__).resolve().parents[1] / "demo"
 
 
 def _bytes_in_db(db: Path, needle: str) -> bool:
@@ -119,3 +120,30 @@ def test_a_text_that_lost_its_vector_while_a_record_was_encoded_is_encoded_on_th
         assert [r[0] for r in kept] == [text_hash]
     finally:
         svc.close()
+
+
+def test_a_record_erased_while_the_theme_job_runs_does_not_come_back_in_the_new_run(tmp_path: Path) -> None:
+    """The job reads every item first and writes its run minutes later: an erasure in between must
+    hold (no membership, no place among a theme's representatives), and the other items keep theirs."""
+    svc = Service(Settings(db=tmp_path / "j.duckdb"), encoder=KeywordEncoder())
+    svc.ingest("ideas", DEMO / "ideas.csv")
+    svc.cluster(show_bar=False)
+    # a representative of the first run: the next run, read before the erasure, would pick it again
+    victim = svc.store.themes.current_themes()[0].representatives[0]
+    assert victim["kind"] == "ideas"
+    others = {m["item_id"] for m in svc.store.themes.memberships()} - {victim["id"]}
+    erased: list[str] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "assign" and not erased:  # after the job has read the items, before it writes
+            svc.erase("ideas", victim["id"], actor="admin")
+            erased.append(victim["id"])
+
+    svc.cluster(progress=progress, show_bar=False)
+    assert erased and svc.store.get_record("ideas", victim["id"]) is None
+    members = {m["item_id"] for m in svc.store.themes.memberships()}
+    assert victim["id"] not in members
+    assert members == others  # everyone else keeps a place
+    reps = [r["id"] for t in svc.store.themes.current_themes() for r in t.representatives]
+    assert reps and victim["id"] not in reps
+    svc.close()

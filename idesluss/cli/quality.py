@@ -45,6 +45,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         db=args.feedback_db,
         stability=not args.no_stability,
         variants=not args.no_variants,
+        learning=not args.no_learning,
+        labels=not args.no_labels,
     )
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))
@@ -104,6 +106,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="skip the encoder variants (ONNX, int8, static; their first build takes about 3 minutes)",
     )
+    p.add_argument(
+        "--no-learning",
+        action="store_true",
+        help="skip the learning-from-coaches measurement (a real `learn` run on SweFAQ dev, about five minutes)",
+    )
+    p.add_argument("--no-labels", action="store_true", help="skip the theme labels of the dev sets and the demo")
     p.add_argument("--json", action="store_true")
 
     p = add_command(sub, "bench", "speed and memory against baselines measured in the same run", cmd_bench)

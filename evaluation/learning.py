@@ -83,7 +83,7 @@ def _sweparaphrase(before: Any, after: Any, path: Path) -> dict[str, Any]:
 
 
 # the settings of the first version of `learn` (fp32, top 6 layers, lr 3e-5): the timing baseline
-OLD_CONFIG = {"train_layers": 6, "lr": 3e-5, "batch_size": 16, "max_seq_length": 128}
+OLD_CONFIG: dict[str, Any] = {"train_layers": 6, "lr": 3e-5, "batch_size": 16, "max_seq_length": 128}
 
 
 def _train_timed(base: Path, pairs: list[TrainPair], cfg: TrainConfig, bf16: bool | None) -> dict[str, Any]:
@@ -149,7 +149,8 @@ def run(
             version = current_version(cache)
             assert version is not None
             after_enc = default_load(version.path, version.model_id)
-            fusion = FusionConfig(**report.fusion_after)
+            learned: dict[str, Any] = dict(report.fusion_after)
+            fusion = FusionConfig(**learned)
         else:
             after_enc, fusion = base, shipped
         after = Ranker(store, after_enc, ["needs"]).reciprocal_ranks(test_ex, fusion)

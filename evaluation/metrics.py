@@ -47,7 +47,7 @@ def ranking_report(
     return out
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties)."""
     from scipy.stats import spearmanr
 

@@ -68,6 +68,7 @@ def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
         svc.close()
 
 
+PAIRED = "ours minus anchor"  # evaluation.themes.topic_file's paired row
 LABELS_PER_SET = 5  # four sets: twenty labels to read in the report
 
 
@@ -122,12 +123,12 @@ def run_evaluation(
     stability: bool = True,
     variants: bool = True,
     learning: bool = True,
-    labels: bool = True,
+    show_labels: bool = True,
 ) -> dict[str, Any]:
     """Run every evaluation, print the tables, write report.md, results.json and plots to ``out_dir``.
 
     ``learning``: the learning-from-coaches measurement (:mod:`evaluation.learning`, about five
-    minutes: a real ``learn`` job on SweFAQ dev plus the 1,000-pair timing run); ``labels``: the
+    minutes: a real ``learn`` job on SweFAQ dev plus the 1,000-pair timing run); ``show_labels``: the
     first labels of each dev set's themes and the demo's (:mod:`evaluation.show_labels`).
     """
     from evaluation.extras import EXTRAS, require_extra
@@ -190,7 +191,7 @@ def run_evaluation(
             report["encoders"][STATIC]["themes_nmi_transformer"] = report["themes"][Path(topics[0]).parent.name][
                 "ours"
             ]["nmi"]
-    if labels:
+    if show_labels:
         report["labels"] = theme_labels(encoder)
     if learning and faq and para:
         from evaluation import learning as learning_eval
@@ -277,13 +278,22 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for name, res in report["themes"].items():
-        rows = {k: v for k, v in res.items() if "missing" not in v}
+        rows = {k: v for k, v in res.items() if "missing" not in v and k != PAIRED}
         parts += [
             f"### {name}",
             "",
             _table("pipeline", rows, ["nmi", "ari", "v_measure", "unassigned", "themes", "stop_word_rate"]),
             "",
         ]
+        if PAIRED in res:
+            d = res[PAIRED]
+            parts += [
+                f"Ours minus the anchor, same items (paired bootstrap 95 % interval; p: share of resamples where "
+                f"ours is not ahead): NMI {d['nmi']:+.3f} [{d['nmi_ci'][0]:+.3f}, {d['nmi_ci'][1]:+.3f}], "
+                f"p = {d['nmi_p']:.3f}; ARI {d['ari']:+.3f} [{d['ari_ci'][0]:+.3f}, {d['ari_ci'][1]:+.3f}], "
+                f"p = {d['ari_p']:.3f}.",
+                "",
+            ]
         parts += [f"{k}: not run ({v['missing']})." for k, v in res.items() if "missing" in v] + [""]
     if "reducers" in report:
         red = {k: v for k, v in report["reducers"].items() if k != "data"}
@@ -297,7 +307,8 @@ def _markdown(report: dict[str, Any]) -> str:
         st = report["stability"]
         parts += [
             f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
-            f"**{st['old_ideas_same_theme']:.1%}** of the ideas that had a theme keep the same theme id.",
+            f"**{st['old_ideas_same_theme']:.1%}** {_ci(st, 'old_ideas_same_theme')} of the ideas that had a theme "
+            "keep the same theme id (interval: ideas resampled, the two runs fixed).",
             "",
         ]
     if "encoders" in report:

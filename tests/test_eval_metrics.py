@@ -65,3 +65,34 @@ def test_clustering_interval_contains_its_estimate_despite_resampling_bias() -> 
     nmi = normalized_mutual_info_score(gold, labels)
     lo, hi = bootstrap_statistic_ci(lambda i: normalized_mutual_info_score(gold[i], labels[i]), len(gold), 300)
     assert lo < nmi < hi
+
+
+def test_the_paired_theme_comparison_favours_the_clustering_closer_to_the_topics() -> None:
+    from evaluation.themes import paired_agreement
+
+    rng = np.random.default_rng(3)
+    gold = np.repeat(["a", "b", "c"], 40)
+    close = np.repeat([0, 1, 2], 40)
+    close[rng.choice(120, 6, replace=False)] = -1  # a few unassigned
+    noise = rng.integers(0, 3, 120)
+    ahead = paired_agreement(gold.tolist(), close, noise)
+    assert ahead["nmi"] > 0.5 and ahead["nmi_ci"][0] > 0 and ahead["nmi_p"] < 0.05
+    assert ahead["ari"] > 0.5 and ahead["ari_ci"][0] > 0
+    behind = paired_agreement(gold.tolist(), noise, close)
+    assert behind["nmi"] == pytest.approx(-ahead["nmi"]) and behind["nmi_ci"][1] < 0 and behind["nmi_p"] > 0.95
+    same = paired_agreement(gold.tolist(), close, close.copy())
+    assert same["nmi"] == 0.0 and same["nmi_ci"] == [0.0, 0.0] and same["nmi_p"] == 1.0
+
+
+def test_the_stop_word_rate_counts_frequent_words_the_pipeline_does_not_filter() -> None:
+    pytest.importorskip("wordfreq", reason="the stop-word rate needs the eval extra (wordfreq)")
+    from evaluation.themes import independent_stop_words, stop_word_rate
+    from matcher.stopwords import stop_words
+
+    common = independent_stop_words()
+    # the measure can fail for the pipeline: frequent words its own list lets through
+    assert len(common - stop_words()) >= 20
+    leaked = sorted(common - stop_words())[0]
+    assert stop_word_rate([["cykelbana", "snöröjning"]]) == 0.0
+    assert stop_word_rate([["cykelbana", leaked]]) == 0.5
+    assert stop_word_rate([["och", "snöröjning", "gatubelysning", "att"]]) == 0.5

@@ -46,7 +46,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         stability=not args.no_stability,
         variants=not args.no_variants,
         learning=not args.no_learning,
-        labels=not args.no_labels,
+        show_labels=not args.no_labels,
     )
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))

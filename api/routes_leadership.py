@@ -24,7 +24,6 @@ from api.schemas import (
     ThemeSummary,
     UnmetNeed,
 )
-from idesluss.errors import NotFound
 
 router = APIRouter(tags=["leadership"], responses=PROBLEM_RESPONSES)
 
@@ -45,7 +44,7 @@ def _summary(t: dict[str, Any], trends: dict[str, dict[str, Any]] | None = None)
 
 
 def _trends(service: Any) -> dict[str, dict[str, Any]]:
-    return service.cached("theme-trends", service.store.trends.theme_trends)
+    return service.theme_trends()
 
 
 @router.get("/themes", response_model=Page[ThemeSummary], summary="Teman: storlek, tillväxt, förvaltningar")
@@ -78,19 +77,13 @@ def theme(theme_id: str, service: ServiceDep, user: LimitedLeader) -> ThemeDetai
     summary="Temasidan: representativa idéer, trend, förvaltningar och otillgodosedda behov",
 )
 def theme_page(theme_id: str, service: ServiceDep, user: LimitedLeader) -> ThemePageOut:
-    d = service.theme_detail(theme_id)
-    row = next((t for t in service.cached("themes", service.themes) if t["id"] == theme_id), None)
-    if row is None:  # the run changed between the two reads
-        raise NotFound(f"no theme with id {theme_id!r} in the current run")
-    tr = d["trend"]
-    answered = {need for (_, need), state in service.store.feedback.links().items() if state == "confirmed"}
-    open_needs = [n for n in d["need_members"] if n not in answered]
-    records = {r.id: r for r in service.store.records("needs", open_needs)}
+    p = service.theme_page(theme_id)
+    tr = p["detail"]["trend"]
     return ThemePageOut(
-        theme=_summary(row, _trends(service)),
-        representatives=d["representatives"],
+        theme=_summary(p["row"], _trends(service)),
+        representatives=p["detail"]["representatives"],
         per_month={"ideas": tr.get("ideas_per_month", {}), "needs": tr.get("needs_per_month", {})},
-        unmet=[UnmetNeed(id=i, title=records[i].title or records[i].text[:120]) for i in open_needs if i in records],
+        unmet=[UnmetNeed(**u) for u in p["unmet"]],
     )
 
 

@@ -280,6 +280,15 @@ def routes_for(client: httpx.Client, keys: dict[str, str], n: int, rng: np.rando
     stamp = time.time_ns()
     coach, lead, admin = auth["coach"], auth["leadership"], auth["admin"]
 
+    theme_ids: list[str] = []
+
+    def theme(i: int) -> str:  # the current run's themes, read once (the job has run before the routes)
+        if not theme_ids:
+            r = client.get("/themes?page_size=100", headers=lead)
+            r.raise_for_status()
+            theme_ids.extend(t["id"] for t in r.json()["items"])
+        return theme_ids[i % len(theme_ids)] if theme_ids else "none"
+
     def touch(i: int) -> None:  # an untimed write: cached answers are stale afterwards
         r = client.patch(f"/ideas/{patch_ids[-1 - i]}", json={"status": f"ändrad {i}"}, headers=coach)
         r.raise_for_status()
@@ -299,6 +308,7 @@ def routes_for(client: httpx.Client, keys: dict[str, str], n: int, rng: np.rando
         Route("POST /suggest", lambda i: client.post("/suggest", json={"text": drafts[i], "k": 5}, headers=coach)),
         Route("GET /themes", lambda i: client.get("/themes?page_size=50", headers=lead)),
         Route("GET /overview", lambda i: client.get("/overview", headers=lead)),
+        Route("GET /themes/{id}/page", lambda i: client.get(f"/themes/{theme(i)}/page", headers=lead)),
         Route("GET /admin/runs", lambda i: client.get("/admin/runs", headers=admin)),
         Route("GET /admin/audit", lambda i: client.get("/admin/audit?limit=100", headers=admin)),
         Route(

@@ -369,7 +369,27 @@ class Service:
 
     def theme_detail(self, theme_id: str) -> dict[str, Any]:
         """One theme: keywords, representatives (masked texts), trend and members."""
-        return self._themes.theme_detail(theme_id)
+        return self._themes.theme_detail(theme_id, self.theme_trends())
+
+    def theme_trends(self) -> dict[str, dict[str, Any]]:
+        """Every current theme's trend, computed once per theme run and write (a pass over its members)."""
+        return self.cached("theme-trends", self.store.trends.theme_trends)
+
+    def theme_page(self, theme_id: str) -> dict[str, Any]:
+        """One theme's page: its summary row, its detail and its needs that no idea is confirmed to answer.
+
+        Raises:
+            NotFound: no such theme in the current run (also when the run changed between the reads).
+        """
+        detail = self._themes.theme_detail(theme_id, self.theme_trends(), idea_members=False)
+        row = next((t for t in self.cached("themes", self.themes) if t["id"] == theme_id), None)
+        if row is None:  # the run changed between the two reads
+            raise NotFound(f"no theme with id {theme_id!r} in the current run")
+        answered = self.store.feedback.confirmed_needs(detail["need_members"])
+        open_needs = [n for n in detail["need_members"] if n not in answered]
+        records = {r.id: r for r in self.store.records("needs", open_needs)}
+        unmet = [{"id": i, "title": records[i].title or records[i].text[:120]} for i in open_needs if i in records]
+        return {"row": row, "detail": detail, "unmet": unmet}
 
     def curate(
         self,

@@ -130,8 +130,16 @@ class ThemeService:
                 out[(kind, rec.id)] = rec.title or rec.text
         return out
 
-    def theme_detail(self, theme_id: str) -> dict[str, Any]:
-        """One theme: keywords, representatives (masked texts), trend and members."""
+    def theme_detail(
+        self, theme_id: str, trends: dict[str, dict[str, Any]] | None = None, idea_members: bool = True
+    ) -> dict[str, Any]:
+        """One theme: keywords, representatives (masked texts), trend and members.
+
+        Args:
+            trends: every theme's trend (:meth:`store.trends.TrendRepository.theme_trends`), when the
+                caller has them cached; computed here otherwise (a pass over the run's members).
+            idea_members: False leaves ``members`` (the theme's idea ids) empty and reads only its needs.
+        """
         found = [t for t in self.store.themes.current_themes() if t.theme_id == theme_id]
         if not found:
             raise NotFound(f"no theme with id {theme_id!r} in the current run")
@@ -141,14 +149,14 @@ class ThemeService:
             rec = self.store.get_record(r["kind"], r["id"])
             if rec:
                 reps.append({"kind": r["kind"], "id": rec.id, "title": rec.title, "text": rec.text})
-        members = self.store.themes.memberships(theme_id)
+        members = self.store.themes.memberships(theme_id, kind=None if idea_members else "needs")
         return {
             "id": t.theme_id,
             "label": t.label,
             "keywords": t.keywords,
             "size": t.size,
             "representatives": reps,
-            "trend": self.store.trends.theme_trends().get(theme_id, {}),
+            "trend": (trends if trends is not None else self.store.trends.theme_trends()).get(theme_id, {}),
             "members": [m["item_id"] for m in members if m["kind"] == "ideas"],
             "need_members": [m["item_id"] for m in members if m["kind"] == "needs"],
         }

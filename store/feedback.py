@@ -57,6 +57,16 @@ class FeedbackRepository(Repository):
         )
         return {r[0] for r in rows}
 
+    def confirmed_needs(self, need_ids: list[str]) -> set[str]:
+        """Which of ``need_ids`` some idea is confirmed to answer (the database picks them)."""
+        if not need_ids:
+            return set()
+        rows = self._store.read(
+            "SELECT DISTINCT need_id FROM need_links WHERE state = 'confirmed' AND list_contains(?, need_id)",
+            [sorted(set(need_ids))],
+        )
+        return {r[0] for r in rows}
+
     def links(self, idea_id: str | None = None, need_id: str | None = None) -> dict[tuple[str, str], str]:
         """(idea id, need id) -> state for the links of one idea or one need."""
         sql, params = "SELECT idea_id, need_id, state FROM need_links WHERE ", []

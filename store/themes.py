@@ -292,8 +292,8 @@ class ThemeRepository(Repository):
             for r in rows
         ]
 
-    def memberships(self, theme_id: str | None = None) -> list[dict[str, Any]]:
-        """Members of the current run (one theme, or all), with map coordinates."""
+    def memberships(self, theme_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Members of the current run (one theme, or all; one kind, or both), with map coordinates."""
         run = self.current_run_id()
         if run is None:
             return []
@@ -302,6 +302,9 @@ class ThemeRepository(Repository):
         if theme_id is not None:
             sql += " AND theme_id = ?"
             params.append(theme_id)
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(check_kind(kind))
         rows = self._store.read(sql + " ORDER BY kind, item_id", params)
         return [{"kind": r[0], "item_id": r[1], "theme_id": r[2], "how": r[3], "x": r[4], "y": r[5]} for r in rows]
 

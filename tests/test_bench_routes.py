@@ -24,6 +24,7 @@ REQUIRED = {
     "POST /suggest",
     "GET /themes",
     "GET /overview",
+    "GET /themes/{id}/page",
     "GET /admin/runs",
     "GET /admin/audit",
     "GET /themes (after a write)",

@@ -246,3 +246,24 @@ def test_leadership_growth_needs_enough_items_and_csv_export(env) -> None:
     page = client.get(f"/themes/{themes[0]['id']}/page", headers=H(keys["leadership"])).json()
     assert page["theme"]["id"] == themes[0]["id"] and page["representatives"] and "ideas" in page["per_month"]
     assert client.get("/themes/nope/page", headers=H(keys["leadership"])).status_code == 404
+
+
+def test_a_theme_page_lists_the_needs_no_idea_is_confirmed_to_answer(env) -> None:
+    client, keys, svc = env
+    themes = client.get("/themes?page_size=100", headers=H(keys["leadership"])).json()["items"]
+    with_needs = [t["id"] for t in themes if svc.theme_detail(t["id"])["need_members"]]
+    assert with_needs, "the demo's themes hold needs"
+    tid = with_needs[0]
+    needs = svc.theme_detail(tid)["need_members"]
+    before = {u["id"] for u in client.get(f"/themes/{tid}/page", headers=H(keys["leadership"])).json()["unmet"]}
+    open_need = sorted(before)[0]
+    idea = svc.store.read_one("SELECT id FROM ideas ORDER BY id LIMIT 1")[0]
+    svc.set_link(idea, open_need, "confirmed", "coach")
+    after = {u["id"] for u in client.get(f"/themes/{tid}/page", headers=H(keys["leadership"])).json()["unmet"]}
+    assert after == before - {open_need}  # only the answered need leaves the list
+    assert after <= set(needs)
+    assert svc.store.feedback.confirmed_needs([open_need, "no-such-need"]) == {open_need}
+    assert svc.store.feedback.confirmed_needs([]) == set()
+    svc.set_link(idea, open_need, "rejected", "coach")  # a rejection answers nothing: the need is open again
+    again = {u["id"] for u in client.get(f"/themes/{tid}/page", headers=H(keys["leadership"])).json()["unmet"]}
+    assert again == before

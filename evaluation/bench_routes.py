@@ -415,6 +415,8 @@ def run_size(
                     f"[{n}] {route.name}: p50 {r['p50_ms']:.1f} p95 {r['p95_ms']:.1f} ms", file=sys.stderr, flush=True
                 )
         result["memory_end_mb"] = process_memory_mb(proc.pid)
+        result["cli_query_s"] = cli_query_seconds(db, env)
+        print(f"[{n}] CLI query beside the server: {result['cli_query_s']} s", file=sys.stderr, flush=True)
         _stop(proc)
         # a second start: the index saved by the first (at its build, and at its clean stop) is loaded
         t = time.perf_counter()
@@ -433,6 +435,23 @@ def run_size(
     return result
 
 
+def cli_query_seconds(db: Path, env: dict[str, str], runs: int = 3) -> dict[str, float]:
+    """Wall time of ``idesluss similar TEXT`` beside the running server, from process start to exit
+    (interpreter, imports, the hand-over to the server, the answer): median and max of ``runs``."""
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "idesluss", "--db", str(db), "similar", f"cykelväg och belysning {i}", "--k", "5"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
+        times.append(time.perf_counter() - t)
+    return {"median": round(float(np.median(times)), 2), "max": round(max(times), 2)}
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """A clean stop (SIGTERM: the server saves its index), killed after two minutes."""
     if proc.poll() is not None:
@@ -449,6 +468,10 @@ def ratios(results: list[dict]) -> dict[str, float]:
     """Per route: p95 at the largest size over p95 at the smallest."""
     small, large = results[0]["routes"], results[-1]["routes"]
     return {name: large[name]["p95_ms"] / small[name]["p95_ms"] for name in small if name in large}
+
+
+def _cli_cell(t: dict[str, float] | None) -> str:
+    return f"{t['median']:.2f}, {t['max']:.2f}" if t else "-"
 
 
 def table(report: dict) -> str:
@@ -470,14 +493,16 @@ def table(report: dict) -> str:
     lines += [
         "",
         "| size | build s | DB MB | first start s | start with saved index s | theme job s "
+        "| CLI query beside the server s (median, max of 3) "
         "| RSS after start MB (server alone) | RSS end MB (file-backed) | peak RSS MB |",
     ]
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         job = f"{r['theme_job_s']:.1f}" if r.get("theme_job_s") is not None else "-"
         lines.append(
             f"| {r['n']:,} | {r['build_s']:.1f} | {r['db_mb']:.0f} | {r['start_s']:.1f} "
             f"| {r.get('restart_s', math.nan):.1f} | {job} "
+            f"| {_cli_cell(r.get('cli_query_s'))} "
             f"| {r['memory_after_start_mb']['VmRSS']:.0f} ({r['memory_after_start_mb'].get('server_VmRSS', math.nan):.0f}) "
             f"| {r['memory_end_mb']['VmRSS']:.0f} ({r['memory_end_mb'].get('RssFile', math.nan):.0f}) "
             f"| {r['memory_end_mb']['VmHWM']:.0f} |"

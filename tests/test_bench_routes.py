@@ -34,7 +34,7 @@ REQUIRED = {
 
 @pytest.mark.slow
 def test_route_bench_reports_every_route_and_the_server_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evaluation.bench_routes import run, synthetic_texts
+    from evaluation.bench_routes import run, synthetic_texts, table
 
     monkeypatch.setenv("IDESLUSS_CACHE_DIR", str(MODEL_CACHE))
     out = tmp_path / "routes.json"
@@ -50,6 +50,8 @@ def test_route_bench_reports_every_route_and_the_server_memory(tmp_path: Path, m
     for figure in ("memory_after_start_mb", "memory_end_mb"):
         assert size[figure]["VmRSS"] > 50, figure  # a Python process with the model loaded: far above 50 MB
     assert size["start_s"] > 0 and size["theme_job_s"] > 0
+    assert 0 < size["cli_query_s"]["median"] <= size["cli_query_s"]["max"]
+    assert "CLI query beside the server" in table(report)
     assert set(report["ratios"]) == set(size["routes"])
     assert not list(tmp_path.glob("**/routes-300.duckdb")), "the benchmark database is removed after the run"
     # the synthetic texts are drawn from the vocabulary with repeats, so postings are long

@@ -103,6 +103,37 @@ def test_every_cli_command_works_beside_the_server(live_server, tmp_path: Path) 
     assert missing.returncode == 2 and "FINNS-INTE" in missing.stderr
     bad = _cli(live_server, "ingest", "ideas", str(tmp_path / "saknas.csv"))
     assert bad.returncode == 2 and "saknas.csv" in bad.stderr
+    rows = tmp_path / "nya.csv"
+    rows.write_text("id;text\nCLI-1;Fler bänkar längs älvpromenaden\nCLI-2;\n", encoding="utf-8")
+    ing = _cli(live_server, "ingest", "ideas", str(rows))
+    assert ing.returncode == 3, ing.stderr  # one row stored, one rejected with its line
+    assert "line 3 (id CLI-2)" in ing.stdout + ing.stderr, ing.stdout + ing.stderr
+    coach = {"Authorization": f"Bearer {live_server.keys['coach']}"}
+    assert httpx.get(live_server.url + "/ideas/CLI-1", headers=coach, timeout=30).status_code == 200
+    assert httpx.get(live_server.url + "/ideas/CLI-2", headers=coach, timeout=30).status_code == 404
+
+
+def test_a_cli_query_beside_the_server_loads_no_model(live_server) -> None:
+    """The command goes to the server: the CLI's own process imports neither torch nor transformers."""
+    probe = (
+        "import sys\n"
+        "from idesluss.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, "--db", str(live_server.db), "similar", "Säker cykelväg", "--k", "2", "--json"],
+        cwd=REPO,
+        env=live_server.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["results"]) == 2
+    assert "HEAVY []" in out.stderr, out.stderr
 
 
 def _children(pid: int) -> list[int]:

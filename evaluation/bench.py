@@ -300,8 +300,9 @@ def _module_json(module: str, args: list[str], out: Path) -> dict[str, Any]:
 
 
 def scale_bench(sizes: list[int], out: Path) -> dict[str, Any]:
-    """The dense index at each size (``evaluation.bench_scale``, synthetic vectors, default variant only)."""
-    return _module_json("evaluation.bench_scale", ["--sizes", *map(str, sizes), "--variants", "i8/float32"], out)
+    """The dense index at each size (``evaluation.bench_scale``, synthetic vectors), as the service builds it:
+    an i8 graph, float16 re-scoring (``idesluss/index.py``)."""
+    return _module_json("evaluation.bench_scale", ["--sizes", *map(str, sizes), "--variants", "i8/float16"], out)
 
 
 def load_bench(items: int, seconds: float, out: Path, upload_rows: int = 2000) -> dict[str, Any]:
@@ -345,7 +346,7 @@ def run_bench(
         require_extra("bench", "bench")
     sizes = sizes or ([2_000] if quick else [10_000, 100_000])
     theme_sizes = theme_sizes or ([2_000] if quick else [10_000, 50_000, 100_000])
-    scale_sizes = scale_sizes or ([10_000] if quick else [10_000, 100_000])
+    scale_sizes = scale_sizes or ([10_000] if quick else [10_000, 100_000, 1_000_000])  # synthetic vectors: minutes
     load_items = load_items or (1_000 if quick else 10_000)
     load_seconds = load_seconds or (3.0 if quick else 20.0)
     route_sizes = route_sizes or ([500, 2_000] if quick else [10_000, 100_000])

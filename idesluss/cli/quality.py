@@ -125,7 +125,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--theme-sizes", nargs="*", type=int, default=None, help="theme-job items (default 10000 50000 100000)"
     )
-    p.add_argument("--scale-sizes", help="dense-index rows, e.g. 10000,100000,1000000 (default 10000,100000)")
+    p.add_argument("--scale-sizes", help="dense-index rows (default 10000,100000,1000000; synthetic vectors)")
     p.add_argument("--load-items", type=int, default=None, help="ideas for the load section (default 10000)")
     p.add_argument("--load-seconds", type=float, default=None, help="seconds per load phase (default 20)")
     p.add_argument("--route-sizes", help="ideas for the route section, e.g. 10000,100000 (the default)")

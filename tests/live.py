@@ -70,8 +70,13 @@ def start_live_server(workdir: Path, model_cache: Path, extra_ideas: Path | None
     for role in ("coach", "leadership", "admin"):
         out = cli(db, "keys", "create", "--role", role, "--name", f"live-{role}", env=env).stdout
         keys[role] = out.strip().splitlines()[-1]
+    return serve(db, keys, env, workdir / "serve.log")
+
+
+def serve(db: Path, keys: dict[str, str], env: dict[str, str], log_path: Path) -> LiveServer:
+    """``idesluss serve`` on a free loopback port over an existing database, once /health answers."""
     port = free_port()
-    log = (workdir / "serve.log").open("w")
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "idesluss", "--db", str(db), "serve", "--port", str(port)],
         cwd=REPO,
@@ -83,7 +88,7 @@ def start_live_server(workdir: Path, model_cache: Path, extra_ideas: Path | None
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {(workdir / 'serve.log').read_text()[-2000:]}")
+            raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return LiveServer(url, db, keys, env, proc)

@@ -36,7 +36,6 @@ def build_db(db: Path, items: int, settings_env: dict[str, str]) -> dict[str, st
     from pipelines.records import embed_text, text_hash
     from pipelines.themes.job import run_theme_job
     from store import Record, Store
-    from store import keys as keystore
 
     settings = Settings()
     enc = load_encoder(settings.model, settings.cache_dir, precision=settings.precision, engine=settings.engine)
@@ -55,7 +54,7 @@ def build_db(db: Path, items: int, settings_env: dict[str, str]) -> dict[str, st
         store.put_embeddings(vector_key(enc.model_id, "query"), hashes, svecs)
         ingest_file(store, "needs", REPO / "demo" / "needs.jsonl", encoder=enc)
         run_theme_job(store, enc, show_bar=False)
-        return {role: keystore.create_key(store, role, f"load-{role}")[1] for role in ("coach", "leadership", "admin")}
+        return {role: store.keys.create_key(role, f"load-{role}")[1] for role in ("coach", "leadership", "admin")}
 
 
 def run_clients(url: str, keys: dict[str, str], clients: int, seconds: float, mix: str) -> dict:
@@ -425,10 +424,9 @@ def main(argv: list[str] | None = None) -> None:
                 proc.kill()
                 proc.wait()
         from store import Store
-        from store import feedback as fb
 
         with Store(db) as store:
-            stored = fb.count_feedback(store)
+            stored = store.feedback.count_feedback()
         sent = report["idle"]["feedback_sent"] + report.get("during_job", {}).get("feedback_sent", 0)
         report["feedback_rows_sent"], report["feedback_rows_stored"] = sent, stored
         report["feedback_rows_lost"] = sent - stored

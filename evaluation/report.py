@@ -46,11 +46,10 @@ def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
     """Where the items coaches marked useful (or duplicate) rank in today's answers."""
     from evaluation.metrics import ranking_report
     from idesluss.service import Query, Service
-    from store import feedback as fb
 
     svc = Service(settings.model_copy(update={"db": Path(db)}))
     try:
-        rows = fb.export_feedback(svc.store)
+        rows = svc.store.feedback.export_feedback()
         wanted: dict[tuple[str, str, str], set[str]] = {}
         for r in rows:
             if r["verdict"] in ("useful", "duplicate", "confirmed_need_link"):

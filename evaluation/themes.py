@@ -152,7 +152,6 @@ def stability(encoder: TextEncoder, corpus: DemoCorpus, added_share: float = 0.0
     from pipelines.ingest import ingest_file
     from pipelines.themes.job import run_theme_job
     from store import Store
-    from store import themes as sql
 
     rng = np.random.default_rng(seed)
     ideas = list(corpus.ideas)
@@ -175,10 +174,10 @@ def stability(encoder: TextEncoder, corpus: DemoCorpus, added_share: float = 0.0
             ingest_file(store, "ideas", write([r for i, r in enumerate(ideas) if i not in late], "a.csv"), encoder)
             ingest_file(store, "needs", needs, encoder)
             run_theme_job(store, encoder, show_bar=False)
-            before = {(m["kind"], m["item_id"]): m["theme_id"] for m in sql.memberships(store)}
+            before = {(m["kind"], m["item_id"]): m["theme_id"] for m in store.themes.memberships()}
             ingest_file(store, "ideas", write([r for i, r in enumerate(ideas) if i in late], "b.csv"), encoder)
             record = run_theme_job(store, encoder, show_bar=False)
-            after = {(m["kind"], m["item_id"]): m["theme_id"] for m in sql.memberships(store)}
+            after = {(m["kind"], m["item_id"]): m["theme_id"] for m in store.themes.memberships()}
     old_ideas = [k for k, v in before.items() if k[0] == "ideas" and v]
     kept = np.array([after.get(k) == before[k] for k in old_ideas], dtype=float)
     from evaluation.metrics import bootstrap_ci

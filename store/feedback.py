@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from store.base import Repository, now
-
-if TYPE_CHECKING:
-    from store.db import Store
 
 VERDICTS = ("useful", "not_useful", "duplicate", "confirmed_need_link", "rejected_need_link")
 LINK_STATES = ("confirmed", "rejected")
@@ -94,13 +91,3 @@ class FeedbackRepository(Repository):
         """Number of feedback rows."""
         row = self._store.read_one("SELECT count(*) FROM feedback")
         return int(row[0]) if row else 0
-
-
-def export_feedback(store: Store) -> list[dict[str, Any]]:
-    """Deprecated: use ``store.feedback.export_feedback()`` (kept for ``evaluation/``)."""
-    return store.feedback.export_feedback()
-
-
-def count_feedback(store: Store) -> int:
-    """Deprecated: use ``store.feedback.count_feedback()`` (kept for ``evaluation/``)."""
-    return store.feedback.count_feedback()

@@ -7,12 +7,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from store.base import Repository, now
-
-if TYPE_CHECKING:
-    from store.db import Store
 
 ROLES = ("coach", "leadership", "admin", "region")
 PREFIX = "idk"
@@ -188,8 +185,3 @@ class AuditRepository(Repository):
             "SELECT happened_at, actor, action, kind, item_id FROM audit ORDER BY happened_at DESC LIMIT ?", [limit]
         )
         return [{"at": r[0], "actor": r[1], "action": r[2], "kind": r[3], "item_id": r[4]} for r in rows]
-
-
-def create_key(store: Store, role: str, name: str) -> tuple[str, str]:
-    """Deprecated: use ``store.keys.create_key(role, name)`` (kept for ``evaluation/``)."""
-    return store.keys.create_key(role, name)

@@ -334,11 +334,6 @@ class ThemeRepository(Repository):
         return rows  # type: ignore[return-value]
 
 
-def memberships(store: Store, theme_id: str | None = None) -> list[dict[str, Any]]:
-    """Deprecated: use ``store.themes.memberships(theme_id)`` (kept for ``evaluation/``)."""
-    return store.themes.memberships(theme_id)
-
-
 def _erased_since(con: Any, members: list[MemberRow]) -> set[tuple[str, str]]:
     """The (kind, id) of ``members`` whose record is no longer stored (erased while the job ran)."""
     gone: set[tuple[str, str]] = set()

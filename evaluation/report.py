@@ -272,8 +272,9 @@ def _markdown(report: dict[str, Any]) -> str:
         "## Themes",
         "",
         "The anchor is the real BERTopic (documented defaults, UMAP random_state fixed) on the same model's "
-        "passage vectors. stop_word_rate: share of keywords among wordfreq's 80 most frequent Swedish words, "
-        "a list the pipeline does not filter with. Intervals: items resampled, clustering fixed.",
+        f"passage vectors. stop_word_rate: share of keywords among wordfreq's {theme_eval.INDEPENDENT_STOP_TOP_N} "
+        "most frequent Swedish words, a list the pipeline does not filter with. "
+        "Intervals: items resampled, clustering fixed.",
         "",
     ]
     for name, res in report["themes"].items():

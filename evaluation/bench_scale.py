@@ -229,10 +229,16 @@ def _mb(b: float) -> str:
     return f"{b / 1e6:,.0f}"
 
 
-def tables(sizes: list[SizeRow], precision: list[PrecisionRow], filters: list[FilterRow], n_queries: int) -> str:
-    """The Markdown report."""
+def tables(
+    sizes: list[SizeRow],
+    precision: list[PrecisionRow],
+    filters: list[FilterRow],
+    n_queries: int,
+    main: tuple[str, str] = ("i8", "float16"),
+) -> str:
+    """The Markdown report; ``main``: the (graph, re-scoring) dtypes of the main table's index."""
     base = sizes[0]
-    p = HnswIndex(DIM).params()
+    p = HnswIndex(DIM, graph_dtype=main[0], rescore_dtype=main[1]).params()
     out = [
         f"SYNTHETIC clustered unit vectors, dim {DIM} (make_blobs in 64-d, projected, noise 0.5), not embeddings; "
         f"{n_queries} held-out queries; k=10; HNSW M={p['connectivity']}, efConstruction={p['expansion_add']}, "
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         precision += p
         filters += f
         gc.collect()
-    md = tables(sizes, precision, filters, args.queries)
+    md = tables(sizes, precision, filters, args.queries, variants[0])  # type: ignore[arg-type]
     print()
     print(md)
     if args.out:

@@ -217,9 +217,14 @@ def test_admin_upload_curate_job_erase_and_keys(env) -> None:
     r = client.post("/admin/ingest/ideas", files={"file": ("x.xlsx", io.BytesIO(b"PK"), "application/zip")}, headers=a)
     assert r.status_code == 415
     tid = theme_id(client, keys)
+    before = client.get("/overview", headers=a).json()  # cached as JSON: a curation must reach it
+    assert tid in {t["id"] for t in before["themes"]} and "Nytt namn" not in {t["label"] for t in before["themes"]}
     r = client.post(f"/admin/themes/{tid}/curate", json={"action": "rename", "name": "Nytt namn"}, headers=a)
     assert r.status_code == 201
     assert client.get(f"/themes/{tid}", headers=a).json()["label"] == "Nytt namn"
+    after = client.get("/overview", headers=a)
+    assert after.headers["content-type"] == "application/json"
+    assert {t["id"]: t["label"] for t in after.json()["themes"]}[tid] == "Nytt namn"
     r = client.post(f"/admin/themes/{tid}/curate", json={"action": "merge", "other_theme_id": tid}, headers=a)
     assert r.status_code == 400
     job = client.post("/admin/jobs/cluster", headers=a).json()

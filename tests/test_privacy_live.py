@@ -11,14 +11,13 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live import REPO
+from tests.live import cli
 
 pytestmark = pytest.mark.slow
 
@@ -93,14 +92,7 @@ def test_no_personal_data_reaches_any_file_through_any_write_path(live_server, t
     # 5. the CLI beside the running server (forwarded to it)
     cli_file = inputs / "cli.csv"
     cli_file.write_text(f"id;text;telefon\nPRIV-CLI;Qwxcli {PHONE} {PNR};{PHONE}\n", encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "idesluss", "--db", str(db), "ingest", "ideas", str(cli_file)],
-        cwd=REPO,
-        env=live_server.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(db, "ingest", "ideas", str(cli_file), env=live_server.env, check=False)
     assert proc.returncode == 0, proc.stderr
 
     for control in ("Qwxtext", "Qwxtitel", "Qwxavdelning", "Qwxutfall", "Qwxkalla", "Qwxuppdaterad"):
@@ -189,25 +181,12 @@ def test_delete_through_the_cli_beside_the_server(live_server) -> None:
     assert r.status_code == 201
 
     def delete() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "idesluss", "--db", str(live_server.db), "delete", "ideas", "CLI-DEL"],
-            cwd=REPO,
-            env={**live_server.env, "PYTHONWARNINGS": "ignore"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        env = {**live_server.env, "PYTHONWARNINGS": "ignore"}
+        return cli(live_server.db, "delete", "ideas", "CLI-DEL", env=env, check=False)
 
     first, second = delete(), delete()
     backup = live_server.db.parent.parent / f"{live_server.db.stem}-backup.duckdb"
-    proc = subprocess.run(
-        [sys.executable, "-m", "idesluss", "--db", str(live_server.db), "backup", str(backup)],
-        cwd=REPO,
-        env=live_server.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(live_server.db, "backup", str(backup), env=live_server.env, check=False)
     assert proc.returncode == 0 and backup.is_file(), proc.stderr
     assert b"Clidelxq" not in backup.read_bytes()
     assert first.returncode == 0 and "erased idea CLI-DEL" in first.stdout, first.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live import REPO
+from tests.live import REPO, cli
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +66,7 @@ def test_health_answers_throughout_a_2000_row_upload(live_server, tmp_path: Path
 
 
 def _cli(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "idesluss", "--db", str(server.db), *args],
-        cwd=REPO,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return cli(server.db, *args, env=server.env, check=False)
 
 
 def test_every_cli_command_works_beside_the_server(live_server, tmp_path: Path) -> None:

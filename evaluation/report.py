@@ -42,6 +42,11 @@ def _ci(values: dict[str, Any], key: str) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
 
 
+def _pct_ci(values: dict[str, Any], key: str) -> str:
+    ci = values.get(f"{key}_ci")
+    return f"[{ci[0]:.1%}, {ci[1]:.1%}]" if ci else ""
+
+
 def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
     """Where the items coaches marked useful (or duplicate) rank in today's answers."""
     from evaluation.metrics import ranking_report
@@ -79,7 +84,6 @@ def theme_labels(encoder: Any, per_set: int = LABELS_PER_SET) -> dict[str, Any]:
     representative title, majority topic, whether the label is adjective-only).
     """
     from evaluation.show_labels import SETS, demo_kinds, load_set, set_labels
-    from pipelines.themes.labels import adjective_only
 
     out: dict[str, Any] = {}
     for name in SETS:
@@ -104,7 +108,7 @@ def theme_labels(encoder: Any, per_set: int = LABELS_PER_SET) -> dict[str, Any]:
                     "size": t["size"],
                     "title": t["title"],
                     "topic": t["topic"],
-                    "adjective_only": adjective_only(t["label"].lower()),
+                    "adjective_terms": t["adjective_terms"],
                 }
                 for t in themes[:per_set]
             ],
@@ -288,10 +292,9 @@ def _markdown(report: dict[str, Any]) -> str:
         if PAIRED in res:
             d = res[PAIRED]
             parts += [
-                f"Ours minus the anchor, same items (paired bootstrap 95 % interval; p: share of resamples where "
-                f"ours is not ahead): NMI {d['nmi']:+.3f} [{d['nmi_ci'][0]:+.3f}, {d['nmi_ci'][1]:+.3f}], "
-                f"p = {d['nmi_p']:.3f}; ARI {d['ari']:+.3f} [{d['ari_ci'][0]:+.3f}, {d['ari_ci'][1]:+.3f}], "
-                f"p = {d['ari_p']:.3f}.",
+                f"Ours minus the anchor, same items (paired bootstrap 95 % interval): NMI {d['nmi']:+.3f} "
+                f"[{d['nmi_ci'][0]:+.3f}, {d['nmi_ci'][1]:+.3f}]; ARI {d['ari']:+.3f} "
+                f"[{d['ari_ci'][0]:+.3f}, {d['ari_ci'][1]:+.3f}].",
                 "",
             ]
         parts += [f"{k}: not run ({v['missing']})." for k, v in res.items() if "missing" in v] + [""]
@@ -307,7 +310,7 @@ def _markdown(report: dict[str, Any]) -> str:
         st = report["stability"]
         parts += [
             f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
-            f"**{st['old_ideas_same_theme']:.1%}** {_ci(st, 'old_ideas_same_theme')} of the ideas that had a theme "
+            f"**{st['old_ideas_same_theme']:.1%}** {_pct_ci(st, 'old_ideas_same_theme')} of the ideas that had a theme "
             "keep the same theme id (interval: ideas resampled, the two runs fixed).",
             "",
         ]
@@ -382,9 +385,10 @@ def _labels_md(labels: dict[str, Any]) -> list[str]:
             "|---|---|---|---|",
         ]
         for t in res["largest"]:
-            flag = " (adjective-only)" if t["adjective_only"] else ""
+            flag = f" (adjective-only: {', '.join(t['adjective_terms'])})" if t.get("adjective_terms") else ""
             title = (t["title"] or "").replace("|", "/")[:90]
-            parts.append(f"| {t['label']}{flag} | {t['size']} | {title} | {t['topic']} |")
+            topic = "(no topics)" if t["topic"].startswith("? (") else t["topic"]
+            parts.append(f"| {t['label']}{flag} | {t['size']} | {title} | {topic} |")
         parts.append("")
     return parts
 

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from evaluation.datasets import SHARED_DATA, load_demo, load_swefaq, load_topic_file
-from matcher.swedish import stem
+from matcher.swedish import Analyzer, stem
 from pipelines.themes import compute
 from pipelines.themes.config import ThemeJobConfig
-from pipelines.themes.labels import adjective_only, representative_title
+from pipelines.themes.labels import CorpusWords, adjective_only, representative_title, theme_term_counts
 
 SETS = ("argumentation", "sib200", "swefaq", "demo")
 
@@ -84,6 +84,8 @@ def set_labels(
         [t.label for t in labelled.themes], np.stack([t.centroid for t in labelled.themes]), encode
     )
 
+    corpus = corpus_words(texts)
+
     def title_of(kind: str, rid: str) -> str | None:
         return titles[int(rid)] or texts[int(rid)]
 
@@ -101,6 +103,7 @@ def set_labels(
                 "coverage": coverage(theme.label, [texts[r] for r in rows]),
                 "topic_hit": _fold(top[0])[:5] in _fold(theme.label),
                 "identifiable": identified[k],
+                "adjective_terms": adjective_terms(theme.label, corpus),
             }
         )
     return sorted(out, key=lambda t: -t["size"])
@@ -109,6 +112,20 @@ def set_labels(
 def label_terms_of(label: str) -> list[str]:
     """The terms of a label ("A, B och C" -> [a, b, c])."""
     return [p.strip() for p in label.lower().replace(" och ", ", ").split(",") if p.strip()]
+
+
+def adjective_terms(label: str, corpus: CorpusWords | None = None) -> list[str]:
+    """The terms of a label that are adjective-only by the labeller's own rules, which a label
+    should never hold. ``corpus``: the set's words (:func:`corpus_words`), as the job reads them
+    ("äldre" used as a noun is no adjective); without it the suffix and comparative rules alone."""
+    return [term for term in label_terms_of(label) if adjective_only(term, corpus)]
+
+
+def corpus_words(texts: list[str]) -> CorpusWords:
+    """What the adjective rule reads from a set's texts, as the job's labelling does."""
+    analyzer = Analyzer(split_known_words=False)
+    analyzer.learn(texts)
+    return CorpusWords.from_forms([theme_term_counts(analyzer, texts)[1]])
 
 
 def coverage(label: str, texts: list[str]) -> float:
@@ -171,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         ident = np.mean([t["identifiable"] for t in themes]) if themes else 0.0
         print(f"\n## {name}: {len(themes)} themes; coverage {cov:.3f}, topic hit {hit:.2f}, identifiable {ident:.2f}")
         for t in themes:
-            flag = "  [adjective-only!]" if adjective_only(t["label"].lower()) else ""
+            bad = t["adjective_terms"]
+            flag = f"  [adjective-only: {', '.join(bad)}]" if bad else ""
             print(f"- {t['label']}  ({t['size']}; majority topic {t['topic']}){flag}")
             print(f"    idé: {t['title']}")
             print(f"    nyckelord: {', '.join(t['keywords'])}")

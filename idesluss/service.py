@@ -376,14 +376,19 @@ class Service:
         return self.cached("theme-trends", self.store.trends.theme_trends)
 
     def theme_page(self, theme_id: str) -> dict[str, Any]:
-        """One theme's page: its summary row, its detail and its needs that no idea is confirmed to answer.
+        """One theme's page: its summary row, its detail and its needs that no idea is confirmed to answer,
+        all of one theme run (read again when a run was switched in between).
 
         Raises:
-            NotFound: no such theme in the current run (also when the run changed between the reads).
+            NotFound: no such theme in the current run.
         """
-        detail = self._themes.theme_detail(theme_id, self.theme_trends(), idea_members=False)
-        row = next((t for t in self.cached("themes", self.themes) if t["id"] == theme_id), None)
-        if row is None:  # the run changed between the two reads
+        for _ in range(3):
+            run = self.store.themes.current_run_id()
+            detail = self._themes.theme_detail(theme_id, self.theme_trends(), idea_members=False)
+            row = next((t for t in self.cached("themes", self.themes) if t["id"] == theme_id), None)
+            if self.store.themes.current_run_id() == run:
+                break
+        if row is None:
             raise NotFound(f"no theme with id {theme_id!r} in the current run")
         answered = self.store.feedback.confirmed_needs(detail["need_members"])
         open_needs = [n for n in detail["need_members"] if n not in answered]

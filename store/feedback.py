@@ -59,7 +59,7 @@ class FeedbackRepository(Repository):
         if not need_ids:
             return set()
         rows = self._store.read(
-            "SELECT DISTINCT need_id FROM need_links WHERE state = 'confirmed' AND list_contains(?, need_id)",
+            "SELECT DISTINCT need_id FROM need_links WHERE state = 'confirmed' AND need_id IN (SELECT unnest(?))",
             [sorted(set(need_ids))],
         )
         return {r[0] for r in rows}

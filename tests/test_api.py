@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,20 @@ def test_themes_carry_their_most_representative_title_and_growth_only_with_enoug
     for t in items:
         if t["growth"] is not None:
             assert min(t["last_quarter_count"], t["previous_quarter_count"]) >= 5
+
+
+def test_an_erasure_reaches_the_cached_overview(env) -> None:
+    """The overview is served from a cache of its JSON; an erased idea's title must leave it at once."""
+    client, keys, svc = env
+    lead, admin = H(keys["leadership"]), H(keys["admin"])
+    text = client.get("/overview", headers=lead).text
+    assert client.get("/overview", headers=lead).text == text  # served from the cache
+    titles = {}
+    for rec in svc.store.records("ideas"):
+        shown = rec.title or rec.text[:80]
+        if len(shown) > 12 and text.count(json.dumps(shown, ensure_ascii=False)[1:-1]) == 1:
+            titles[rec.id] = shown
+    victim, shown = sorted(titles.items())[0]  # an idea on the map whose title appears once
+    assert client.delete(f"/admin/ideas/{victim}", headers=admin).status_code == 204
+    after = client.get("/overview", headers=lead).text
+    assert json.dumps(shown, ensure_ascii=False)[1:-1] not in after

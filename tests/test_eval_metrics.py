@@ -76,12 +76,12 @@ def test_the_paired_theme_comparison_favours_the_clustering_closer_to_the_topics
     close[rng.choice(120, 6, replace=False)] = -1  # a few unassigned
     noise = rng.integers(0, 3, 120)
     ahead = paired_agreement(gold.tolist(), close, noise)
-    assert ahead["nmi"] > 0.5 and ahead["nmi_ci"][0] > 0 and ahead["nmi_p"] < 0.05
+    assert ahead["nmi"] > 0.5 and ahead["nmi_ci"][0] > 0
     assert ahead["ari"] > 0.5 and ahead["ari_ci"][0] > 0
     behind = paired_agreement(gold.tolist(), noise, close)
-    assert behind["nmi"] == pytest.approx(-ahead["nmi"]) and behind["nmi_ci"][1] < 0 and behind["nmi_p"] > 0.95
+    assert behind["nmi"] == pytest.approx(-ahead["nmi"]) and behind["nmi_ci"][1] < 0
     same = paired_agreement(gold.tolist(), close, close.copy())
-    assert same["nmi"] == 0.0 and same["nmi_ci"] == [0.0, 0.0] and same["nmi_p"] == 1.0
+    assert same["nmi"] == 0.0 and same["nmi_ci"] == [0.0, 0.0]
 
 
 def test_the_stop_word_rate_counts_frequent_words_the_pipeline_does_not_filter() -> None:

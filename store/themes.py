@@ -339,21 +339,9 @@ def _erased_since(con: Any, members: list[MemberRow]) -> set[tuple[str, str]]:
     gone: set[tuple[str, str]] = set()
     for kind in ("ideas", "needs"):
         ids = sorted({m.item_id for m in members if m.kind == kind})
-        if not ids:
-            continue
-        con.register("_run_ids", _id_table(ids))
-        try:
+        if ids:
             missing = con.execute(
-                f"SELECT r.item_id FROM _run_ids r ANTI JOIN {check_kind(kind)} t ON t.id = r.item_id"
+                f"SELECT r.id FROM (SELECT unnest(?) AS id) r ANTI JOIN {check_kind(kind)} t ON t.id = r.id", [ids]
             ).fetchall()
-        finally:
-            con.unregister("_run_ids")
-        gone.update((kind, row[0]) for row in missing)
+            gone.update((kind, row[0]) for row in missing)
     return gone
-
-
-def _id_table(ids: list[str]) -> Any:
-    """A one-column Arrow table of ids (``item_id``), for a join inside DuckDB."""
-    import pyarrow as pa
-
-    return pa.table({"item_id": pa.array(ids, pa.string())})

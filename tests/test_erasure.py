@@ -131,6 +131,7 @@ def test_a_record_erased_while_the_theme_job_runs_does_not_come_back_in_the_new_
     # a representative of the first run: the next run, read before the erasure, would pick it again
     victim = svc.store.themes.current_themes()[0].representatives[0]
     assert victim["kind"] == "ideas"
+    text = svc.store.get_record("ideas", victim["id"]).text
     others = {m["item_id"] for m in svc.store.themes.memberships()} - {victim["id"]}
     erased: list[str] = []
 
@@ -147,3 +148,4 @@ def test_a_record_erased_while_the_theme_job_runs_does_not_come_back_in_the_new_
     reps = [r["id"] for t in svc.store.themes.current_themes() for r in t.representatives]
     assert reps and victim["id"] not in reps
     svc.close()
+    assert not _bytes_in_db(tmp_path / "j.duckdb", text)  # the erased text is in no byte of the file

@@ -31,6 +31,8 @@ def test_health_answers_throughout_a_2000_row_upload(live_server, tmp_path: Path
             result["response"] = c.post("/admin/ingest/ideas", files={"file": ("stor.csv", fh)}, headers=admin)
 
     coach = {"Authorization": f"Bearer {live_server.keys['coach']}"}
+    lead = {"Authorization": f"Bearer {live_server.keys['leadership']}"}
+    theme = httpx.get(live_server.url + "/themes", headers=lead, timeout=60).json()["items"][0]["id"]
     t = threading.Thread(target=send)
     t.start()
     latencies: list[float] = []
@@ -41,6 +43,9 @@ def test_health_answers_throughout_a_2000_row_upload(live_server, tmp_path: Path
             start = time.perf_counter()
             codes.append(c.get("/health").status_code)
             latencies.append(time.perf_counter() - start)
+            # the leadership views: each upload batch makes their cached answers stale
+            codes.append(c.get("/overview", headers=lead).status_code)
+            codes.append(c.get(f"/themes/{theme}/page", headers=lead).status_code)
             page = c.get("/ideas", params={"page": 1 + len(pages) % 5, "page_size": 20}, headers=coach)
             codes.append(page.status_code)
             pages.append([i["id"] for i in page.json()["items"]] if page.status_code == 200 else [])

@@ -37,14 +37,11 @@ def _table(title: str, rows: dict[str, dict[str, Any]], columns: list[str]) -> s
     return "\n".join(lines)
 
 
-def _ci(values: dict[str, Any], key: str) -> str:
+def _ci(values: dict[str, Any], key: str, percent: bool = False) -> str:
     ci = values.get(f"{key}_ci")
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-
-
-def _pct_ci(values: dict[str, Any], key: str) -> str:
-    ci = values.get(f"{key}_ci")
-    return f"[{ci[0]:.1%}, {ci[1]:.1%}]" if ci else ""
+    if not ci:
+        return ""
+    return f"[{ci[0]:.1%}, {ci[1]:.1%}]" if percent else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def feedback_eval(db: str, settings: Any) -> dict[str, Any]:
@@ -81,7 +78,7 @@ def theme_labels(encoder: Any, per_set: int = LABELS_PER_SET) -> dict[str, Any]:
 
     Per set: the label figures over all its themes (coverage, topic hit, identifiable: see
     :mod:`evaluation.show_labels`) and the ``per_set`` largest themes (label, size, most
-    representative title, majority topic, whether the label is adjective-only).
+    representative title, majority topic, the label's adjective-only terms).
     """
     from evaluation.show_labels import SETS, demo_kinds, load_set, set_labels
 
@@ -310,7 +307,7 @@ def _markdown(report: dict[str, Any]) -> str:
         st = report["stability"]
         parts += [
             f"Stability: after adding {st['added']} ideas (5 %) and re-running, "
-            f"**{st['old_ideas_same_theme']:.1%}** {_pct_ci(st, 'old_ideas_same_theme')} of the ideas that had a theme "
+            f"**{st['old_ideas_same_theme']:.1%}** {_ci(st, 'old_ideas_same_theme', percent=True)} of the ideas that had a theme "
             "keep the same theme id (interval: ideas resampled, the two runs fixed).",
             "",
         ]
